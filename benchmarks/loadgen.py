@@ -1,0 +1,100 @@
+"""A small closed-loop HTTP/1.1 load generator (asyncio, keep-alive).
+
+Each of ``concurrency`` connections sends one request, waits for the reply,
+then sends the next, for ``duration`` seconds or ``requests`` requests,
+whichever comes first. It reconnects when the server closes the connection
+(wsgiref answers HTTP/1.0 and closes after every reply), so servers with and
+without keep-alive are measured the same way. Run it in its own process so it
+does not share a GIL with the server under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+
+@dataclass
+class Result:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    elapsed: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.elapsed if self.elapsed else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    keep = lines[0].startswith(b"HTTP/1.1")
+    length = None
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"connection":
+            keep = value.strip().lower() == b"keep-alive"
+    if length is None:
+        await reader.read()  # body until close
+        keep = False
+    else:
+        await reader.readexactly(length)
+    return status, keep
+
+
+async def _worker(host, port, paths, stop_at, budget, result):
+    reader = writer = None
+    i = 0
+    while time.perf_counter() < stop_at and budget[0] > 0:
+        budget[0] -= 1
+        path = paths[i % len(paths)]
+        i += 1
+        start = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            writer.write(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host.encode()))
+            status, keep = await _read_response(reader)
+        except (OSError, asyncio.IncompleteReadError):
+            result.errors += 1
+            writer = None
+            continue
+        result.latencies.append(time.perf_counter() - start)
+        if status >= 400:
+            result.errors += 1
+        if not keep:
+            writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+
+
+async def _run(url, paths, concurrency, duration, requests):
+    parts = urlsplit(url)
+    result = Result()
+    budget = [requests]
+    start = time.perf_counter()
+    stop_at = start + duration
+    await asyncio.gather(*(_worker(parts.hostname, parts.port, paths, stop_at, budget, result)
+                           for _ in range(concurrency)))
+    result.elapsed = time.perf_counter() - start
+    return result
+
+
+def run(url: str, paths: list[str], concurrency: int = 8, duration: float = 3.0,
+        requests: int = 10**9) -> Result:
+    """Load ``url`` with GET ``paths`` (cycled). Blocking."""
+    encoded = [p.encode() for p in paths]
+    return asyncio.run(_run(url, encoded, concurrency, duration, requests))

@@ -1,0 +1,170 @@
+"""DTClient: the only code that talks to Redis backends.
+
+One redis-py connection pool per backend, created once and reused. A write is
+fanned out to all its copies in parallel without threads: the command is sent
+on one pooled connection per backend, then the replies are read, so r+1 copies
+cost about one round trip. Every socket has a timeout, so a dead or hung
+backend costs at most ``timeout`` seconds, never a stalled server.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from .config import parse_address
+from .exceptions import CommandError, UnavailableError
+
+# Errors that mean "this backend is not answering", as opposed to Redis
+# answering with an error about the data (ResponseError).
+DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def describe(exc: BaseException) -> str:
+    """A short reason for a failed backend, for error messages."""
+    if isinstance(exc, RedisTimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    return text.splitlines()[0][:200]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one backend answered to one command."""
+
+    node: str
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def rejected(self) -> bool:
+        """Redis answered, with an error about the command or the data."""
+        return isinstance(self.error, ResponseError)
+
+    @property
+    def down(self) -> bool:
+        return self.error is not None and not self.rejected
+
+
+PoolFactory = Callable[[str], redis.ConnectionPool]
+
+
+class DTClient:
+    """Connection pools to every backend, keyed by ``"host:port"``."""
+
+    def __init__(self, nodes: Iterable[str] = (), *, password: str | None = None,
+                 timeout: float = 1.0, max_connections: int = 64,
+                 pool_factory: PoolFactory | None = None):
+        self.password = password
+        self.timeout = timeout
+        self.max_connections = max_connections
+        self._pool_factory = pool_factory or self._default_pool
+        self._pools: dict[str, redis.ConnectionPool] = {}
+        self._lock = threading.Lock()
+        for node in nodes:
+            self.pool(node)
+
+    def _default_pool(self, node: str) -> redis.ConnectionPool:
+        host, port = parse_address(node)
+        return redis.BlockingConnectionPool(
+            host=host, port=port, password=self.password,
+            socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
+            retry=Retry(NoBackoff(), 0), max_connections=self.max_connections,
+            timeout=self.timeout)
+
+    def pool(self, node: str) -> redis.ConnectionPool:
+        pool = self._pools.get(node)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(node)
+                if pool is None:
+                    pool = self._pools[node] = self._pool_factory(node)
+        return pool
+
+    def redis(self, node: str) -> redis.Redis:
+        """A redis-py client on the backend's pool (for admin work, not the hot path)."""
+        return redis.Redis(connection_pool=self.pool(node))
+
+    def execute(self, node: str, *args: Any) -> Any:
+        """Run one command on one backend; raw reply, redis-py errors unchanged."""
+        return _single(self.pool(node), args)
+
+    def read(self, nodes: Sequence[str], *args: Any, key: str = "") -> tuple[Any, str]:
+        """Ask ``nodes`` in order; the first answer wins. Returns ``(reply, node)``.
+
+        An error about the data (WRONGTYPE) is the answer, not a failure, and is
+        raised as :class:`CommandError`. If no backend answers,
+        :class:`UnavailableError` says why for each.
+        """
+        failures: dict[str, str] = {}
+        for node in nodes:
+            try:
+                return _single(self.pool(node), args), node
+            except ResponseError as e:
+                raise CommandError.from_redis(e) from e
+            except DOWN_ERRORS as e:
+                failures[node] = describe(e)
+        raise UnavailableError(key, failures)
+
+    def fanout(self, nodes: Sequence[str], *args: Any) -> list[Outcome]:
+        """Run one command on every node in parallel; one outcome per node, in order."""
+        sent: list[tuple[str, redis.ConnectionPool, Any]] = []
+        outcomes: dict[str, Outcome] = {}
+        for node in nodes:
+            pool = self.pool(node)
+            conn = None
+            try:
+                conn = pool.get_connection()
+                conn.send_command(*args)
+                sent.append((node, pool, conn))
+            except DOWN_ERRORS as e:
+                outcomes[node] = Outcome(node, error=e)
+                if conn is not None:
+                    conn.disconnect()
+                    pool.release(conn)
+        for node, pool, conn in sent:
+            try:
+                outcomes[node] = Outcome(node, value=conn.read_response())
+            except ResponseError as e:
+                outcomes[node] = Outcome(node, error=e)
+            except DOWN_ERRORS as e:
+                conn.disconnect()
+                outcomes[node] = Outcome(node, error=e)
+            finally:
+                pool.release(conn)
+        return [outcomes[node] for node in nodes]
+
+    def close(self) -> None:
+        with self._lock:
+            for pool in self._pools.values():
+                pool.disconnect()
+            self._pools.clear()
+
+
+def _single(pool: redis.ConnectionPool, args: Sequence[Any]) -> Any:
+    conn = pool.get_connection()
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except ResponseError:
+        raise
+    except DOWN_ERRORS:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)

@@ -1,0 +1,128 @@
+"""One error tree for dtriad.
+
+Every error a user can cause or meet carries a stable ``code`` (shown to HTTP
+clients as ``{"error": ..., "code": ...}`` and, later, as the RESP error
+prefix) and an HTTP status. Errors carry parsed fields (which node, how many
+copies) so callers never have to pick apart a message.
+"""
+
+from __future__ import annotations
+
+
+class DtriadError(Exception):
+    """Root of every dtriad error."""
+
+    code = "ERR"
+    http_status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(DtriadError):
+    """A configuration value or cluster file is invalid."""
+
+    code = "CONFIG"
+
+
+class ArgumentError(DtriadError):
+    """A request is missing an argument or has a malformed one."""
+
+    code = "BADARG"
+    http_status = 400
+
+
+class UnknownMethodError(DtriadError):
+    code = "UNKNOWN_METHOD"
+    http_status = 404
+
+
+class ValueTooLargeError(ArgumentError):
+    code = "TOO_LARGE"
+    http_status = 413
+
+    def __init__(self, what: str, size: int | None = None, limit: int | None = None):
+        how_big = f"is {size} bytes" if size is not None else "is too large"
+        cap = f"at most {limit} bytes" if limit is not None else "less"
+        super().__init__(
+            f"{what} {how_big}; this cluster accepts {cap} "
+            f"(raise max_value_bytes with 'dtriad up --max-value-bytes' if you need more)"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class CommandError(DtriadError):
+    """Redis itself rejected the command (WRONGTYPE, not an integer, ...).
+
+    ``code`` is the Redis error prefix, so clients see the same words Redis uses.
+    """
+
+    http_status = 400
+
+    def __init__(self, message: str, code: str = "ERR"):
+        super().__init__(message)
+        self.code = code
+
+    @classmethod
+    def from_redis(cls, exc: Exception) -> CommandError:
+        text = str(exc)
+        head = text.split(" ", 1)[0]
+        code = head if head.isupper() and head.isalpha() else "ERR"
+        return cls(text if code != "ERR" or text.startswith("ERR") else f"ERR {text}", code)
+
+
+class BackendError(DtriadError):
+    """A Redis backend could not be reached or did not answer in time."""
+
+    code = "BACKEND_DOWN"
+    http_status = 503
+
+    def __init__(self, message: str, node: str | None = None):
+        super().__init__(message)
+        self.node = node
+
+
+class UnavailableError(BackendError):
+    """No copy of a key could be reached for a read."""
+
+    code = "UNAVAILABLE"
+
+    def __init__(self, key: str, failures: dict[str, str]):
+        detail = "; ".join(f"{node}: {why}" for node, why in failures.items())
+        super().__init__(
+            f"no copy of key {key!r} is reachable ({detail}); "
+            f"check the backends with 'dtriad status'"
+        )
+        self.key = key
+        self.failures = failures
+
+
+class QuorumError(BackendError):
+    """A write reached fewer copies than required.
+
+    ``copies`` is how many copies hold the write now; ``failures`` maps each
+    node that did not take it to the reason.
+    """
+
+    code = "QUORUM"
+
+    def __init__(self, key: str, copies: int, required: int, total: int,
+                 failures: dict[str, str]):
+        detail = "; ".join(f"{node}: {why}" for node, why in failures.items())
+        super().__init__(
+            f"write to key {key!r} is held by {copies} of {total} copies, "
+            f"{required} required ({detail}); the write may be visible on the copies "
+            f"that took it; retry once the backends are back ('dtriad status')"
+        )
+        self.key = key
+        self.copies = copies
+        self.required = required
+        self.total = total
+        self.failures = failures
+
+
+class AuthError(DtriadError):
+    code = "NOAUTH"
+    http_status = 401

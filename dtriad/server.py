@@ -1,0 +1,204 @@
+"""DTServer: the paper's HTTP RPC API as a spyne application (HttpRpc in, JSON out).
+
+Every method is a thin adapter over :class:`dtriad.core.DTCore`. Both
+``GET /set?key=a&value=b`` and a form-encoded POST work. Errors are JSON objects
+``{"error": ..., "code": ...}`` with a 4xx/5xx status, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+from spyne import AnyDict, Application, Array, Integer, ServiceBase, Unicode, rpc
+from spyne.error import RequestTooLongError, ResourceNotFoundError
+from spyne.model.fault import Fault
+from spyne.protocol.http import HttpRpc
+from spyne.protocol.json import JsonDocument
+from spyne.server.wsgi import WsgiApplication
+
+from .core import DTCore, method_names
+from .exceptions import (
+    ArgumentError,
+    DtriadError,
+    UnknownMethodError,
+    ValueTooLargeError,
+)
+
+log = logging.getLogger(__name__)
+NAMESPACE = "dtriad"
+
+
+class DtFault(Fault):
+    """Carries a :class:`DtriadError` through spyne's fault path."""
+
+    def __init__(self, error: DtriadError):
+        super().__init__(faultcode=error.code, faultstring=error.message)
+        self.error = error
+
+
+def as_dtriad_error(fault: BaseException) -> DtriadError:
+    """Map any fault spyne raises to our error tree."""
+    if isinstance(fault, DtFault):
+        return fault.error
+    if isinstance(fault, ResourceNotFoundError):
+        match = re.search(r"\{%s\}([^'\"]*)" % NAMESPACE, str(fault.faultstring))
+        name = match.group(1) if match else "?"
+        return UnknownMethodError(
+            f"unknown method {name!r}; methods are {', '.join(method_names())}")
+    if isinstance(fault, RequestTooLongError):
+        return ValueTooLargeError("request body")
+    code = getattr(fault, "faultcode", "") or ""
+    if code.startswith("Client"):
+        return ArgumentError(str(getattr(fault, "faultstring", fault)))
+    return DtriadError("internal error in the DTServer; see its log")
+
+
+class DtJsonDocument(JsonDocument):
+    """JSON out, with faults as ``{"error", "code"}`` and our status codes."""
+
+    def _fault_to_doc(self, inst, cls=None):
+        error = as_dtriad_error(inst)
+        return [{"error": error.message, "code": error.code}]
+
+    def fault_to_http_response_code(self, fault):
+        status = HTTPStatus(as_dtriad_error(fault).http_status)
+        return f"{status.value} {status.phrase}"
+
+
+def _call(ctx, method: str, run) -> Any:
+    core: DTCore = ctx.udc
+    try:
+        result = run(core)
+    except DtriadError as e:
+        core.stats.record(method, e.code)
+        raise DtFault(e) from e
+    core.stats.record(method)
+    return result
+
+
+def _text(value: Any) -> str | None:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _cmd(ctx, method: str, **args) -> Any:
+    return _call(ctx, method, lambda core: core.call(method, **args))
+
+
+class DTService(ServiceBase):
+    """The paper's eight methods, then dtriad's additions and admin methods."""
+
+    @rpc(Unicode, _returns=Unicode)
+    def get(ctx, key):
+        return _text(_cmd(ctx, "get", key=key))
+
+    @rpc(Unicode, Unicode, _returns=Unicode)
+    def set(ctx, key, value):
+        return _text(_cmd(ctx, "set", key=key, value=value))
+
+    @rpc(Unicode, _returns=Integer)
+    def getStrlen(ctx, key):
+        return _cmd(ctx, "getStrlen", key=key)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def append(ctx, key, value):
+        return _cmd(ctx, "append", key=key, value=value)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def lPush(ctx, key, value):
+        return _cmd(ctx, "lPush", key=key, value=value)
+
+    @rpc(Unicode, _returns=Unicode)
+    def lPop(ctx, key):
+        return _text(_cmd(ctx, "lPop", key=key))
+
+    @rpc(Unicode, Unicode, _returns=Unicode)
+    def lIndex(ctx, key, index):
+        return _text(_cmd(ctx, "lIndex", key=key, index=index))
+
+    @rpc(Unicode, _returns=Integer)
+    def lLen(ctx, key):
+        return _cmd(ctx, "lLen", key=key)
+
+    @rpc(Unicode, _returns=Integer)
+    def delete(ctx, key):
+        return _cmd(ctx, "delete", key=key)
+
+    @rpc(Unicode, _returns=Integer)
+    def exists(ctx, key):
+        return _cmd(ctx, "exists", key=key)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def expire(ctx, key, seconds):
+        return _cmd(ctx, "expire", key=key, seconds=seconds)
+
+    @rpc(Unicode, _returns=Integer)
+    def ttl(ctx, key):
+        return _cmd(ctx, "ttl", key=key)
+
+    @rpc(Unicode, _returns=Integer)
+    def incr(ctx, key):
+        return _cmd(ctx, "incr", key=key)
+
+    @rpc(Array(Unicode), _returns=Array(Unicode))
+    def mget(ctx, key):
+        return [_text(v) for v in _call(ctx, "mget", lambda core: core.mget(key or []))]
+
+    @rpc(Array(Unicode), Array(Unicode), _returns=Unicode)
+    def mset(ctx, key, value):
+        return _text(_call(ctx, "mset", lambda core: core.mset(key or [], value or [])))
+
+    @rpc(_returns=AnyDict)
+    def ring(ctx):
+        return _call(ctx, "ring", lambda core: core.ring_info())
+
+    @rpc(_returns=AnyDict)
+    def keyDist(ctx):
+        return _call(ctx, "keyDist", lambda core: core.key_dist())
+
+    @rpc(_returns=AnyDict)
+    def health(ctx):
+        result = _call(ctx, "health", lambda core: core.health())
+        if result["status"] == "down":
+            ctx.transport.resp_code = "503 Service Unavailable"
+        return result
+
+    @rpc(_returns=AnyDict)
+    def stats(ctx):
+        return _call(ctx, "stats", lambda core: core.stats.snapshot())
+
+
+def make_wsgi_app(core: DTCore) -> WsgiApplication:
+    """The DTServer as a WSGI application bound to ``core``."""
+    # spyne logs every client fault with a traceback; they are answered, not crashes.
+    logging.getLogger("spyne").setLevel(logging.CRITICAL)
+    app = Application([DTService], NAMESPACE,
+                      in_protocol=HttpRpc(validator="soft"),
+                      out_protocol=DtJsonDocument(ignore_wrappers=True))
+    app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", core))
+    # Room for the largest value plus form encoding (up to 3 bytes per byte).
+    limit = core.config.max_value_bytes * 3 + 64 * 1024
+    return ContentLength(WsgiApplication(app, max_content_length=limit))
+
+
+class ContentLength:
+    """Send each (small) reply whole, with a Content-Length, so keep-alive works.
+
+    spyne streams replies chunked; its ``chunked=False`` mode is broken on
+    Python 3 (it joins bytes with ``''``), hence this wrapper.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        started = []
+        body = b"".join(self.app(environ, lambda status, headers, exc=None:
+                                 started.append((status, headers))))
+        status, headers = started[-1]
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        headers.append(("Content-Length", str(len(body))))
+        start_response(status, headers)
+        return [body]

