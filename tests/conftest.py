@@ -1,0 +1,117 @@
+"""Fixtures: fakeredis-backed cores for unit tests; real redis-server processes
+and real local clusters for integration tests (stopped by PID, logs dumped on
+failure)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import fakeredis
+import pytest
+import redis
+
+from dtriad import cluster as local
+from dtriad.client import DTClient
+from dtriad.config import ClusterConfig, NodeSpec
+from dtriad.core import DTCore
+from dtriad.procs import free_port, start_redis, stop_pid
+
+PASSWORD = "test-password"
+
+
+def make_nodes(count: int, base: int = 30000) -> tuple[NodeSpec, ...]:
+    return tuple(NodeSpec(f"n{i}", f"127.0.0.1:{base + i}", f"http://127.0.0.1:{base + 100 + i}")
+                 for i in range(1, count + 1))
+
+
+class FakeBackends:
+    """One fakeredis server per node; ``down(name)`` makes a backend unreachable."""
+
+    def __init__(self, config: ClusterConfig):
+        self.config = config
+        self.servers = {n.redis: fakeredis.FakeServer() for n in config.nodes}
+
+    def pool(self, node: str) -> redis.ConnectionPool:
+        return redis.ConnectionPool(connection_class=fakeredis.FakeRedisConnection,
+                                    server=self.servers[node])
+
+    def direct(self, node: str) -> redis.Redis:
+        return redis.Redis(connection_pool=self.pool(node))
+
+    def down(self, node: str) -> None:
+        self.servers[node].connected = False
+
+
+@pytest.fixture
+def fake_cluster():
+    """(core, backends) for a 5-node r=2 ring over fakeredis."""
+
+    def build(nodes: int = 5, replicas: int = 2, **options) -> tuple[DTCore, FakeBackends]:
+        config = ClusterConfig(nodes=make_nodes(nodes), replicas=replicas, **options)
+        backends = FakeBackends(config)
+        return DTCore(config, DTClient(pool_factory=backends.pool)), backends
+
+    return build
+
+
+@pytest.fixture
+def redis_backends(tmp_path):
+    """Start real redis-server processes: ``start(n) -> list of "host:port"``."""
+    started: list[tuple[int, str]] = []
+
+    def start(count: int) -> list[str]:
+        addresses = []
+        for _ in range(count):
+            port = free_port()
+            proc = start_redis(port, tmp_path / f"redis-{port}", PASSWORD, persist=False)
+            started.append((proc.pid, str(port)))
+            addresses.append(f"127.0.0.1:{port}")
+        return addresses
+
+    yield start
+    for pid, port in started:
+        try:
+            os.kill(pid, signal.SIGCONT)  # a test may have paused it
+        except ProcessLookupError:
+            pass
+        stop_pid(pid, needle=port)
+
+
+@pytest.fixture(scope="module")
+def cluster5(tmp_path_factory):
+    """A real local cluster (``dtriad up``): 5 nodes, r=2, no AOF."""
+    directory = tmp_path_factory.mktemp("cluster5")
+    config = local.up(directory, local.UpOptions(nodes=5, replicas=2, persist=False,
+                                                 workers=1), log=lambda *_: None)
+    config.extra["dir"] = str(directory)
+    yield config
+    local.down(directory)
+
+
+def backend(config: ClusterConfig, node: NodeSpec | str) -> redis.Redis:
+    if isinstance(node, str):
+        node = config.node_by_redis()[node]
+    return redis.Redis(host=node.redis_host, port=node.redis_port, password=config.password,
+                       socket_timeout=2)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On an integration failure, print the tail of every server log under tmp."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or "integration" not in item.keywords:
+        return
+    logs = []
+    for fixture in ("tmp_path",):
+        base = item.funcargs.get(fixture)
+        if isinstance(base, Path):
+            logs += sorted(base.rglob("*.log"))
+    for config in item.funcargs.values():
+        if isinstance(config, ClusterConfig) and config.extra.get("dir"):
+            logs += sorted(Path(config.extra["dir"]).rglob("*.log"))
+    for log in logs:
+        text = log.read_text(errors="replace")[-3000:]
+        report.sections.append((f"log {log}", text))

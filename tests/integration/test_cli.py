@@ -1,0 +1,74 @@
+"""The `dtriad` command against real processes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from dtriad.cli import main
+from dtriad.config import ClusterConfig
+from dtriad.procs import pid_alive
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_up_status_kill_down_and_restart_with_data(tmp_path):
+    directory = tmp_path / "c"
+    result = run("up", "--nodes", 3, "--replicas", 1, "--workers", 1, "--dir", directory)
+    assert result.exit_code == 0, result.output
+    assert "cluster up: 3 nodes, replicas=1" in result.output
+    config = ClusterConfig.load(directory)
+    pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
+    try:
+        http = config.nodes[0].http
+        assert requests.get(f"{http}/set", params={"key": "kept", "value": "yes"}).ok
+
+        again = run("up", "--nodes", 3, "--dir", directory)
+        assert again.exit_code != 0 and "already running" in again.output
+
+        status = run("status", "--dir", directory)
+        assert status.exit_code == 0 and status.output.count(" up") >= 6
+        as_json = json.loads(run("status", "--json", "--dir", directory).output)
+        assert [n["server"] for n in as_json["nodes"]] == ["up"] * 3
+
+        killed = run("node", "kill", "n2", "--dir", directory)
+        assert killed.exit_code == 0 and "killed the backend of n2" in killed.output
+        status = run("status", "--dir", directory)
+        assert status.exit_code == 1 and "down" in status.output
+        assert run("node", "kill", "n9", "--dir", directory).exit_code != 0
+
+        assert "stopped" in run("down", "--dir", directory).output
+        assert not any(pid_alive(p) for p in pids)
+        assert run("down", "--dir", directory).output.strip() == "nothing was running"
+
+        # The same directory starts the same cluster again, with its data (AOF).
+        restarted = run("up", "--dir", directory)
+        assert restarted.exit_code == 0 and "restarting the cluster" in restarted.output
+        config = ClusterConfig.load(directory)
+        pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
+        assert requests.get(f"{http}/get", params={"key": "kept"}).json() == "yes"
+    finally:
+        run("down", "--dir", directory)
+    assert not any(pid_alive(p) for p in pids)
+
+
+def test_up_refuses_bad_options(tmp_path):
+    result = run("up", "--nodes", 0, "--dir", tmp_path)
+    assert result.exit_code == 2 and "--nodes" in result.output
+    result = run("status", "--dir", tmp_path / "none")
+    assert result.exit_code == 1 and "no cluster file" in result.output
+
+
+def test_demo_runs_from_start_to_finish():
+    result = subprocess.run([sys.executable, "-m", "dtriad", "demo", "--keys", "6"],
+                            capture_output=True, text=True, timeout=100)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "6 of 6 keys readable with one backend dead." in result.stdout
+    assert "HTTP 503" in result.stdout and result.stdout.rstrip().endswith("done.")

@@ -1,0 +1,181 @@
+"""The HTTP API over fakeredis backends: every method, replication, bad input."""
+
+import json
+
+import pytest
+from werkzeug.test import Client
+
+from dtriad.server import make_wsgi_app
+
+
+@pytest.fixture
+def api(fake_cluster):
+    core, backends = fake_cluster()
+    return Client(make_wsgi_app(core)), core, backends
+
+
+def call(client, method, **args):
+    reply = client.get(f"/{method}", query_string=args)
+    return reply.status_code, json.loads(reply.data)
+
+
+def holders(core, backends, key):
+    return {node for node in core.ring.nodes if backends.direct(node).exists(key)}
+
+
+def test_paper_methods_keep_their_names_and_results(api):
+    client, core, _ = api
+    assert call(client, "set", key="k", value="hello") == (200, "OK")
+    assert call(client, "get", key="k") == (200, "hello")
+    assert call(client, "getStrlen", key="k") == (200, 5)
+    assert call(client, "append", key="k", value="!") == (200, 6)
+    assert call(client, "get", key="missing") == (200, None)
+    assert call(client, "lPush", key="l", value="a") == (200, 1)
+    assert call(client, "lPush", key="l", value="b") == (200, 2)
+    assert call(client, "lIndex", key="l", index="0") == (200, "b")
+    assert call(client, "lIndex", key="l", index="-1") == (200, "a")
+    assert call(client, "lIndex", key="l", index="9") == (200, None)
+    assert call(client, "lLen", key="l") == (200, 2)
+    assert call(client, "lPop", key="l") == (200, "b")
+    assert call(client, "lPop", key="nothing") == (200, None)
+
+
+def test_added_methods(api):
+    client, _, _ = api
+    assert call(client, "incr", key="c") == (200, 1)
+    assert call(client, "incr", key="c") == (200, 2)
+    assert call(client, "exists", key="c") == (200, 1)
+    assert call(client, "expire", key="c", seconds="100") == (200, 1)
+    status, ttl = call(client, "ttl", key="c")
+    assert status == 200 and 90 < ttl <= 100
+    assert call(client, "delete", key="c") == (200, 1)
+    assert call(client, "exists", key="c") == (200, 0)
+    assert call(client, "ttl", key="c") == (200, -2)
+    reply = client.get("/mset?key=a&value=1&key=b&value=2&key={t}x&value=3")
+    assert json.loads(reply.data) == "OK"
+    reply = client.get("/mget?key=a&key=nope&key={t}x&key=b")
+    assert json.loads(reply.data) == ["1", None, "3", "2"]
+
+
+def test_post_form_body_works_like_get(api):
+    client, _, _ = api
+    reply = client.post("/set", data={"key": "p", "value": "hello world & more"})
+    assert reply.status_code == 200 and json.loads(reply.data) == "OK"
+    assert call(client, "get", key="p") == (200, "hello world & more")
+
+
+def test_writes_land_on_exactly_the_preference_list(api):
+    client, core, backends = api
+    for i in range(100):
+        assert call(client, "set", key=f"key{i}", value=str(i))[0] == 200
+    for i in range(100):
+        assert holders(core, backends, f"key{i}") == set(core.ring.preference_list(f"key{i}"))
+
+
+def test_reads_go_to_the_master_first(api):
+    client, core, backends = api
+    call(client, "set", key="k", value="v")
+    master, first_backup, _ = core.ring.preference_list("k")
+    backends.direct(first_backup).set("k", "backup's copy")
+    assert call(client, "get", key="k") == (200, "v")
+    backends.down(master)
+    assert call(client, "get", key="k") == (200, "backup's copy")
+
+
+def test_every_copy_down_is_a_clear_503(api):
+    client, core, backends = api
+    for node in core.ring.preference_list("k"):
+        backends.down(node)
+    status, body = call(client, "get", key="k")
+    assert status == 503 and body["code"] == "UNAVAILABLE"
+    assert "no copy of key 'k' is reachable" in body["error"]
+
+
+def test_a_write_with_a_copy_down_says_how_many_copies_hold_it(api):
+    client, core, backends = api
+    backends.down(core.ring.preference_list("k")[2])
+    status, body = call(client, "set", key="k", value="v")
+    assert status == 503 and body["code"] == "QUORUM"
+    assert "held by 2 of 3 copies, 3 required" in body["error"]
+
+
+def test_write_quorum_can_be_lowered(fake_cluster):
+    core, backends = fake_cluster(write_quorum="quorum")
+    client = Client(make_wsgi_app(core))
+    backends.down(core.ring.preference_list("k")[2])
+    assert call(client, "set", key="k", value="v") == (200, "OK")
+    backends.down(core.ring.preference_list("k")[1])
+    status, body = call(client, "set", key="k", value="w")
+    assert status == 503 and "held by 1 of 3 copies, 2 required" in body["error"]
+
+
+@pytest.mark.parametrize("path,status,code,words", [
+    ("/get", 400, "BADARG", "missing argument 'key'; usage: get key"),
+    ("/set?key=a", 400, "BADARG", "missing argument 'value'; usage: set key value"),
+    ("/lIndex?key=l&index=x", 400, "BADARG", "index must be an integer, got 'x'"),
+    ("/expire?key=l&seconds=1.5", 400, "BADARG", "seconds must be an integer"),
+    ("/nosuch?key=a", 404, "UNKNOWN_METHOD", "unknown method 'nosuch'; methods are append"),
+    ("/mset?key=a&key=b&value=1", 400, "BADARG", "one value per key, got 2 keys and 1 values"),
+    ("/mget", 400, "BADARG", "usage: mget key"),
+])
+def test_bad_input_gets_an_actionable_json_error(api, path, status, code, words):
+    client, _, _ = api
+    reply = client.get(path)
+    body = json.loads(reply.data)
+    assert reply.status_code == status
+    assert body["code"] == code and words in body["error"]
+    assert "Traceback" not in reply.data.decode()
+
+
+def test_wrong_type_is_rejected_and_applied_nowhere(api):
+    client, core, backends = api
+    call(client, "set", key="s", value="text")
+    status, body = call(client, "lPush", key="s", value="x")
+    assert status == 400 and body["code"] == "WRONGTYPE"
+    assert body["error"].startswith("WRONGTYPE")
+    for node in core.ring.preference_list("s"):
+        assert backends.direct(node).get("s") == b"text"
+    status, body = call(client, "incr", key="s")
+    assert status == 400 and "not an integer" in body["error"]
+
+
+def test_oversized_values_are_refused_before_any_write(fake_cluster):
+    core, backends = fake_cluster(max_value_bytes=100)
+    client = Client(make_wsgi_app(core))
+    reply = client.post("/set", data={"key": "big", "value": "x" * 101})
+    body = json.loads(reply.data)
+    assert reply.status_code == 413 and body["code"] == "TOO_LARGE"
+    assert "101 bytes" in body["error"] and "at most 100" in body["error"]
+    assert holders(core, backends, "big") == set()
+    reply = client.get("/mset", query_string={"key": "ok", "value": "x" * 101})
+    assert reply.status_code == 413 and holders(core, backends, "ok") == set()
+    assert call(client, "set", key="big", value="x" * 100) == (200, "OK")
+
+
+def test_admin_methods(api):
+    client, core, _ = api
+    call(client, "set", key="k", value="v")
+    status, ring = call(client, "ring")
+    assert status == 200 and ring["epoch"] == 0 and ring["replicas"] == 2
+    assert ring["migration"] is None and ring["vnodes"] == 1
+    assert [n["name"] for n in ring["nodes"]] == ["n1", "n2", "n3", "n4", "n5"]
+    assert {"name", "redis", "http", "state"} <= set(ring["nodes"][0])
+    assert "password" not in json.dumps(ring) and "secret" not in json.dumps(ring)
+    assert abs(sum(n["share"]["master"] for n in ring["nodes"]) - 1) < 1e-3
+    status, dist = call(client, "keyDist")
+    assert sum(d["master"] for d in dist.values()) == 1
+    assert sum(d["backup"] for d in dist.values()) == 2
+    status, health = call(client, "health")
+    assert status == 200 and health["status"] == "ok"
+    status, stats = call(client, "stats")
+    assert stats["requests"]["set"] == 1 and stats["total"] >= 4
+
+
+def test_health_reports_degraded_and_down(api):
+    client, core, backends = api
+    backends.down(core.ring.nodes[0])
+    assert call(client, "health")[1]["status"] == "degraded"
+    for node in core.ring.nodes:
+        backends.down(node)
+    status, body = call(client, "health")
+    assert status == 503 and body["status"] == "down"
