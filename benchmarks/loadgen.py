@@ -2,7 +2,8 @@
 
 Each of ``concurrency`` connections sends one request, waits for the reply,
 then sends the next, for ``duration`` seconds or ``requests`` requests,
-whichever comes first. It reconnects when the server closes the connection
+whichever comes first. Only replies completed inside the window count. It
+reconnects when the server closes the connection
 (wsgiref answers HTTP/1.0 and closes after every reply), so servers with and
 without keep-alive are measured the same way. Run it in its own process so it
 does not share a GIL with the server under test.
@@ -71,7 +72,10 @@ async def _worker(host, port, paths, stop_at, budget, result):
             result.errors += 1
             writer = None
             continue
-        result.latencies.append(time.perf_counter() - start)
+        done = time.perf_counter()
+        if done > stop_at:  # finished after the window: not counted
+            break
+        result.latencies.append(done - start)
         if status >= 400:
             result.errors += 1
         if not keep:
@@ -87,9 +91,15 @@ async def _run(url, paths, concurrency, duration, requests):
     budget = [requests]
     start = time.perf_counter()
     stop_at = start + duration
-    await asyncio.gather(*(_worker(parts.hostname, parts.port, paths, stop_at, budget, result)
-                           for _ in range(concurrency)))
-    result.elapsed = time.perf_counter() - start
+    tasks = [asyncio.ensure_future(_worker(parts.hostname, parts.port, paths, stop_at, budget,
+                                           result)) for _ in range(concurrency)]
+    # Requests still in flight at the deadline (a SYN retried after a full
+    # backlog can take seconds) are cancelled, not waited for.
+    _, pending = await asyncio.wait(tasks, timeout=duration + 0.05)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    result.elapsed = min(time.perf_counter() - start, duration)
     return result
 
 
@@ -98,3 +108,71 @@ def run(url: str, paths: list[str], concurrency: int = 8, duration: float = 3.0,
     """Load ``url`` with GET ``paths`` (cycled). Blocking."""
     encoded = [p.encode() for p in paths]
     return asyncio.run(_run(url, encoded, concurrency, duration, requests))
+
+
+async def _redis_run(address, password, op, keys, value, concurrency, duration):
+    import redis.asyncio as aioredis
+
+    host, port = address.rsplit(":", 1)
+    client = aioredis.Redis(host=host, port=int(port), password=password,
+                            max_connections=concurrency)
+    result = Result()
+    stop_at = time.perf_counter() + duration
+
+    async def worker(offset):
+        i = offset
+        while time.perf_counter() < stop_at:
+            key = f"key:{i % keys}"
+            i += concurrency
+            start = time.perf_counter()
+            if op == "get":
+                await client.get(key)
+            else:
+                await client.set(key, value)
+            done = time.perf_counter()
+            if done <= stop_at:
+                result.latencies.append(done - start)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    result.elapsed = duration
+    await client.aclose()
+    return result
+
+
+def main(argv=None):
+    """``python loadgen.py TARGET OP`` prints one JSON line of results.
+
+    TARGET is an HTTP base URL (``http://127.0.0.1:5000``) or ``redis://host:port``
+    (redis-py asyncio, for the direct-Redis baseline).
+    """
+    import argparse
+    import json
+    import os
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("target")
+    parser.add_argument("op", choices=["get", "set"])
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--value-size", type=int, default=100)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--duration", type=float, default=3.0)
+    args = parser.parse_args(argv)
+    value = "v" * args.value_size
+    if args.target.startswith("redis://"):
+        result = asyncio.run(_redis_run(args.target[len("redis://"):],
+                                        os.environ.get("REDIS_PASSWORD"), args.op, args.keys,
+                                        value, args.concurrency, args.duration))
+    else:
+        if args.op == "get":
+            paths = [f"/get?key=key:{i}" for i in range(args.keys)]
+        else:
+            paths = [f"/set?key=key:{i}&value={value}" for i in range(args.keys)]
+        result = run(args.target, paths, args.concurrency, args.duration)
+    print(json.dumps({"requests": len(result.latencies), "errors": result.errors,
+                      "throughput": round(result.throughput, 1),
+                      "p50_ms": round(result.percentile(50) * 1e3, 4),
+                      "p99_ms": round(result.percentile(99) * 1e3, 4)}))
+
+
+if __name__ == "__main__":
+    main()

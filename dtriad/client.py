@@ -10,6 +10,7 @@ backend costs at most ``timeout`` seconds, never a stalled server.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,14 +65,28 @@ class Outcome:
 PoolFactory = Callable[[str], redis.ConnectionPool]
 
 
+class SuspectedDown(RedisConnectionError):
+    """A backend that failed moments ago is skipped until its cooldown ends."""
+
+
 class DTClient:
-    """Connection pools to every backend, keyed by ``"host:port"``."""
+    """Connection pools to every backend, keyed by ``"host:port"``.
+
+    A backend that failed (refused, timed out) is *suspected* for ``cooldown``
+    seconds: reads ask it last and writes skip it, so a hung backend costs one
+    timeout per cooldown instead of one per request. The first request after
+    the cooldown probes it again.
+    """
 
     def __init__(self, nodes: Iterable[str] = (), *, password: str | None = None,
                  timeout: float = 1.0, max_connections: int = 64,
-                 pool_factory: PoolFactory | None = None):
+                 pool_factory: PoolFactory | None = None, cooldown: float | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.password = password
         self.timeout = timeout
+        self.cooldown = max(1.0, timeout) if cooldown is None else cooldown
+        self._clock = clock
+        self._suspects: dict[str, float] = {}
         self.max_connections = max_connections
         self._pool_factory = pool_factory or self._default_pool
         self._pools: dict[str, redis.ConnectionPool] = {}
@@ -96,6 +111,18 @@ class DTClient:
                     pool = self._pools[node] = self._pool_factory(node)
         return pool
 
+    def _suspect(self, node: str) -> None:
+        self._suspects[node] = self._clock() + self.cooldown
+
+    def suspected(self, node: str) -> bool:
+        until = self._suspects.get(node)
+        if until is None:
+            return False
+        if self._clock() >= until:
+            self._suspects.pop(node, None)
+            return False
+        return True
+
     def redis(self, node: str) -> redis.Redis:
         """A redis-py client on the backend's pool (for admin work, not the hot path)."""
         return redis.Redis(connection_pool=self.pool(node))
@@ -112,20 +139,29 @@ class DTClient:
         :class:`UnavailableError` says why for each.
         """
         failures: dict[str, str] = {}
-        for node in nodes:
+        ordered = sorted(nodes, key=self.suspected)  # stable: ring order, suspects last
+        for node in ordered:
             try:
-                return _single(self.pool(node), args), node
+                value = _single(self.pool(node), args)
             except ResponseError as e:
                 raise CommandError.from_redis(e) from e
             except DOWN_ERRORS as e:
                 failures[node] = describe(e)
-        raise UnavailableError(key, failures)
+                self._suspect(node)
+                continue
+            self._suspects.pop(node, None)
+            return value, node
+        raise UnavailableError(key, {n: failures[n] for n in nodes})
 
     def fanout(self, nodes: Sequence[str], *args: Any) -> list[Outcome]:
         """Run one command on every node in parallel; one outcome per node, in order."""
         sent: list[tuple[str, redis.ConnectionPool, Any]] = []
         outcomes: dict[str, Outcome] = {}
         for node in nodes:
+            if self.suspected(node):
+                outcomes[node] = Outcome(node, error=SuspectedDown(
+                    "failed moments ago; skipped until its cooldown ends"))
+                continue
             pool = self.pool(node)
             conn = None
             try:
@@ -134,6 +170,7 @@ class DTClient:
                 sent.append((node, pool, conn))
             except DOWN_ERRORS as e:
                 outcomes[node] = Outcome(node, error=e)
+                self._suspect(node)
                 if conn is not None:
                     conn.disconnect()
                     pool.release(conn)
@@ -145,6 +182,7 @@ class DTClient:
             except DOWN_ERRORS as e:
                 conn.disconnect()
                 outcomes[node] = Outcome(node, error=e)
+                self._suspect(node)
             finally:
                 pool.release(conn)
         return [outcomes[node] for node in nodes]

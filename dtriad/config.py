@@ -88,7 +88,8 @@ class ClusterConfig:
             raise ConfigurationError(f"vnodes must be an integer >= 1, got {self.vnodes!r}")
         if self.write_quorum not in WRITE_QUORUMS:
             raise ConfigurationError(
-                f"write_quorum must be one of {', '.join(WRITE_QUORUMS)}, got {self.write_quorum!r}")
+                f"write_quorum must be one of {', '.join(WRITE_QUORUMS)}, "
+                f"got {self.write_quorum!r}")
         if not isinstance(self.max_value_bytes, int) or self.max_value_bytes < 1:
             raise ConfigurationError(
                 f"max_value_bytes must be a positive integer, got {self.max_value_bytes!r}")

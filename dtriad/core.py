@@ -217,7 +217,7 @@ class DTCore:
             group_keys = [keys[i] for i in indexes]
             values, _ = self.client.read(nodes, "MGET", *group_keys,
                                          key=_text(group_keys[0]))
-            for i, value in zip(indexes, values):
+            for i, value in zip(indexes, values, strict=True):
                 result[i] = value
         return result
 
@@ -228,11 +228,11 @@ class DTCore:
         if len(keys) != len(values):
             raise ArgumentError(
                 f"mset needs one value per key, got {len(keys)} keys and {len(values)} values")
-        for key, value in zip(keys, values):
+        for key, value in zip(keys, values, strict=True):
             self.check_size("key", key)
             self.check_size("value", value)
         groups: dict[tuple[str, ...], list[Any]] = {}
-        for key, value in zip(keys, values):
+        for key, value in zip(keys, values, strict=True):
             groups.setdefault(self.ring.preference_list(key), []).extend((key, value))
         for nodes, flat in groups.items():
             self._settle(_text(flat[0]), nodes, self.client.fanout(nodes, "MSET", *flat))

@@ -44,7 +44,7 @@ def as_dtriad_error(fault: BaseException) -> DtriadError:
     if isinstance(fault, DtFault):
         return fault.error
     if isinstance(fault, ResourceNotFoundError):
-        match = re.search(r"\{%s\}([^'\"]*)" % NAMESPACE, str(fault.faultstring))
+        match = re.search(r"\{" + NAMESPACE + r"\}([^'\"]*)", str(fault.faultstring))
         name = match.group(1) if match else "?"
         return UnknownMethodError(
             f"unknown method {name!r}; methods are {', '.join(method_names())}")

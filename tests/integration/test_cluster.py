@@ -85,7 +85,7 @@ def test_every_bad_input_gets_a_clear_error_over_real_http(cluster5):
     assert requests.get(f"{http}/exists", params={"key": "big"}).json() == 0
 
 
-def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5, ):
+def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5):
     """SIGSTOP the master of a key: reads still answer, from a backup."""
     http = cluster5.nodes[3].http
     requests.get(f"{http}/set", params={"key": "hung", "value": "v"}).raise_for_status()
@@ -93,11 +93,12 @@ def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5, ):
     pid = master.extra["pids"]["redis"]
     os.kill(pid, signal.SIGSTOP)
     try:
-        reply = requests.get(f"{http}/get", params={"key": "hung"}, timeout=30)
-        assert reply.json() == "v"
+        for _ in range(3):  # the first read times out on the master, then skips it
+            reply = requests.get(f"{http}/get", params={"key": "hung"}, timeout=30)
+            assert reply.json() == "v"
         write = requests.get(f"{http}/set", params={"key": "hung", "value": "w"}, timeout=30)
-        assert write.status_code == 503
-        assert "timed out" in write.json()["error"] and "2 of 3" in write.json()["error"]
+        assert write.status_code == 503 and write.json()["code"] == "QUORUM"
+        assert "held by 2 of 3 copies" in write.json()["error"]
     finally:
         os.kill(pid, signal.SIGCONT)
     assert requests.get(f"{http}/health").json()["status"] == "ok"

@@ -1,0 +1,66 @@
+"""DTClient over fakeredis: ordering, fan-out outcomes and the suspect cooldown."""
+
+import fakeredis
+import pytest
+import redis
+
+from dtriad.client import DTClient
+from dtriad.exceptions import CommandError, UnavailableError
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def setup():
+    servers = {f"127.0.0.1:{p}": fakeredis.FakeServer() for p in (1, 2, 3)}
+    clock = Clock()
+    client = DTClient(
+        pool_factory=lambda node: redis.ConnectionPool(
+            connection_class=fakeredis.FakeRedisConnection, server=servers[node]),
+        cooldown=5.0, clock=clock)
+    return client, servers, clock, list(servers)
+
+
+def test_fanout_reports_each_copy(setup):
+    client, servers, _, nodes = setup
+    servers[nodes[1]].connected = False
+    outcomes = client.fanout(nodes, "SET", "k", "v")
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].down and not outcomes[1].rejected
+    client.execute(nodes[0], "RPUSH", "l", "x")
+    outcomes = client.fanout([nodes[0]], "SET", "l", "v", "GET")
+    assert outcomes[0].rejected and "WRONGTYPE" in str(outcomes[0].error)
+
+
+def test_read_returns_first_answer_and_raises_data_errors(setup):
+    client, servers, _, nodes = setup
+    client.fanout(nodes, "RPUSH", "l", "x")
+    with pytest.raises(CommandError) as info:
+        client.read(nodes, "GET", "l")
+    assert info.value.code == "WRONGTYPE"
+    for node in nodes:
+        servers[node].connected = False
+    with pytest.raises(UnavailableError, match="no copy of key 'l' is reachable"):
+        client.read(nodes, "GET", "l", key="l")
+
+
+def test_a_failed_backend_is_skipped_until_its_cooldown_ends(setup):
+    client, servers, clock, nodes = setup
+    client.fanout(nodes, "SET", "k", "v")
+    servers[nodes[0]].connected = False
+    assert client.read(nodes, "GET", "k") == (b"v", nodes[1])
+    assert client.suspected(nodes[0])
+    servers[nodes[0]].connected = True  # back, but still in its cooldown
+    outcomes = client.fanout(nodes, "SET", "k", "w")
+    assert [o.ok for o in outcomes] == [False, True, True]
+    assert "skipped until its cooldown ends" in str(outcomes[0].error)
+    assert client.read(nodes, "GET", "k") == (b"w", nodes[1])  # suspects asked last
+    clock.now += 5.0
+    assert not client.suspected(nodes[0])
+    assert client.read(nodes, "GET", "k") == (b"v", nodes[0])  # probed again: master first
