@@ -167,9 +167,12 @@ class DTCore:
     def write(self, key: Any, *command: Any) -> Any:
         """Apply ``command`` to every copy of ``key``; see the module docstring."""
         nodes = self.ring.preference_list(key)
-        return self._settle(_text(key), nodes, self.client.fanout(nodes, *command))
+        return self._settle([key], nodes, self.client.fanout(nodes, *command))
 
-    def _settle(self, key: str, nodes: Sequence[str], outcomes: list[Outcome]) -> Any:
+    def _settle(self, keys: Sequence[Any], nodes: Sequence[str],
+                outcomes: list[Outcome]) -> Any:
+        """Judge one replicated command (on ``keys``) from each copy's outcome."""
+        key = _text(keys[0])
         authority = next((o for o in outcomes if not o.down), None)
         failures = {self._names.get(o.node, o.node): describe(o.error)
                     for o in outcomes if o.down}
@@ -179,27 +182,29 @@ class DTCore:
         if authority.rejected:
             for o in outcomes:
                 if o.ok:  # this copy had diverged from the master: undo by copying
-                    self._repair(key, authority.node, o.node, failures)
+                    self._repair(keys, authority.node, o.node, failures)
             raise CommandError.from_redis(authority.error)
         copies = sum(1 for o in outcomes if o.ok)
         for o in outcomes:
-            if o.rejected and self._repair(key, authority.node, o.node, failures):
+            if o.rejected and self._repair(keys, authority.node, o.node, failures):
                 copies += 1
         required = self.config.required_copies(len(nodes))
         if copies < required:
             raise QuorumError(key, copies, required, len(nodes), failures)
         return authority.value
 
-    def _repair(self, key: str, source: str, target: str, failures: dict[str, str]) -> bool:
-        """Overwrite ``target``'s copy of ``key`` with ``source``'s, server to server."""
+    def _repair(self, keys: Sequence[Any], source: str, target: str,
+                failures: dict[str, str]) -> bool:
+        """Overwrite ``target``'s copies of ``keys`` with ``source``'s, server to server."""
         host, port = target.rsplit(":", 1)
         auth = ("AUTH", self.config.password) if self.config.password else ()
         try:
-            reply = self.client.execute(source, "MIGRATE", host, port, key, 0,
-                                        int(self.config.backend_timeout * 1000),
-                                        "COPY", "REPLACE", *auth)
-            if reply == b"NOKEY":
-                self.client.execute(target, "DEL", key)
+            for key in keys:
+                reply = self.client.execute(source, "MIGRATE", host, port, key, 0,
+                                            int(self.config.backend_timeout * 1000),
+                                            "COPY", "REPLACE", *auth)
+                if reply == b"NOKEY":
+                    self.client.execute(target, "DEL", key)
             return True
         except (*DOWN_ERRORS, ResponseError) as e:
             failures[self._names.get(target, target)] = f"diverged and not repaired: {describe(e)}"
@@ -235,7 +240,7 @@ class DTCore:
         for key, value in zip(keys, values, strict=True):
             groups.setdefault(self.ring.preference_list(key), []).extend((key, value))
         for nodes, flat in groups.items():
-            self._settle(_text(flat[0]), nodes, self.client.fanout(nodes, "MSET", *flat))
+            self._settle(flat[::2], nodes, self.client.fanout(nodes, "MSET", *flat))
         return b"OK"
 
     # -------------------------------------------------------------------- admin
