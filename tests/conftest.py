@@ -11,6 +11,7 @@ from pathlib import Path
 import fakeredis
 import pytest
 import redis
+from hypothesis import settings
 
 from dtriad import cluster as local
 from dtriad.client import DTClient
@@ -19,6 +20,10 @@ from dtriad.core import DTCore
 from dtriad.procs import free_port, start_redis, stop_pid
 
 PASSWORD = "test-password"
+
+# Tests check behaviour, not wall-clock time: no per-example deadline.
+settings.register_profile("dtriad", deadline=None)
+settings.load_profile("dtriad")
 
 
 def make_nodes(count: int, base: int = 30000) -> tuple[NodeSpec, ...]:
