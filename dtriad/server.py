@@ -7,6 +7,8 @@ Every method is a thin adapter over :class:`dtriad.core.DTCore`. Both
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import re
 from http import HTTPStatus
@@ -29,6 +31,8 @@ from .exceptions import (
 
 log = logging.getLogger(__name__)
 NAMESPACE = "dtriad"
+# An empty value is a value (Redis stores ""); spyne would turn a POSTed "" into None.
+Text = Unicode(empty_is_none=False)
 
 
 class DtFault(Fault):
@@ -90,63 +94,63 @@ def _cmd(ctx, method: str, **args) -> Any:
 class DTService(ServiceBase):
     """The paper's eight methods, then dtriad's additions and admin methods."""
 
-    @rpc(Unicode, _returns=Unicode)
+    @rpc(Text, _returns=Unicode)
     def get(ctx, key):
         return _text(_cmd(ctx, "get", key=key))
 
-    @rpc(Unicode, Unicode, _returns=Unicode)
+    @rpc(Text, Text, _returns=Unicode)
     def set(ctx, key, value):
         return _text(_cmd(ctx, "set", key=key, value=value))
 
-    @rpc(Unicode, _returns=Integer)
+    @rpc(Text, _returns=Integer)
     def getStrlen(ctx, key):
         return _cmd(ctx, "getStrlen", key=key)
 
-    @rpc(Unicode, Unicode, _returns=Integer)
+    @rpc(Text, Text, _returns=Integer)
     def append(ctx, key, value):
         return _cmd(ctx, "append", key=key, value=value)
 
-    @rpc(Unicode, Unicode, _returns=Integer)
+    @rpc(Text, Text, _returns=Integer)
     def lPush(ctx, key, value):
         return _cmd(ctx, "lPush", key=key, value=value)
 
-    @rpc(Unicode, _returns=Unicode)
+    @rpc(Text, _returns=Unicode)
     def lPop(ctx, key):
         return _text(_cmd(ctx, "lPop", key=key))
 
-    @rpc(Unicode, Unicode, _returns=Unicode)
+    @rpc(Text, Text, _returns=Unicode)
     def lIndex(ctx, key, index):
         return _text(_cmd(ctx, "lIndex", key=key, index=index))
 
-    @rpc(Unicode, _returns=Integer)
+    @rpc(Text, _returns=Integer)
     def lLen(ctx, key):
         return _cmd(ctx, "lLen", key=key)
 
-    @rpc(Unicode, _returns=Integer)
+    @rpc(Text, _returns=Integer)
     def delete(ctx, key):
         return _cmd(ctx, "delete", key=key)
 
-    @rpc(Unicode, _returns=Integer)
+    @rpc(Text, _returns=Integer)
     def exists(ctx, key):
         return _cmd(ctx, "exists", key=key)
 
-    @rpc(Unicode, Unicode, _returns=Integer)
+    @rpc(Text, Text, _returns=Integer)
     def expire(ctx, key, seconds):
         return _cmd(ctx, "expire", key=key, seconds=seconds)
 
-    @rpc(Unicode, _returns=Integer)
+    @rpc(Text, _returns=Integer)
     def ttl(ctx, key):
         return _cmd(ctx, "ttl", key=key)
 
-    @rpc(Unicode, _returns=Integer)
+    @rpc(Text, _returns=Integer)
     def incr(ctx, key):
         return _cmd(ctx, "incr", key=key)
 
-    @rpc(Array(Unicode), _returns=Array(Unicode))
+    @rpc(Array(Text), _returns=Array(Unicode))
     def mget(ctx, key):
         return [_text(v) for v in _call(ctx, "mget", lambda core: core.mget(key or []))]
 
-    @rpc(Array(Unicode), Array(Unicode), _returns=Unicode)
+    @rpc(Array(Text), Array(Text), _returns=Unicode)
     def mset(ctx, key, value):
         return _text(_call(ctx, "mset", lambda core: core.mset(key or [], value or [])))
 
@@ -180,20 +184,40 @@ def make_wsgi_app(core: DTCore) -> WsgiApplication:
     app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", core))
     # Room for the largest value plus form encoding (up to 3 bytes per byte).
     limit = core.config.max_value_bytes * 3 + 64 * 1024
-    return ContentLength(WsgiApplication(app, max_content_length=limit))
+    return WsgiFront(WsgiApplication(app, max_content_length=limit), max_body=limit)
 
 
-class ContentLength:
-    """Send each (small) reply whole, with a Content-Length, so keep-alive works.
+class WsgiFront:
+    """What sits in front of spyne's WSGI application.
 
-    spyne streams replies chunked; its ``chunked=False`` mode is broken on
-    Python 3 (it joins bytes with ``''``), hence this wrapper.
+    * A form-encoded POST body is moved into the query string, so POST and GET
+      take exactly the same path (spyne turns every empty value of a POST into
+      None, but keeps it as "" in a GET; ``value=`` is a valid empty value).
+    * Each (small) reply is sent whole with a Content-Length, so keep-alive
+      works: spyne streams replies chunked, and its ``chunked=False`` mode is
+      broken on Python 3 (it joins bytes with ``''``).
     """
 
-    def __init__(self, app):
+    FORM = "application/x-www-form-urlencoded"
+
+    def __init__(self, app, max_body: int):
         self.app = app
+        self.max_body = max_body
 
     def __call__(self, environ, start_response):
+        if (environ.get("REQUEST_METHOD") == "POST"
+                and environ.get("CONTENT_TYPE", "").split(";")[0].strip() == self.FORM):
+            length = environ.get("CONTENT_LENGTH")
+            body = environ["wsgi.input"].read(int(length) if length else self.max_body + 1)
+            if len(body) > self.max_body:
+                return self._error(start_response, ValueTooLargeError(
+                    "request body", len(body), self.max_body))
+            query = "&".join(p for p in (environ.get("QUERY_STRING", ""),
+                                         body.decode("latin-1")) if p)
+            # Handed to spyne as the GET it is now: spyne rewrites a POST's
+            # empty values to None wherever they came from.
+            environ = {**environ, "REQUEST_METHOD": "GET", "QUERY_STRING": query,
+                       "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
         started = []
         body = b"".join(self.app(environ, lambda status, headers, exc=None:
                                  started.append((status, headers))))
@@ -201,4 +225,13 @@ class ContentLength:
         headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
         headers.append(("Content-Length", str(len(body))))
         start_response(status, headers)
+        return [body]
+
+    @staticmethod
+    def _error(start_response, error: DtriadError):
+        body = json.dumps({"error": error.message, "code": error.code}).encode()
+        status = HTTPStatus(error.http_status)
+        start_response(f"{status.value} {status.phrase}",
+                       [("Content-Type", "application/json"),
+                        ("Content-Length", str(len(body)))])
         return [body]

@@ -179,3 +179,44 @@ def test_health_reports_degraded_and_down(api):
         backends.down(node)
     status, body = call(client, "health")
     assert status == 503 and body["status"] == "down"
+
+
+@pytest.mark.parametrize("how", ["get", "post", "post-with-query"])
+def test_an_empty_value_is_a_value_over_get_and_post(api, how):
+    client, core, backends = api
+    if how == "get":
+        reply = client.get("/set", query_string={"key": "e", "value": ""})
+    elif how == "post":
+        reply = client.post("/set", data={"key": "e", "value": ""})
+    else:
+        reply = client.post("/set?value=", data={"key": "e"})
+    assert (reply.status_code, json.loads(reply.data)) == (200, "OK")
+    assert call(client, "get", key="e") == (200, "")
+    assert holders(core, backends, "e") == set(core.ring.preference_list("e"))
+
+
+def test_utf8_keys_and_values_round_trip(api):
+    client, core, backends = api
+    assert client.post("/set", data={"key": "clé", "value": "été ☀"}).status_code == 200
+    assert call(client, "get", key="clé") == (200, "été ☀")
+    master = core.ring.master("clé".encode())
+    assert backends.direct(master).get("clé".encode()) == "été ☀".encode()
+
+
+def test_a_post_body_over_the_limit_is_refused_whole(fake_cluster):
+    core, backends = fake_cluster(max_value_bytes=10)
+    client = Client(make_wsgi_app(core))
+    # The body limit leaves room for form encoding: 3 x max_value_bytes + 64 KiB.
+    reply = client.post("/mset", data={"key": ["a", "b"], "value": ["x" * 10, "y" * 70_000]})
+    body = json.loads(reply.data)
+    assert reply.status_code == 413 and body["code"] == "TOO_LARGE"
+    assert "request body is 70" in body["error"]
+    assert holders(core, backends, "a") == set()
+
+
+def test_multipart_posts_still_work(api):
+    client, _, _ = api
+    reply = client.post("/set", data={"key": "m", "value": "v"},
+                        content_type="multipart/form-data")
+    assert (reply.status_code, json.loads(reply.data)) == (200, "OK")
+    assert call(client, "get", key="m") == (200, "v")
