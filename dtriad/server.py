@@ -31,8 +31,12 @@ from .exceptions import (
 
 log = logging.getLogger(__name__)
 NAMESPACE = "dtriad"
-# An empty value is a value (Redis stores ""); spyne would turn a POSTed "" into None.
-Text = Unicode(empty_is_none=False)
+
+
+def status_line(code: int) -> str:
+    """``503`` -> ``"503 Service Unavailable"``."""
+    status = HTTPStatus(code)
+    return f"{status.value} {status.phrase}"
 
 
 class DtFault(Fault):
@@ -68,8 +72,7 @@ class DtJsonDocument(JsonDocument):
         return [{"error": error.message, "code": error.code}]
 
     def fault_to_http_response_code(self, fault):
-        status = HTTPStatus(as_dtriad_error(fault).http_status)
-        return f"{status.value} {status.phrase}"
+        return status_line(as_dtriad_error(fault).http_status)
 
 
 def _call(ctx, method: str, run) -> Any:
@@ -94,63 +97,63 @@ def _cmd(ctx, method: str, **args) -> Any:
 class DTService(ServiceBase):
     """The paper's eight methods, then dtriad's additions and admin methods."""
 
-    @rpc(Text, _returns=Unicode)
+    @rpc(Unicode, _returns=Unicode)
     def get(ctx, key):
         return _text(_cmd(ctx, "get", key=key))
 
-    @rpc(Text, Text, _returns=Unicode)
+    @rpc(Unicode, Unicode, _returns=Unicode)
     def set(ctx, key, value):
         return _text(_cmd(ctx, "set", key=key, value=value))
 
-    @rpc(Text, _returns=Integer)
+    @rpc(Unicode, _returns=Integer)
     def getStrlen(ctx, key):
         return _cmd(ctx, "getStrlen", key=key)
 
-    @rpc(Text, Text, _returns=Integer)
+    @rpc(Unicode, Unicode, _returns=Integer)
     def append(ctx, key, value):
         return _cmd(ctx, "append", key=key, value=value)
 
-    @rpc(Text, Text, _returns=Integer)
+    @rpc(Unicode, Unicode, _returns=Integer)
     def lPush(ctx, key, value):
         return _cmd(ctx, "lPush", key=key, value=value)
 
-    @rpc(Text, _returns=Unicode)
+    @rpc(Unicode, _returns=Unicode)
     def lPop(ctx, key):
         return _text(_cmd(ctx, "lPop", key=key))
 
-    @rpc(Text, Text, _returns=Unicode)
+    @rpc(Unicode, Unicode, _returns=Unicode)
     def lIndex(ctx, key, index):
         return _text(_cmd(ctx, "lIndex", key=key, index=index))
 
-    @rpc(Text, _returns=Integer)
+    @rpc(Unicode, _returns=Integer)
     def lLen(ctx, key):
         return _cmd(ctx, "lLen", key=key)
 
-    @rpc(Text, _returns=Integer)
+    @rpc(Unicode, _returns=Integer)
     def delete(ctx, key):
         return _cmd(ctx, "delete", key=key)
 
-    @rpc(Text, _returns=Integer)
+    @rpc(Unicode, _returns=Integer)
     def exists(ctx, key):
         return _cmd(ctx, "exists", key=key)
 
-    @rpc(Text, Text, _returns=Integer)
+    @rpc(Unicode, Unicode, _returns=Integer)
     def expire(ctx, key, seconds):
         return _cmd(ctx, "expire", key=key, seconds=seconds)
 
-    @rpc(Text, _returns=Integer)
+    @rpc(Unicode, _returns=Integer)
     def ttl(ctx, key):
         return _cmd(ctx, "ttl", key=key)
 
-    @rpc(Text, _returns=Integer)
+    @rpc(Unicode, _returns=Integer)
     def incr(ctx, key):
         return _cmd(ctx, "incr", key=key)
 
-    @rpc(Array(Text), _returns=Array(Unicode))
+    @rpc(Array(Unicode), _returns=Array(Unicode))
     def mget(ctx, key):
         return [_text(v) for v in _call(ctx, "mget", lambda core: core.mget(key or []))]
 
-    @rpc(Array(Text), Array(Text), _returns=Unicode)
+    @rpc(Array(Unicode), Array(Unicode), _returns=Unicode)
     def mset(ctx, key, value):
         return _text(_call(ctx, "mset", lambda core: core.mset(key or [], value or [])))
 
@@ -207,8 +210,15 @@ class WsgiFront:
     def __call__(self, environ, start_response):
         if (environ.get("REQUEST_METHOD") == "POST"
                 and environ.get("CONTENT_TYPE", "").split(";")[0].strip() == self.FORM):
-            length = environ.get("CONTENT_LENGTH")
-            body = environ["wsgi.input"].read(int(length) if length else self.max_body + 1)
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or -1)
+            except ValueError:
+                return self._error(start_response, ArgumentError(
+                    f"Content-Length must be an integer, got {environ['CONTENT_LENGTH']!r}"))
+            if length > self.max_body:  # refused before reading it
+                return self._error(start_response, ValueTooLargeError(
+                    "request body", length, self.max_body))
+            body = environ["wsgi.input"].read(length if length >= 0 else self.max_body + 1)
             if len(body) > self.max_body:
                 return self._error(start_response, ValueTooLargeError(
                     "request body", len(body), self.max_body))
@@ -230,8 +240,7 @@ class WsgiFront:
     @staticmethod
     def _error(start_response, error: DtriadError):
         body = json.dumps({"error": error.message, "code": error.code}).encode()
-        status = HTTPStatus(error.http_status)
-        start_response(f"{status.value} {status.phrase}",
+        start_response(status_line(error.http_status),
                        [("Content-Type", "application/json"),
                         ("Content-Length", str(len(body)))])
         return [body]

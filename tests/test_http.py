@@ -220,3 +220,20 @@ def test_multipart_posts_still_work(api):
                         content_type="multipart/form-data")
     assert (reply.status_code, json.loads(reply.data)) == (200, "OK")
     assert call(client, "get", key="m") == (200, "v")
+
+
+def test_an_oversized_or_malformed_content_length_is_refused_unread(fake_cluster):
+    core, _ = fake_cluster(max_value_bytes=10)
+    app = make_wsgi_app(core)
+
+    class Unreadable:
+        def read(self, *args):
+            raise AssertionError("the body must not be read")
+
+    for length, status, code in [("99999999", "413", "TOO_LARGE"), ("ten", "400", "BADARG")]:
+        seen = []
+        body = b"".join(app({"REQUEST_METHOD": "POST", "PATH_INFO": "/set",
+                             "CONTENT_TYPE": "application/x-www-form-urlencoded",
+                             "CONTENT_LENGTH": length, "wsgi.input": Unreadable()},
+                            lambda s, h, e=None, seen=seen: seen.append(s)))
+        assert seen[0].startswith(status) and json.loads(body)["code"] == code
