@@ -198,4 +198,5 @@ def kill_node(directory: str | os.PathLike, name: str) -> int:
         raise ConfigurationError(f"the backend of {name} is not running")
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not pid_alive(pid), 5, f"backend of {name} to exit")
+    stop_pid(pid)  # reaps it if it is our child: no zombie left behind
     return pid

@@ -77,7 +77,9 @@ def stop_pid(pid: int, needle: str | None = None, timeout: float = 5.0,
 
     With ``needle``, the process is only signalled if its command line contains
     it, so a recycled PID is never hit. Returns True if the process is gone.
+    A child of ours that already died is reaped, so it leaves no zombie.
     """
+    _reap(pid)
     if not pid_alive(pid):
         return True
     if needle is not None and not pid_matches(pid, needle):
@@ -107,6 +109,7 @@ def stop_pid(pid: int, needle: str | None = None, timeout: float = 5.0,
 
 
 def _reap(pid: int) -> None:
+    """Collect the exit status of ``pid`` if it is our exited child; else nothing."""
     try:
         os.waitpid(pid, os.WNOHANG)
     except ChildProcessError:

@@ -1,6 +1,7 @@
 """The `dtriad` command against real processes."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -72,3 +73,17 @@ def test_demo_runs_from_start_to_finish():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 of 6 keys readable with one backend dead." in result.stdout
     assert "HTTP 503" in result.stdout and result.stdout.rstrip().endswith("done.")
+
+
+def test_killed_and_stopped_processes_leave_no_zombie(tmp_path):
+    directory = tmp_path / "z"
+    assert run("up", "--nodes", 2, "--replicas", 1, "--workers", 1, "--no-persist",
+               "--dir", directory).exit_code == 0
+    config = ClusterConfig.load(directory)
+    pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
+    try:
+        assert run("node", "kill", "n1", "--dir", directory).exit_code == 0
+    finally:
+        run("down", "--dir", directory)
+    for pid in pids:  # reaped: not even a zombie entry in the process table
+        assert not os.path.exists(f"/proc/{pid}"), f"pid {pid} left behind"
