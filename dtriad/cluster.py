@@ -1,4 +1,5 @@
-"""A local cluster on loopback: N Redis backends and N DTServers (DESIGN.md 7).
+"""A local cluster on loopback (DESIGN.md 7): N Redis backends, N DTServers,
+Redis Sentinel (one, or three with quorum 2) and the DTSentinel.
 
 Every process runs in its own session and is stopped by its PID, which is
 recorded in ``DIR/cluster.json`` (mode 0600: it holds the password).
@@ -6,6 +7,7 @@ recorded in ``DIR/cluster.json`` (mode 0600: it holds the password).
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -18,7 +20,16 @@ import requests
 
 from .config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec
 from .exceptions import ConfigurationError
-from .procs import free_port, pid_alive, pid_matches, start_redis, stop_pid, wait_until
+from .monitor import register
+from .procs import (
+    free_port,
+    pid_alive,
+    pid_matches,
+    start_redis,
+    start_sentinel,
+    stop_pid,
+    wait_until,
+)
 
 DEFAULT_DIR = "dtriad-cluster"
 CLUSTER_FILE = "cluster.json"
@@ -34,8 +45,12 @@ class UpOptions:
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     write_quorum: str = "all"
     server: str = "granian"
+    sentinels: int = 1
+    down_after_ms: int = 1000
 
     def __post_init__(self):
+        if self.sentinels < 1:
+            raise ConfigurationError(f"--sentinels must be at least 1, got {self.sentinels}")
         if self.nodes < 1:
             raise ConfigurationError(f"--nodes must be at least 1, got {self.nodes}")
         if self.replicas < 0:
@@ -55,6 +70,9 @@ def _running(config: ClusterConfig) -> list[str]:
         for role, pid in pids.items():
             if pid and pid_alive(pid):
                 alive.append(f"{node.name}/{role} (pid {pid})")
+    for pid in config.extra.get("sentinel_pids", []) + [config.extra.get("dtsentinel_pid")]:
+        if pid and pid_alive(pid):
+            alive.append(f"sentinel (pid {pid})")
     return alive
 
 
@@ -94,7 +112,10 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                secret=secrets.token_urlsafe(24),
                                write_quorum=options.write_quorum,
                                max_value_bytes=options.max_value_bytes,
-                               extra={"sentinels": [], "dtsentinel_pid": None,
+                               extra={"sentinels": [f"127.0.0.1:{port()}"
+                                                    for _ in range(options.sentinels)],
+                                      "sentinel_pids": [], "dtsentinel_pid": None,
+                                      "down_after_ms": options.down_after_ms,
                                       "workers": options.workers, "server": options.server})
     try:
         for node in config.nodes:
@@ -102,19 +123,53 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                persist=node.extra.get("persist", True))
             node.extra.setdefault("pids", {})["redis"] = proc.pid
         config.save(path)
+        _start_sentinels(directory, config)
+        config.save(path)
         servers = []
         for node in config.nodes:
             servers.append((node, _start_server(directory, path, node, config)))
         for node, proc in servers:
-            wait_until(lambda n=node: requests.get(f"{n.http}/health", timeout=2).ok, 30,
-                       f"the DTServer of {node.name} at {node.http}", proc=proc,
-                       log=directory / node.name / "server.log")
-            node.extra["pids"]["server"] = proc.pid
+            _wait_server(directory, node, proc)
+        config.save(path)
+        _start_dtsentinel(directory, path, config)
         config.save(path)
     except BaseException:
         _stop_all(config, path)
         raise
     return config
+
+
+def _start_sentinels(directory: Path, config: ClusterConfig) -> None:
+    """Start the Sentinels and make each monitor every backend."""
+    pids = config.extra["sentinel_pids"] = []
+    for i, address in enumerate(config.extra["sentinels"], start=1):
+        port = int(address.rsplit(":", 1)[1])
+        pids.append(start_sentinel(port, directory / f"sentinel{i}", config.password).pid)
+    for node in config.nodes:
+        register(config.extra["sentinels"], node.name, node.redis, config.password,
+                 config.extra.get("down_after_ms", 1000))
+
+
+def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig) -> None:
+    home = directory / "dtsentinel"
+    home.mkdir(exist_ok=True)
+    state = home / "state.json"
+    log_path = home / "dtsentinel.log"
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dtriad", "dtsentinel", "--cluster", str(path),
+             "--state", str(state)],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)
+    config.extra["dtsentinel_pid"] = proc.pid
+    wait_until(state.exists, 30, "the DTSentinel", proc=proc, log=log_path)
+
+
+def _wait_server(directory: Path, node: NodeSpec, proc: subprocess.Popen) -> None:
+    wait_until(lambda: requests.get(f"{node.http}/health", timeout=2).status_code in (200, 503),
+               30, f"the DTServer of {node.name} at {node.http}", proc=proc,
+               log=directory / node.name / "server.log")
+    node.extra["pids"]["server"] = proc.pid
 
 
 def _start_server(directory: Path, path: Path, node: NodeSpec,
@@ -124,6 +179,7 @@ def _start_server(directory: Path, path: Path, node: NodeSpec,
         return subprocess.Popen(
             [sys.executable, "-m", "dtriad", "serve", "--cluster", str(path),
              "--node", node.name, "--workers", str(config.extra.get("workers", 2)),
+             "--state-file", str(directory / node.name / "ring.json"),
              "--server", config.extra.get("server", "granian")],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -142,12 +198,23 @@ def _stop_server(pid: int, path: Path) -> None:
 
 def _stop_all(config: ClusterConfig, path: Path) -> list[str]:
     stopped = []
+    pid = config.extra.get("dtsentinel_pid")
+    if pid:
+        stop_pid(pid, needle=str(path), timeout=10)
+        stopped.append(f"dtsentinel (pid {pid})")
+        config.extra["dtsentinel_pid"] = None
     for node in config.nodes:
         pids = node.extra.get("pids", {})
         if pids.get("server"):
             _stop_server(pids["server"], path)
             stopped.append(f"{node.name} server (pid {pids['server']})")
             pids["server"] = None
+    for address, pid in zip(config.extra.get("sentinels", []),
+                            config.extra.get("sentinel_pids", []), strict=False):
+        if pid:
+            stop_pid(pid, needle=address.rsplit(":", 1)[1])
+            stopped.append(f"sentinel {address} (pid {pid})")
+    config.extra["sentinel_pids"] = []
     for node in config.nodes:
         pids = node.extra.get("pids", {})
         if pids.get("redis"):
@@ -200,3 +267,86 @@ def kill_node(directory: str | os.PathLike, name: str) -> int:
     wait_until(lambda: not pid_alive(pid), 5, f"backend of {name} to exit")
     stop_pid(pid)  # reaps it if it is our child: no zombie left behind
     return pid
+
+
+def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
+    """Start a new backend and DTServer and register the backend with Sentinel.
+
+    The join itself follows by itself: the DTSentinel sees the new monitored
+    backend and migrates its arcs to it.
+    """
+    directory = Path(directory).resolve()
+    path = cluster_file(directory)
+    config = ClusterConfig.load(path)
+    used = {n.redis_port for n in config.nodes} | {n.http_port for n in config.nodes}
+    taken = {int(n.name[1:]) for n in config.nodes if n.name[1:].isdigit()}
+    name = f"n{max(taken, default=0) + 1}"
+    redis_port = free_port(avoid=used)
+    http_port = free_port(avoid=used | {redis_port})
+    persist = config.nodes[0].extra.get("persist", True)
+    node = NodeSpec(name, f"127.0.0.1:{redis_port}", f"http://127.0.0.1:{http_port}",
+                    extra={"pids": {}, "persist": persist})
+    proc = start_redis(redis_port, directory / name, config.password, persist=persist)
+    node.extra["pids"]["redis"] = proc.pid
+    config = ClusterConfig.from_dict({**config.to_dict(),
+                                      "nodes": config.to_dict()["nodes"] + [
+                                          {**node.extra, "name": node.name,
+                                           "redis": node.redis, "http": node.http}]})
+    node = config.node(name)
+    config.save(path)
+    server = _start_server(directory, path, node, config)
+    _wait_server(directory, node, server)
+    config.save(path)
+    register(config.extra.get("sentinels", []), name, node.redis, config.password,
+             config.extra.get("down_after_ms", 1000))
+    log(f"started {name}: redis {node.redis}, http {node.http}; "
+        f"the DTSentinel will migrate its arcs to it")
+    return node
+
+
+def stop_node(directory: str | os.PathLike, name: str) -> list[str]:
+    """Stop a node's DTServer and backend cleanly (SIGTERM); the ring repairs itself."""
+    path = cluster_file(directory)
+    config = ClusterConfig.load(path)
+    node = config.node(name)
+    pids = node.extra.get("pids", {})
+    stopped = []
+    if pids.get("server"):
+        _stop_server(pids["server"], path)
+        stopped.append(f"{name} server (pid {pids['server']})")
+        pids["server"] = None
+    if pids.get("redis"):
+        stop_pid(pids["redis"], needle=str(node.redis_port))
+        stopped.append(f"{name} redis (pid {pids['redis']})")
+        pids["redis"] = None
+    config.save(path)
+    return stopped
+
+
+def sentinel_progress(directory: str | os.PathLike) -> dict | None:
+    """The DTSentinel's persisted state (ring epoch, phase, progress), if any."""
+    state = Path(directory).resolve() / "dtsentinel" / "state.json"
+    try:
+        return json.loads(state.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def start_node(directory: str | os.PathLike, name: str) -> NodeSpec:
+    """Start a stopped or killed node again (backend, then DTServer if needed).
+
+    Its backend comes back with whatever data it had; the DTSentinel treats it
+    as a fresh join and wipes it first.
+    """
+    directory = Path(directory).resolve()
+    path = cluster_file(directory)
+    config = ClusterConfig.load(path)
+    node = config.node(name)
+    pids = node.extra.setdefault("pids", {})
+    if not (pids.get("redis") and pid_alive(pids["redis"])):
+        pids["redis"] = start_redis(node.redis_port, directory / name, config.password,
+                                    persist=node.extra.get("persist", True)).pid
+    if not (pids.get("server") and pid_alive(pids["server"])):
+        _wait_server(directory, node, _start_server(directory, path, node, config))
+    config.save(path)
+    return node

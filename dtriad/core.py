@@ -15,11 +15,14 @@ Replies are raw Redis replies (bytes, int, list, None); front ends encode them.
 from __future__ import annotations
 
 import enum
+import hmac
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -28,12 +31,17 @@ from .client import DOWN_ERRORS, DTClient, Outcome, describe
 from .config import ClusterConfig
 from .exceptions import (
     ArgumentError,
+    AuthError,
     CommandError,
     DtriadError,
     QuorumError,
+    RingChangingError,
+    StaleRingError,
     UnknownMethodError,
     ValueTooLargeError,
 )
+from .ringstate import RingState, Route, View
+from .scripts import FENCED, READ_META
 
 
 class Kind(enum.Enum):
@@ -85,10 +93,18 @@ ADMIN = {
     "health": "reachability of every backend",
     "stats": "requests and errors served by this DTServer",
 }
+INTERNAL = {
+    "ringUpdate": "install a ring pushed by the DTSentinel (needs the cluster secret)",
+}
 
 
 def method_names() -> list[str]:
-    return sorted([*COMMANDS, *MULTI_KEY, *ADMIN], key=str.lower)
+    return sorted([*COMMANDS, *MULTI_KEY, *ADMIN, *INTERNAL], key=str.lower)
+
+
+def _stale(outcome: Outcome) -> bool:
+    """A backend refused the write: its fence says our ring is old."""
+    return outcome.rejected and str(outcome.error).startswith("STALERING")
 
 
 def _text(value: Any) -> str:
@@ -118,15 +134,115 @@ class Stats:
 
 
 class DTCore:
-    """Routes commands over the ring and enforces the replication rules."""
+    """Routes commands over the ring and enforces the replication rules.
 
-    def __init__(self, config: ClusterConfig, client: DTClient | None = None):
+    The ring in force is a :class:`~dtriad.ringstate.View`, replaced whole when
+    the DTSentinel pushes a newer one (:meth:`install`). With several worker
+    processes, the push lands in one of them, which writes ``state_file``;
+    every worker checks that file's signature (one ``stat``) per request, so a
+    pushed ring is used by all of them from their next request on. Every write
+    carries the ring token and is refused by a backend fenced at a newer one,
+    so a DTServer that missed a push fetches the ring and retries instead of
+    writing by an old ring; reads poll a backend's fence once per
+    ``poll_interval``.
+    """
+
+    def __init__(self, config: ClusterConfig, client: DTClient | None = None,
+                 state_file: str | os.PathLike | None = None, poll_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.config = config
-        self.ring = config.ring()
-        self.client = client or DTClient(self.ring.nodes, password=config.password,
+        self.client = client or DTClient([n.redis for n in config.nodes],
+                                         password=config.password,
                                          timeout=config.backend_timeout)
         self.stats = Stats()
-        self._names = {n.redis: n.name for n in config.nodes}
+        self.state_file = Path(state_file) if state_file else None
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._file_signature: tuple | None = None
+        self._lock = threading.Lock()
+        self.view = View(RingState.initial(config))
+        self._next_poll = 0.0
+        self._view()
+
+    # --------------------------------------------------------------- the ring
+    @property
+    def ring(self):
+        """The committed ring (the one reads and keyDist go by)."""
+        return self._view().ring
+
+    def _view(self) -> View:
+        if self.state_file is not None:
+            try:
+                st = os.stat(self.state_file)
+                signature = (st.st_mtime_ns, st.st_ino, st.st_size)
+            except FileNotFoundError:
+                signature = None
+            if signature != self._file_signature:
+                self._file_signature = signature
+                if signature is not None:
+                    try:
+                        self._adopt(RingState.from_json(self.state_file.read_bytes()),
+                                    progress=True)
+                    except (OSError, ArgumentError):
+                        self._file_signature = None  # half-written by another worker
+        now = self._clock()
+        if now >= self._next_poll:
+            self._next_poll = now + self.poll_interval
+            self.refresh()
+        return self.view
+
+    def _adopt(self, state: RingState, progress: bool = False) -> bool:
+        """Use ``state`` if it is newer than the ring in force (or, with
+        ``progress``, the same ring with fresher migration progress)."""
+        with self._lock:
+            current = self.view.state
+            if state.token < current.token or (state.token == current.token and not (
+                    progress and state.migration != current.migration)):
+                return False
+            for member in state.members().values():
+                self.client.pool(member.redis)
+            self.view = View(state)
+            return True
+
+    def refresh(self) -> bool:
+        """Fetch the newest ring any backend holds (after a fence refusal, or a poll)."""
+        nodes = list(self.view.state.members()) + [
+            n.redis for n in self.config.nodes if n.redis not in self.view.names]
+        newest = None
+        for outcome in self.client.fanout(nodes, "EVAL", READ_META, 0):
+            if outcome.ok and outcome.value and outcome.value[1]:
+                try:
+                    state = RingState.from_json(outcome.value[1])
+                except ArgumentError:
+                    continue
+                if newest is None or state.token > newest.token:
+                    newest = state
+        if newest is not None and self._adopt(newest):
+            self._save_state(newest)
+            return True
+        return False
+
+    def install(self, secret: str | None, state_json: str | None) -> dict:
+        """A ring pushed by the DTSentinel: authenticated, never older than ours."""
+        if not self.config.secret or not hmac.compare_digest(
+                str(secret or "").encode(), self.config.secret.encode()):
+            raise AuthError("ring updates need the cluster secret (cluster.json 'secret')")
+        if not state_json:
+            raise ArgumentError("missing argument 'state'; usage: ringUpdate secret state")
+        state = RingState.from_json(state_json)
+        current = self._view().token
+        if state.token < current:
+            raise StaleRingError(state.token, current)
+        if self._adopt(state, progress=True):
+            self._save_state(state)
+        return {"epoch": state.epoch, "token": state.token}
+
+    def _save_state(self, state: RingState) -> None:
+        if self.state_file is None:
+            return
+        tmp = self.state_file.with_name(f"{self.state_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(state.to_json())
+        os.replace(tmp, self.state_file)
 
     # ----------------------------------------------------------------- commands
     def call(self, method: str, **args: Any) -> Any:
@@ -161,62 +277,115 @@ class DTCore:
 
     def read(self, key: Any, *command: Any) -> Any:
         """Master first, then backups in ring order; the first answer wins."""
-        value, _ = self.client.read(self.ring.preference_list(key), *command, key=_text(key))
+        value, _ = self.client.read(self._view().route(key).read, *command, key=_text(key))
         return value
 
     def write(self, key: Any, *command: Any) -> Any:
         """Apply ``command`` to every copy of ``key``; see the module docstring."""
-        nodes = self.ring.preference_list(key)
-        return self._settle([key], nodes, self.client.fanout(nodes, *command))
+        return self._replicate([key], command)
 
-    def _settle(self, keys: Sequence[Any], nodes: Sequence[str],
-                outcomes: list[Outcome]) -> Any:
+    def _replicate(self, keys: Sequence[Any], command: Sequence[Any],
+                   attempts: int = 4) -> Any:
+        """One fenced, replicated write of ``command`` on ``keys`` (one route)."""
+        for _ in range(attempts):
+            view = self._view()
+            route = view.route(keys[0])
+            outcomes = self.client.fanout(route.direct, "EVAL", FENCED, 0, view.token,
+                                          *command)
+            if not any(_stale(o) for o in outcomes):
+                return self._settle(keys, route, outcomes)
+            self.refresh()
+            applied = {o.node: o for o in outcomes if o.ok}
+            if not applied:
+                continue  # refused everywhere: retry cleanly by the newer ring
+            # Applied by the old ring on some copies only, while the fence moved:
+            # make every copy of the new route agree with its authority.
+            route = self._view().route(keys[0])
+            authority = next((n for n in route.direct if not self.client.suspected(n)), None)
+            failures: dict[str, str] = {}
+            if authority in applied:
+                targets = [n for n in route.direct + route.copy_to if n != authority]
+                held = {authority} | {n for n in targets
+                                      if self._repair(keys, authority, n, failures)}
+                self._check_quorum(keys, route, held, failures)
+                return applied[authority].value
+            for node in applied:  # undo: the authority never applied it
+                if authority is not None:
+                    self._repair(keys, authority, node, failures)
+        raise RingChangingError(f"the ring changed {attempts} times during one write to "
+                                f"{_text(keys[0])!r}; retry")
+
+    def _settle(self, keys: Sequence[Any], route: Route, outcomes: list[Outcome]) -> Any:
         """Judge one replicated command (on ``keys``) from each copy's outcome."""
         key = _text(keys[0])
+        names = self.view.names
         authority = next((o for o in outcomes if not o.down), None)
-        failures = {self._names.get(o.node, o.node): describe(o.error)
+        failures = {names.get(o.node, o.node): describe(o.error)
                     for o in outcomes if o.down}
+        owners = route.owners
         if authority is None:
-            raise QuorumError(key, 0, self.config.required_copies(len(nodes)), len(nodes),
+            raise QuorumError(key, 0, self.config.required_copies(len(owners)), len(owners),
                               failures)
         if authority.rejected:
             for o in outcomes:
                 if o.ok:  # this copy had diverged from the master: undo by copying
                     self._repair(keys, authority.node, o.node, failures)
             raise CommandError.from_redis(authority.error)
-        copies = sum(1 for o in outcomes if o.ok)
+        held = {o.node for o in outcomes if o.ok}
         for o in outcomes:
             if o.rejected and self._repair(keys, authority.node, o.node, failures):
-                copies += 1
-        required = self.config.required_copies(len(nodes))
-        if copies < required:
-            raise QuorumError(key, copies, required, len(nodes), failures)
+                held.add(o.node)
+        for node in route.copy_to:  # gaining the key in a migration: the resulting state
+            if self._repair(keys, authority.node, node, failures):
+                held.add(node)
+        self._check_quorum(keys, route, held, failures)
         return authority.value
+
+    def _check_quorum(self, keys: Sequence[Any], route: Route, held: set[str],
+                      failures: dict[str, str]) -> None:
+        owners = route.owners
+        copies = sum(1 for n in owners if n in held)
+        required = self.config.required_copies(len(owners))
+        if copies < required:
+            names = self.view.names
+            missing = {names.get(n, n): failures.get(names.get(n, n), "did not take it")
+                       for n in owners if n not in held}
+            raise QuorumError(_text(keys[0]), copies, required, len(owners), missing)
 
     def _repair(self, keys: Sequence[Any], source: str, target: str,
                 failures: dict[str, str]) -> bool:
-        """Overwrite ``target``'s copies of ``keys`` with ``source``'s, server to server."""
+        """Make ``target``'s copies of ``keys`` equal ``source``'s, server to server.
+
+        A key the source no longer has is deleted on the target; if the source
+        got it again meanwhile (a concurrent write), it is copied again.
+        """
         host, port = target.rsplit(":", 1)
         auth = ("AUTH", self.config.password) if self.config.password else ()
+        timeout_ms = int(self.config.backend_timeout * 1000)
         try:
             for key in keys:
-                reply = self.client.execute(source, "MIGRATE", host, port, key, 0,
-                                            int(self.config.backend_timeout * 1000),
-                                            "COPY", "REPLACE", *auth)
-                if reply == b"NOKEY":
+                for _ in range(3):
+                    reply = self.client.execute(source, "MIGRATE", host, port, key, 0,
+                                                timeout_ms, "COPY", "REPLACE", *auth)
+                    if reply != b"NOKEY":
+                        break
                     self.client.execute(target, "DEL", key)
+                    if not self.client.execute(source, "EXISTS", key):
+                        break
             return True
         except (*DOWN_ERRORS, ResponseError) as e:
-            failures[self._names.get(target, target)] = f"diverged and not repaired: {describe(e)}"
+            name = self.view.names.get(target, target)
+            failures[name] = f"diverged and not repaired: {describe(e)}"
             return False
 
     def mget(self, keys: Sequence[Any]) -> list[Any]:
         """Values of ``keys`` in order; one MGET per group of keys sharing copies."""
         if not keys:
             raise ArgumentError("missing argument 'key'; usage: mget key [key ...]")
+        view = self._view()
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, key in enumerate(keys):
-            groups.setdefault(self.ring.preference_list(key), []).append(i)
+            groups.setdefault(view.route(key).read, []).append(i)
         result: list[Any] = [None] * len(keys)
         for nodes, indexes in groups.items():
             group_keys = [keys[i] for i in indexes]
@@ -236,58 +405,80 @@ class DTCore:
         for key, value in zip(keys, values, strict=True):
             self.check_size("key", key)
             self.check_size("value", value)
-        groups: dict[tuple[str, ...], list[Any]] = {}
+        view = self._view()
+        groups: dict[Route, list[Any]] = {}
         for key, value in zip(keys, values, strict=True):
-            groups.setdefault(self.ring.preference_list(key), []).extend((key, value))
-        for nodes, flat in groups.items():
-            self._settle(flat[::2], nodes, self.client.fanout(nodes, "MSET", *flat))
+            groups.setdefault(view.route(key), []).extend((key, value))
+        for flat in groups.values():
+            self._replicate(flat[::2], ("MSET", *flat))
         return b"OK"
 
     # -------------------------------------------------------------------- admin
+    def _catalog(self) -> list[tuple[str, str, str]]:
+        """(name, redis, http) of every node this DTServer knows, ring members first."""
+        members = self.view.state.members()
+        out = [(m.name, m.redis, m.http) for m in members.values()]
+        out += [(n.name, n.redis, n.http) for n in self.config.nodes if n.redis not in members]
+        return out
+
     def ring_info(self) -> dict:
-        share = self.ring.share()
+        view = self._view()
+        state, ring, pending = view.state, view.ring, view.pending
+        share = (pending or ring).share()
+        nodes = []
+        for name, address, http in self._catalog():
+            in_ring, in_pending = address in ring.nodes, pending and address in pending.nodes
+            node_state = ("up" if in_ring and (pending is None or in_pending) else
+                          "leaving" if in_ring else "joining" if in_pending else "out")
+            after = pending or ring
+            nodes.append({
+                "name": name, "redis": address, "http": http, "state": node_state,
+                "tokens": [format(t, "040x") for t in after.node_tokens(address)],
+                "share": {k: round(v, 6) for k, v in share.get(
+                    address, {"master": 0.0, "backup": 0.0}).items()},
+            })
         return {
-            "epoch": self.config.epoch,
-            "replicas": self.config.replicas,
-            "vnodes": self.config.vnodes,
-            "copies": self.ring.copies,
+            "epoch": state.epoch,
+            "token": state.token,
+            "replicas": state.replicas,
+            "vnodes": state.vnodes,
+            "copies": ring.copies,
             "write_quorum": self.config.write_quorum,
-            "nodes": [{
-                "name": n.name, "redis": n.redis, "http": n.http, "state": "up",
-                "tokens": [format(t, "040x") for t in self.ring.node_tokens(n.redis)],
-                "share": {k: round(v, 6) for k, v in share[n.redis].items()},
-            } for n in self.config.nodes],
-            "migration": None,
+            "nodes": nodes,
+            "pending_epoch": state.pending_epoch,
+            "migration": state.migration if pending is not None or state.migration else None,
         }
 
     def health(self) -> dict:
         backends = {}
-        for node in self.config.nodes:
+        for name, address, _ in self._catalog():
             start = time.perf_counter()
             try:
-                self.client.execute(node.redis, "PING")
-                backends[node.name] = {"redis": node.redis, "up": True,
-                                       "latency_ms": round((time.perf_counter() - start) * 1e3, 3)}
+                self.client.execute(address, "PING")
+                backends[name] = {"redis": address, "up": True,
+                                  "latency_ms": round((time.perf_counter() - start) * 1e3, 3)}
             except DOWN_ERRORS as e:
-                backends[node.name] = {"redis": node.redis, "up": False, "error": describe(e)}
-        up = sum(b["up"] for b in backends.values())
-        status = "ok" if up == len(backends) else ("down" if up == 0 else "degraded")
-        return {"status": status, "backends": backends}
+                backends[name] = {"redis": address, "up": False, "error": describe(e)}
+        members = set(self.view.ring.nodes)
+        up = sum(b["up"] for b in backends.values() if b["redis"] in members)
+        status = "ok" if up == len(members) else ("down" if up == 0 else "degraded")
+        return {"status": status, "epoch": self.view.state.epoch, "backends": backends}
 
     def key_dist(self, scan_count: int = 1000) -> dict:
         """Keys held by each backend, by role (SCAN; an admin call, not for the hot path)."""
+        ring = self._view().ring
         result = {}
-        for node in self.config.nodes:
+        for name, address, _ in self._catalog():
             counts = Counter(master=0, backup=0, misplaced=0)
             try:
-                for key in self.client.redis(node.redis).scan_iter(count=scan_count):
-                    owners = self.ring.preference_list(key)
-                    role = ("master" if owners[0] == node.redis else
-                            "backup" if node.redis in owners else "misplaced")
+                for key in self.client.redis(address).scan_iter(count=scan_count):
+                    owners = ring.preference_list(key)
+                    role = ("master" if owners[0] == address else
+                            "backup" if address in owners else "misplaced")
                     counts[role] += 1
-                result[node.name] = dict(counts, total=sum(counts.values()))
+                result[name] = dict(counts, total=sum(counts.values()))
             except DOWN_ERRORS as e:
-                result[node.name] = {"error": describe(e)}
+                result[name] = {"error": describe(e)}
         return result
 
     def close(self) -> None:

@@ -126,3 +126,23 @@ class QuorumError(BackendError):
 class AuthError(DtriadError):
     code = "NOAUTH"
     http_status = 401
+
+
+class StaleRingError(DtriadError):
+    """A ring update older than the one in force (a lower epoch) was refused."""
+
+    code = "STALE"
+    http_status = 409
+
+    def __init__(self, offered: int, current: int):
+        super().__init__(
+            f"refused a ring update with token {offered}: this DTServer already uses "
+            f"token {current} (ring updates must never go back)")
+        self.offered = offered
+        self.current = current
+
+
+class RingChangingError(BackendError):
+    """The ring changed under a request more often than it could follow."""
+
+    code = "TRYAGAIN"

@@ -16,20 +16,27 @@ from .core import DTCore
 from .server import make_wsgi_app
 
 ENV_CLUSTER = "DTRIAD_CLUSTER"
+ENV_STATE = "DTRIAD_RING_STATE"
 SERVERS = ("granian", "wsgiref")
 
 
 def app_from_env():
     """WSGI app factory for granian's workers (each worker calls it once)."""
-    return make_wsgi_app(DTCore(ClusterConfig.load(os.environ[ENV_CLUSTER])))
+    return make_wsgi_app(DTCore(ClusterConfig.load(os.environ[ENV_CLUSTER]),
+                                state_file=os.environ.get(ENV_STATE) or None))
 
 
 def serve(cluster_file: str, host: str, port: int, workers: int = 2,
-          server: str = "granian") -> None:
-    """Serve the cluster's HTTP API on ``host:port`` until SIGTERM/SIGINT."""
+          server: str = "granian", state_file: str | None = None) -> None:
+    """Serve the cluster's HTTP API on ``host:port`` until SIGTERM/SIGINT.
+
+    ``state_file`` is where the workers share the ring the DTSentinel pushed.
+    """
     cluster_file = os.path.abspath(cluster_file)
     ClusterConfig.load(cluster_file)  # fail here, with a clear error, not in a worker
     os.environ[ENV_CLUSTER] = cluster_file
+    if state_file:
+        os.environ[ENV_STATE] = os.path.abspath(state_file)
     if server == "wsgiref":
         from wsgiref.simple_server import WSGIRequestHandler, make_server
 

@@ -172,3 +172,31 @@ def start_redis(port: int, directory: Path, password: str | None = None, persist
     finally:
         client.close()
     return proc
+
+
+def start_sentinel(port: int, directory: Path, password: str | None = None,
+                   host: str = "127.0.0.1", timeout: float = 10.0) -> subprocess.Popen:
+    """Start a Redis Sentinel (``redis-server FILE --sentinel``) in its own session."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "sentinel.conf"
+    lines = [f"bind {host}", f"port {port}", f"dir {directory}", "daemonize no",
+             f"logfile {directory / 'sentinel.log'}", "sentinel deny-scripts-reconfig yes"]
+    if password:
+        lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+    if not conf.exists():  # Sentinel rewrites its file; a restart keeps what it learnt
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    proc = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], cwd=directory,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    client = redis.Redis(host=host, port=port, password=password, socket_timeout=1)
+    try:
+        wait_until(client.ping, timeout, f"Redis Sentinel on port {port}", proc=proc,
+                   log=directory / "sentinel.log")
+    except (TimeoutError, RuntimeError):
+        stop_pid(proc.pid)
+        raise
+    finally:
+        client.close()
+    return proc

@@ -172,6 +172,11 @@ class DTService(ServiceBase):
             ctx.transport.resp_code = "503 Service Unavailable"
         return result
 
+    @rpc(Unicode, Unicode, _returns=AnyDict)
+    def ringUpdate(ctx, secret, state):
+        """Internal: the DTSentinel pushes a ring (needs the cluster secret)."""
+        return _call(ctx, "ringUpdate", lambda core: core.install(secret, state))
+
     @rpc(_returns=AnyDict)
     def stats(ctx):
         return _call(ctx, "stats", lambda core: core.stats.snapshot())

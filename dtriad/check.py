@@ -1,0 +1,179 @@
+"""``dtriad check``: verify both invariants on a live cluster.
+
+Like ``redis-cli --cluster check``: it reads the ring in force from the
+backends, lists every key each ring member holds, and reports keys missing
+from one of their r+1 preference-list backends, copies on a backend that
+should not hold them, and copies that differ (type, value, or TTL by more than
+a second). It also checks that no migration is running and that every
+DTServer routes by the same ring. With ``repair``, differing and missing copies
+are overwritten from the first live copy in ring order and misplaced ones are
+deleted.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import requests
+
+from .client import DOWN_ERRORS, DTClient, describe
+from .config import ClusterConfig, parse_address
+from .ringstate import RingState
+from .scripts import DIGEST, READ_META
+
+TTL_SLACK_MS = 1000
+
+
+@dataclass
+class Report:
+    state: RingState | None = None
+    keys: int = 0
+    missing: list[tuple[bytes, str]] = field(default_factory=list)
+    misplaced: list[tuple[bytes, str]] = field(default_factory=list)
+    differing: list[tuple[bytes, list[str]]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    repaired: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.misplaced or self.differing or self.problems)
+
+    def lines(self, names: dict[str, str], limit: int = 10) -> list[str]:
+        out = []
+        if self.state is not None:
+            s = self.state
+            out.append(f"[OK] ring epoch {s.epoch}: {len(s.nodes)} nodes, replicas={s.replicas}, "
+                       f"vnodes={s.vnodes}")
+        for problem in self.problems:
+            out.append(f"[ERR] {problem}")
+
+        def show(title, items, fmt):
+            if items:
+                out.append(f"[ERR] {len(items)} {title}")
+                out.extend(f"      {fmt(item)}" for item in items[:limit])
+                if len(items) > limit:
+                    out.append(f"      ... and {len(items) - limit} more")
+
+        show("missing copies", self.missing,
+             lambda i: f"{_text(i[0])!r} missing on {names.get(i[1], i[1])}")
+        show("misplaced copies", self.misplaced,
+             lambda i: f"{_text(i[0])!r} on {names.get(i[1], i[1])}, not one of its owners")
+        show("keys whose copies differ", self.differing,
+             lambda i: f"{_text(i[0])!r} differs between "
+                       f"{', '.join(names.get(n, n) for n in i[1])}")
+        if self.repaired:
+            out.append(f"[OK] repaired {self.repaired} copies")
+        if self.clean:
+            out.append(f"[OK] {self.keys} keys, each on exactly its preference-list backends, "
+                       f"all copies identical")
+        return out
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", "replace")
+
+
+def ring_in_force(client: DTClient, nodes: list[str]) -> tuple[RingState | None, dict]:
+    """The newest ring state any backend holds, and which backends did not answer."""
+    newest, down = None, {}
+    for outcome in client.fanout(nodes, "EVAL", READ_META, 0):
+        if not outcome.ok:
+            down[outcome.node] = describe(outcome.error)
+        elif outcome.value[1]:
+            state = RingState.from_json(outcome.value[1])
+            if newest is None or state.token > newest.token:
+                newest = state
+    return newest, down
+
+
+def check(config: ClusterConfig, repair: bool = False, batch: int = 500) -> Report:
+    client = DTClient(password=config.password, timeout=5.0, cooldown=0)
+    try:
+        return _check(config, client, repair, batch)
+    finally:
+        client.close()
+
+
+def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int) -> Report:
+    report = Report()
+    catalog = [n.redis for n in config.nodes]
+    state, down = ring_in_force(client, catalog)
+    if state is None:
+        report.problems.append("no backend holds a ring; is the DTSentinel running?")
+        return report
+    report.state = state
+    names = {n.redis: n.name for n in config.nodes} | {
+        m.redis: m.name for m in state.members().values()}
+    if state.pending is not None:
+        report.problems.append(f"migration to epoch {state.pending_epoch} in progress")
+    ring = state.ring()
+    for node in ring.nodes:
+        if node in down:
+            report.problems.append(f"{names.get(node, node)} is in the ring but down "
+                                   f"({down[node]})")
+    for n in config.nodes:
+        try:
+            info = requests.get(f"{n.http}/ring", timeout=3).json()
+        except (requests.RequestException, ValueError) as e:
+            if n.redis in ring.nodes:
+                report.problems.append(f"DTServer {n.name} at {n.http} unreachable "
+                                       f"({type(e).__name__})")
+            continue
+        if info.get("token") != state.token:
+            report.problems.append(f"DTServer {n.name} routes by epoch {info.get('epoch')}, "
+                                   f"the ring in force is epoch {state.epoch}")
+    holders: dict[bytes, set[str]] = defaultdict(set)
+    live = [n for n in ring.nodes if n not in down]
+    for node in live:
+        for key in client.redis(node).scan_iter(count=1000):
+            holders[key].add(node)
+    report.keys = len(holders)
+    to_compare: dict[str, list[bytes]] = defaultdict(list)
+    for key, held in holders.items():
+        owners = [n for n in ring.preference_list(key) if n not in down]
+        report.missing += [(key, n) for n in owners if n not in held]
+        report.misplaced += [(key, n) for n in held if n not in owners]
+        present = [n for n in owners if n in held]
+        if len(present) > 1:
+            for n in present:
+                to_compare[n].append(key)
+    digests: dict[tuple[bytes, str], tuple] = {}
+    for node, keys in to_compare.items():
+        for i in range(0, len(keys), batch):
+            chunk = keys[i:i + batch]
+            reply = client.execute(node, "EVAL", DIGEST, len(chunk), *chunk)
+            for key, (kind, digest, ttl) in zip(chunk, reply, strict=True):
+                digests[(key, node)] = (kind, digest, int(ttl))
+    for key in holders:
+        present = [n for n in ring.preference_list(key) if (key, n) in digests]
+        if len(present) > 1 and not _same([digests[(key, n)] for n in present]):
+            report.differing.append((key, present))
+    if repair:
+        report.repaired = _repair(config, client, ring, report)
+    return report
+
+
+def _same(digests: list[tuple]) -> bool:
+    kind, digest, ttl = digests[0]
+    return all(d[0] == kind and d[1] == digest and (d[2] < 0) == (ttl < 0)
+               and abs(d[2] - ttl) <= TTL_SLACK_MS for d in digests[1:])
+
+
+def _repair(config: ClusterConfig, client: DTClient, ring, report: Report) -> int:
+    repaired = 0
+    auth = ("AUTH", config.password) if config.password else ()
+    for key, node in report.misplaced:
+        client.execute(node, "DEL", key)
+        repaired += 1
+    targets = [(key, node) for key, node in report.missing]
+    targets += [(key, n) for key, nodes in report.differing for n in nodes[1:]]
+    for key, node in targets:
+        source = next(n for n in ring.preference_list(key) if n != node)
+        host, port = parse_address(node)
+        try:
+            client.execute(source, "MIGRATE", host, port, key, 0, 5000, "COPY", "REPLACE", *auth)
+            repaired += 1
+        except DOWN_ERRORS as e:
+            report.problems.append(f"could not repair {_text(key)!r} on {node}: {describe(e)}")
+    return repaired

@@ -1,0 +1,175 @@
+"""The migration executor: carries out a :class:`~dtriad.migration.Plan`.
+
+Keys move server to server. On the source, a Lua script (``SCAN_ARCS``) scans
+one chunk of the keyspace and keeps only the keys of the moving arcs, so only
+their names (not every key, not any value) reach Python; they are then copied
+with one ``MIGRATE host port "" 0 timeout COPY REPLACE AUTH pw KEYS ...`` per
+destination and batch. Copies are idempotent, so a batch may be redone after
+a crash. Cleanup deletes keys with the same script, entirely server side.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import requests
+from redis.exceptions import ResponseError
+
+from .client import DOWN_ERRORS, DTClient, describe
+from .config import parse_address
+from .migration import Cleanup, Transfer
+from .ring import Ring
+from .ringstate import Member, RingState
+from .scripts import PUBLISH_META, SCAN_ARCS, arc_ranges
+
+Progress = Callable[[int], None]
+
+
+class Interrupted(Exception):
+    """The membership changed under a migration: stop and plan again."""
+
+
+@dataclass
+class Executor:
+    client: DTClient
+    password: str | None = None
+    scan_count: int = 1000
+    timeout_ms: int = 10_000
+
+    # ------------------------------------------------------------------- copy
+    def _scan(self, node: str, arcs: list[tuple[int, int, str]], mode: str,
+              stop: Callable[[], bool] | None = None):
+        """Yield the script's reply for each chunk of ``node``'s keyspace."""
+        ranges = arc_ranges(arcs)
+        cursor = b"0"
+        while True:
+            if stop is not None and stop():
+                raise Interrupted(f"stopped while scanning {node}")
+            reply = self.client.execute(node, "EVAL", SCAN_ARCS, 0, cursor, self.scan_count,
+                                        mode, *ranges)
+            yield reply
+            cursor = reply[0]
+            if cursor in (b"0", 0, "0"):
+                return
+
+    def copy(self, source: str, transfers: Iterable[Transfer], progress: Progress = lambda n: None,
+             stop: Callable[[], bool] | None = None, replace: bool = True) -> int:
+        """Copy every key of the transfers' arcs from ``source`` to their destinations."""
+        by_arc: dict[tuple[int, int], list[str]] = {}
+        for t in transfers:
+            if t.source != source:
+                raise ValueError(f"transfer {t} does not start at {source}")
+            by_arc.setdefault((t.start, t.end), []).append(t.destination)
+        labels = {str(i): dests for i, dests in enumerate(by_arc.values())}
+        arcs = [(start, end, str(i)) for i, (start, end) in enumerate(by_arc)]
+        moved = 0
+        for reply in self._scan(source, arcs, "copy", stop):
+            batches: dict[str, list[bytes]] = {}
+            items = reply[1:]
+            for key, label in zip(items[::2], items[1::2], strict=True):
+                for dest in labels[label.decode() if isinstance(label, bytes) else label]:
+                    batches.setdefault(dest, []).append(key)
+            for dest, keys in batches.items():
+                self.migrate(source, dest, keys, replace=replace)
+                moved += len(keys)
+            progress(moved)
+        return moved
+
+    def migrate(self, source: str, dest: str, keys: list[bytes], replace: bool = True) -> None:
+        """One batched MIGRATE; without ``replace``, keys the target has are kept."""
+        host, port = parse_address(dest)
+        auth = ("AUTH", self.password) if self.password else ()
+        options = ("COPY", "REPLACE") if replace else ("COPY",)
+        try:
+            self.client.execute(source, "MIGRATE", host, port, "", 0, self.timeout_ms,
+                                *options, *auth, "KEYS", *keys)
+        except ResponseError as e:
+            if replace or "BUSYKEY" not in str(e):
+                raise
+
+    def cleanup(self, cleanups: Iterable[Cleanup],
+                stop: Callable[[], bool] | None = None) -> int:
+        """Delete the copies nodes no longer hold; all server side."""
+        by_node: dict[str, list[tuple[int, int, str]]] = {}
+        for c in cleanups:
+            by_node.setdefault(c.node, []).append((c.start, c.end, "x"))
+        deleted = 0
+        for node, arcs in by_node.items():
+            arcs = sorted(set(arcs))
+            for reply in self._scan(node, arcs, "delete", stop):
+                deleted += int(reply[1])
+        return deleted
+
+    def recover(self, holder: str, arcs: list[tuple[int, int]], ring: Ring) -> int:
+        """Copy what ``holder`` has in ``arcs`` to the keys' owners in ``ring``,
+        keeping any copy they already hold (it is newer). For a returning node
+        that held the only surviving copy of an arc."""
+        recovered = 0
+        for reply in self._scan(holder, [(s, e, "x") for s, e in arcs], "copy"):
+            groups: dict[str, list[bytes]] = {}
+            for key in reply[1::2]:
+                for owner in ring.preference_list(key):
+                    groups.setdefault(owner, []).append(key)
+            for owner, keys in groups.items():
+                self.migrate(holder, owner, keys, replace=False)
+            recovered += len(reply[1::2])
+        return recovered
+
+    def wipe(self, node: str) -> None:
+        """Empty a node's keyspace (database 0) before it joins afresh."""
+        self.client.execute(node, "FLUSHDB")
+
+    # ------------------------------------------------------------ ring state
+    def publish(self, nodes: Iterable[str], state: RingState) -> dict[str, str]:
+        """Store the ring and its fence token in every reachable backend.
+
+        Returns the nodes that could not be reached, with the reason.
+        """
+        failed = {}
+        text = state.to_json()
+        for outcome in self.client.fanout(list(nodes), "EVAL", PUBLISH_META, 0, state.token,
+                                          text):
+            if not outcome.ok:
+                failed[outcome.node] = describe(outcome.error)
+        return failed
+
+
+def push(members: Iterable[Member], secret: str, state: RingState,
+         timeout: float = 3.0) -> dict[str, str]:
+    """Push ``state`` to every DTServer at once; -> the ones that did not confirm."""
+    members = list(members)
+    body = {"secret": secret, "state": state.to_json()}
+
+    def one(member: Member) -> str | None:
+        try:
+            reply = requests.post(f"{member.http}/ringUpdate", data=body, timeout=timeout)
+        except requests.RequestException as e:
+            return type(e).__name__
+        if reply.ok:
+            return None
+        try:
+            return reply.json().get("error", reply.text)[:200]
+        except ValueError:
+            return reply.text[:200]
+
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(members)))) as pool:
+        results = list(pool.map(one, members))
+    return {m.name: why for m, why in zip(members, results, strict=True) if why}
+
+
+class Rate:
+    """Keys per second over a migration, for progress lines."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self.started = clock()
+
+    def __call__(self, keys: int) -> float:
+        elapsed = self.clock() - self.started
+        return keys / elapsed if elapsed > 0 else 0.0
+
+
+__all__ = ["DOWN_ERRORS", "Executor", "Interrupted", "Rate", "push"]
