@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import requests
 
 from .client import DOWN_ERRORS, DTClient, describe
-from .config import ClusterConfig, parse_address
+from .config import ClusterConfig
 from .ringstate import RingState
 from .scripts import DIGEST, READ_META
 
@@ -162,7 +162,6 @@ def _same(digests: list[tuple]) -> bool:
 
 def _repair(config: ClusterConfig, client: DTClient, ring, report: Report) -> int:
     repaired = 0
-    auth = ("AUTH", config.password) if config.password else ()
     for key, node in report.misplaced:
         client.execute(node, "DEL", key)
         repaired += 1
@@ -170,9 +169,8 @@ def _repair(config: ClusterConfig, client: DTClient, ring, report: Report) -> in
     targets += [(key, n) for key, nodes in report.differing for n in nodes[1:]]
     for key, node in targets:
         source = next(n for n in ring.preference_list(key) if n != node)
-        host, port = parse_address(node)
         try:
-            client.execute(source, "MIGRATE", host, port, key, 0, 5000, "COPY", "REPLACE", *auth)
+            client.copy_key(source, node, key)
             repaired += 1
         except DOWN_ERRORS as e:
             report.problems.append(f"could not repair {_text(key)!r} on {node}: {describe(e)}")

@@ -24,6 +24,7 @@ from redis.retry import Retry
 
 from .config import parse_address
 from .exceptions import CommandError, UnavailableError
+from .scripts import DUMP_TTL
 
 # Errors that mean "this backend is not answering", as opposed to Redis
 # answering with an error about the data (ResponseError).
@@ -186,6 +187,30 @@ class DTClient:
             finally:
                 pool.release(conn)
         return [outcomes[node] for node in nodes]
+
+    def copy_key(self, source: str, target: str, key: Any, attempts: int = 4) -> bool:
+        """Make ``target``'s ``key`` equal ``source``'s (value and TTL), or absent.
+
+        DUMP/RESTORE through this process rather than MIGRATE: a MIGRATE blocks
+        its source until the target answers, so two copies in opposite
+        directions (A to B while B to A, common during a migration) deadlock
+        both servers until the timeout. After restoring, the source is read
+        again; if a concurrent write changed it meanwhile, the copy is redone,
+        so the last copy made always matches the source. False if it never
+        settled within ``attempts``.
+        """
+        state = self.execute(source, "EVAL", DUMP_TTL, 1, key)
+        for _ in range(attempts):
+            if state is None:
+                self.execute(target, "DEL", key)
+            else:
+                payload, ttl = state
+                self.execute(target, "RESTORE", key, max(int(ttl), 0), payload, "REPLACE")
+            again = self.execute(source, "EVAL", DUMP_TTL, 1, key)
+            if (again and again[0]) == (state and state[0]):
+                return True
+            state = again
+        return False
 
     def close(self) -> None:
         with self._lock:

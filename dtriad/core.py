@@ -354,29 +354,18 @@ class DTCore:
 
     def _repair(self, keys: Sequence[Any], source: str, target: str,
                 failures: dict[str, str]) -> bool:
-        """Make ``target``'s copies of ``keys`` equal ``source``'s, server to server.
-
-        A key the source no longer has is deleted on the target; if the source
-        got it again meanwhile (a concurrent write), it is copied again.
-        """
-        host, port = target.rsplit(":", 1)
-        auth = ("AUTH", self.config.password) if self.config.password else ()
-        timeout_ms = int(self.config.backend_timeout * 1000)
+        """Make ``target``'s copies of ``keys`` equal ``source``'s (see
+        :meth:`DTClient.copy_key`: server state, never a replayed command)."""
         try:
-            for key in keys:
-                for _ in range(3):
-                    reply = self.client.execute(source, "MIGRATE", host, port, key, 0,
-                                                timeout_ms, "COPY", "REPLACE", *auth)
-                    if reply != b"NOKEY":
-                        break
-                    self.client.execute(target, "DEL", key)
-                    if not self.client.execute(source, "EXISTS", key):
-                        break
-            return True
+            settled = all([self.client.copy_key(source, target, key) for key in keys])
         except (*DOWN_ERRORS, ResponseError) as e:
+            settled, why = False, describe(e)
+        else:
+            why = "kept changing under concurrent writes"
+        if not settled:
             name = self.view.names.get(target, target)
-            failures[name] = f"diverged and not repaired: {describe(e)}"
-            return False
+            failures[name] = f"diverged and not repaired: {why}"
+        return settled
 
     def mget(self, keys: Sequence[Any]) -> list[Any]:
         """Values of ``keys`` in order; one MGET per group of keys sharing copies."""

@@ -33,7 +33,8 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
             if known and f"{known['ip']}:{known['port']}" != backend:
                 client.sentinel_remove(name)
                 known = None
-            if not known:
+            fresh = not known
+            if fresh:
                 client.sentinel_monitor(name, host, port, quorum)
             settings = {"down-after-milliseconds": down_after_ms,
                         "failover-timeout": FAILOVER_TIMEOUT_MS}
@@ -41,6 +42,8 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
                 settings["auth-pass"] = password
             for option, value in settings.items():
                 client.sentinel_set(name, option, value)
+            if fresh:  # its first link had no password: reconnect, or it is called down
+                client.execute_command("SENTINEL", "RESET", name)
         finally:
             client.close()
 

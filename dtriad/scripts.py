@@ -134,3 +134,10 @@ def arc_ranges(arcs: list[tuple[int, int, str]]) -> list[str]:
     for piece in pieces:
         flat.extend(piece)
     return flat
+
+# KEYS[1] -> {serialized value, ms to live (-1: none)} or false if no such key.
+DUMP_TTL = """
+local payload = redis.call('DUMP', KEYS[1])
+if not payload then return false end
+return {payload, redis.call('PTTL', KEYS[1])}
+"""

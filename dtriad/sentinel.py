@@ -260,6 +260,7 @@ class DTSentinel:
         p = self.progress
         state = p.ring
         old = state.ring()
+        self.executor.scan_count = int(self.config.extra.get("migration_batch", 1000))
         if not resume:
             if state.pending is not None:  # abandoned: its nodes may hold copies
                 p.history.append([m.redis for m in state.pending])

@@ -1,0 +1,337 @@
+"""Joins, failures and returns on a real cluster with Redis Sentinel, while
+writers run: nothing acknowledged is lost and ``dtriad check`` ends clean."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from dtriad import cluster as local
+from dtriad.check import check
+from dtriad.config import ClusterConfig
+from dtriad.procs import pid_alive, stop_pid, wait_until
+
+from ..conftest import backend
+
+pytestmark = pytest.mark.integration
+CONVERGE = 90  # seconds; Sentinel needs ~1 s to call a backend down
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A fresh 5-node r=2 cluster per test (tests change its membership)."""
+    started = []
+
+    def start(nodes=5, replicas=2, **options) -> ClusterConfig:
+        directory = tmp_path / f"cluster{len(started)}"
+        options = {"persist": False, "workers": 1, **options}
+        config = local.up(directory, local.UpOptions(nodes=nodes, replicas=replicas,
+                                                     **options),
+                          log=lambda *_: None)
+        started.append(directory)
+        config.extra["dir"] = str(directory)
+        return config
+
+    yield start
+    for directory in started:
+        local.down(directory)
+
+
+def reload(config: ClusterConfig) -> ClusterConfig:
+    fresh = ClusterConfig.load(local.cluster_file(config.extra["dir"]))
+    fresh.extra["dir"] = config.extra["dir"]
+    return fresh
+
+
+class Writers:
+    """Threads writing through every DTServer; they record each acknowledged
+    write, and what was attempted (maybe applied) after the last one."""
+
+    def __init__(self, config: ClusterConfig, threads: int = 4, keys: int = 200):
+        self.urls = [n.http for n in config.nodes]
+        self.keys = [f"w{i}" for i in range(keys)]
+        self.acked: dict[str, str] = {}
+        self.attempted: dict[str, set[str]] = {}
+        self.count = 0
+        self.errors = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True)
+                        for i in range(threads)]
+
+    def _run(self, seed: int) -> None:
+        rng = random.Random(seed)
+        session = requests.Session()
+        i = 0
+        while not self.stopping.is_set():
+            i += 1
+            key = rng.choice(self.keys[seed::len(self.threads)])  # one writer per key
+            value = f"{seed}-{i}"
+            with self.lock:
+                self.attempted.setdefault(key, set()).add(value)
+            url = rng.choice(self.urls)
+            try:
+                reply = session.post(f"{url}/set", data={"key": key, "value": value},
+                                     timeout=5)
+                ok = reply.status_code == 200
+            except requests.RequestException:
+                ok = False
+            with self.lock:
+                if ok:
+                    self.acked[key] = value
+                    self.attempted[key] = set()
+                    self.count += 1
+                else:
+                    self.errors += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        wait_until(lambda: self.count >= 50, 30, "the writers' first acknowledged writes")
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(10)
+
+    def acked_count(self) -> int:
+        with self.lock:
+            return self.count
+
+
+def converge(config: ClusterConfig, timeout: float = CONVERGE):
+    """Wait until ``dtriad check`` is clean; return its report."""
+    last = {}
+
+    def clean() -> bool:
+        last["report"] = check(reload(config))
+        return last["report"].clean
+
+    try:
+        wait_until(clean, timeout, "a clean dtriad check", interval=0.5)
+    except TimeoutError:
+        report = last.get("report")
+        lines = report.lines({}) if report else ["no report"]
+        fresh = reload(config)
+        for key, nodes in (report.differing if report else [])[:5]:
+            lines.append(f"{key!r}: " + ", ".join(
+                f"{n}={backend(fresh, n).get(key)!r}" for n in nodes))
+        raise AssertionError("never converged:\n" + "\n".join(lines)) from None
+    return last["report"]
+
+
+def assert_nothing_lost(config: ClusterConfig, writers: Writers, extra: dict | None = None):
+    report = converge(config)
+    ring = report.state.ring()
+    config = reload(config)
+    expected = {k: {v} | writers.attempted.get(k, set()) for k, v in writers.acked.items()}
+    for key, value in (extra or {}).items():
+        expected[key] = {value}
+    assert expected
+    held: dict[str, dict[str, bytes | None]] = {k: {} for k in expected}
+    by_node: dict[str, list[str]] = {}
+    for key in expected:
+        owners = ring.preference_list(key)
+        assert len(owners) == min(ring.replicas + 1, len(ring.nodes))
+        for n in owners:
+            by_node.setdefault(n, []).append(key)
+    for n, keys in by_node.items():
+        client = backend(config, n)
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i:i + 1000]
+            for key, value in zip(chunk, client.mget(chunk), strict=True):
+                held[key][n] = value
+        client.close()
+    for key, allowed in expected.items():
+        values = set(held[key].values())
+        assert len(values) == 1, f"{key}: copies differ: {held[key]}"
+        value = values.pop()
+        assert value is not None and value.decode() in allowed, (
+            f"{key}: holds {value!r}, last acknowledged {writers.acked.get(key)!r}")
+    return report
+
+
+def ring_members(config: ClusterConfig) -> set[str]:
+    progress = local.sentinel_progress(config.extra["dir"]) or {}
+    ring = progress.get("ring") or {}
+    if ring.get("pending"):
+        return set()
+    return {m["name"] for m in ring.get("nodes", [])}
+
+
+def wait_members(config: ClusterConfig, names: set[str], timeout: float = CONVERGE):
+    wait_until(lambda: ring_members(config) == names, timeout, f"ring to become {names}",
+               interval=0.1)
+
+
+def populate(config: ClusterConfig, count: int, prefix: str = "p") -> dict[str, str]:
+    """Write ``count`` keys straight onto their owners (fast, for big migrations)."""
+    ring = report_ring(config)
+    pipes = {n: backend(config, n).pipeline(transaction=False) for n in ring.nodes}
+    data = {}
+    for i in range(count):
+        key, value = f"{prefix}{i}", f"{prefix}v{i}"
+        data[key] = value
+        for n in ring.preference_list(key):
+            pipes[n].set(key, value)
+    for pipe in pipes.values():
+        pipe.execute()
+    return data
+
+
+def report_ring(config: ClusterConfig):
+    from dtriad.check import ring_in_force
+    from dtriad.client import DTClient
+
+    client = DTClient(password=config.password)
+    try:
+        state, _ = ring_in_force(client, [n.redis for n in config.nodes])
+    finally:
+        client.close()
+    return state.ring()
+
+
+def dtsentinel_log(config: ClusterConfig) -> str:
+    return (Path(config.extra["dir"]) / "dtsentinel" / "dtsentinel.log").read_text()
+
+
+# ------------------------------------------------------------------- tests
+def test_sentinel_monitors_every_backend_and_never_fails_over(cluster):
+    config = cluster(sentinels=3)
+    assert len(config.extra["sentinels"]) == 3
+    for address in config.extra["sentinels"]:
+        host, port = address.split(":")
+        s = redis.Redis(host=host, port=int(port), password=config.password)
+        masters = s.sentinel_masters()
+        assert set(masters) == {n.name for n in config.nodes}
+        for node in config.nodes:
+            info = masters[node.name]
+            assert f"{info['ip']}:{info['port']}" == node.redis
+            assert info["quorum"] == 2 and info["down-after-milliseconds"] == 1000
+            assert info["num-slaves"] == 0  # nothing to fail over to
+        with pytest.raises(redis.AuthenticationError):  # Sentinel needs the password too
+            redis.Redis(host=host, port=int(port)).sentinel_masters()
+    writers = Writers(config)
+    with writers:
+        local.kill_node(config.extra["dir"], "n3")
+        wait_members(config, {"n1", "n2", "n4", "n5"})
+    assert_nothing_lost(config, writers)
+    assert "+odown master n3" in dtsentinel_log(config)
+    for node in reload(config).nodes:  # Sentinel reconfigured nothing
+        if node.name != "n3":
+            assert backend(config, node).execute_command("ROLE")[0] == b"master"
+
+
+def test_join_while_writing_with_two_workers_per_dtserver(cluster):
+    config = cluster(workers=2)
+    before = populate(config, 3000)
+    writers = Writers(config)
+    with writers:
+        node = local.add_node(config.extra["dir"], log=lambda *_: None)
+        wait_members(config, {"n1", "n2", "n3", "n4", "n5", node.name})
+        start = writers.acked_count()
+        wait_until(lambda: writers.acked_count() > start + 50, 30, "writes after the join")
+    report = assert_nothing_lost(config, writers, before)
+    assert report.state.epoch == 1  # one join, one epoch: no spurious "down" on arrival
+    keys = {k for k in before if node.redis in report.state.ring().preference_list(k)}
+    assert keys and all(backend(config, node).get(k) == before[k].encode() for k in keys)
+    # Both workers of every DTServer use the new ring.
+    for n in reload(config).nodes:
+        epochs = {requests.get(f"{n.http}/ring", timeout=3).json()["epoch"]
+                  for _ in range(8)}
+        assert epochs == {1}
+
+
+def test_failure_while_writing(cluster):
+    config = cluster()
+    before = populate(config, 2000)
+    writers = Writers(config)
+    with writers:
+        local.kill_node(config.extra["dir"], "n2")
+        wait_members(config, {"n1", "n3", "n4", "n5"})
+        start = writers.acked_count()
+        wait_until(lambda: writers.acked_count() > start + 50, 30, "writes after repair")
+    assert_nothing_lost(config, writers, before)
+
+
+def test_a_killed_node_returns_wiped_and_rejoins_while_writing(cluster):
+    config = cluster()
+    before = populate(config, 2000)
+    writers = Writers(config)
+    with writers:
+        local.kill_node(config.extra["dir"], "n2")
+        wait_members(config, {"n1", "n3", "n4", "n5"})
+        local.start_node(config.extra["dir"], "n2")
+        wait_members(config, {"n1", "n2", "n3", "n4", "n5"})
+    report = assert_nothing_lost(config, writers, before)
+    assert report.state.epoch == 2
+    # It holds exactly what it owns now: no stale key survived the return.
+    n2 = reload(config).node("n2").redis
+    ring = report.state.ring()
+    for key in backend(config, n2).scan_iter(count=1000):
+        assert n2 in ring.preference_list(key)
+
+
+def test_r_failures_at_once_lose_nothing(cluster):
+    config = cluster()
+    before = populate(config, 2000)
+    writers = Writers(config)
+    with writers:
+        local.kill_node(config.extra["dir"], "n2")
+        local.kill_node(config.extra["dir"], "n4")
+        wait_members(config, {"n1", "n3", "n5"})
+    assert_nothing_lost(config, writers, before)
+
+
+def test_a_second_failure_during_the_first_migration(cluster):
+    config = cluster()
+    path = local.cluster_file(config.extra["dir"])
+    data = json.loads(path.read_text())
+    data["migration_batch"] = 20  # a slow migration, so the second failure lands in it
+    path.write_text(json.dumps(data))
+    before = populate(config, 40000)
+    writers = Writers(config)
+    with writers:
+        local.kill_node(config.extra["dir"], "n2")
+        wait_until(lambda: "epoch 1: " in dtsentinel_log(config), CONVERGE,
+                   "the first migration to start", interval=0.05)
+        local.kill_node(config.extra["dir"], "n3")
+        wait_members(config, {"n1", "n4", "n5"})
+    assert "planning again" in dtsentinel_log(config)
+    assert_nothing_lost(config, writers, before)
+
+
+def test_dtsentinel_killed_mid_migration_resumes(cluster):
+    config = cluster()
+    directory = config.extra["dir"]
+    path = local.cluster_file(directory)
+    data = json.loads(path.read_text())
+    data["migration_batch"] = 20
+    path.write_text(json.dumps(data))
+    before = populate(config, 40000)
+    state = Path(directory) / "dtsentinel" / "state.json"
+    writers = Writers(config)
+    with writers:
+        local.kill_node(directory, "n2")
+        wait_until(lambda: json.loads(state.read_text())["phase"] == "copying", CONVERGE,
+                   "the migration to start copying", interval=0.02)
+        pid = reload(config).extra["dtsentinel_pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(pid), 5, "the DTSentinel to die")
+        stop_pid(pid)
+        assert json.loads(state.read_text())["phase"] == "copying"
+        fresh = reload(config)
+        local._start_dtsentinel(Path(directory), path, fresh)
+        fresh.save(path)
+        wait_members(config, {"n1", "n3", "n4", "n5"})
+    assert "resuming at epoch 0 (phase copying)" in dtsentinel_log(config)
+    assert_nothing_lost(config, writers, before)

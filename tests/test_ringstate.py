@@ -1,0 +1,148 @@
+"""Ring distribution and routing over fakeredis: pushes, fences, dual writes."""
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from werkzeug.test import Client
+
+from dtriad.client import DTClient
+from dtriad.config import ClusterConfig
+from dtriad.core import DTCore
+from dtriad.ringstate import Member, RingState, View, route_between
+from dtriad.scripts import PUBLISH_META
+from dtriad.server import make_wsgi_app
+
+from .conftest import FakeBackends, make_nodes
+
+SECRET = "s3cret"
+
+
+def build(tmp_path=None, nodes=5, replicas=2):
+    config = ClusterConfig(nodes=make_nodes(nodes), replicas=replicas, secret=SECRET)
+    backends = FakeBackends(config)
+    state_file = tmp_path / "ring.json" if tmp_path else None
+    core = DTCore(config, DTClient(pool_factory=backends.pool), state_file=state_file)
+    return config, core, backends
+
+
+def members(config, names):
+    return tuple(Member.of(n) for n in config.nodes if n.name in names)
+
+
+def push(client, secret, state):
+    reply = client.post("/ringUpdate", data={"secret": secret, "state": state})
+    return reply.status_code, json.loads(reply.data)
+
+
+def test_pushes_need_the_secret_and_never_go_back(tmp_path):
+    config, core, _ = build(tmp_path)
+    client = Client(make_wsgi_app(core))
+    four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
+    assert push(client, "wrong", four.to_json())[0] == 401
+    assert push(client, "", four.to_json())[0] == 401
+    assert core.ring_info()["epoch"] == 0
+    assert push(client, SECRET, four.to_json()) == (200, {"epoch": 1, "token": 2})
+    assert core.ring_info()["epoch"] == 1 and len(core.ring.nodes) == 4
+    older = RingState(0, 2, 1, members(config, {"n1", "n2"}))
+    status, body = push(client, SECRET, older.to_json())
+    assert (status, body["code"]) == (409, "STALE")
+    assert "never go back" in body["error"]
+    assert push(client, SECRET, four.to_json())[0] == 200  # the same one again is fine
+    status, body = push(client, SECRET, '{"epoch": 9}')
+    assert (status, body["code"]) == (400, "BADARG")
+    status, body = push(client, SECRET, "not json")
+    assert (status, body["code"]) == (400, "BADARG")
+    assert core.ring_info()["epoch"] == 1
+
+
+def test_a_pushed_ring_reaches_every_worker_through_the_state_file(tmp_path):
+    config, core, backends = build(tmp_path)
+    other = DTCore(config, DTClient(pool_factory=backends.pool),
+                   state_file=tmp_path / "ring.json")  # a second worker process
+    four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
+    core.install(SECRET, four.to_json())
+    assert other.ring_info()["epoch"] == 1
+
+
+def test_a_write_by_an_old_ring_is_fenced_then_retried_by_the_new_one(tmp_path):
+    """A DTServer that missed a push: the backends refuse its token, it fetches
+    the ring they hold and writes by it."""
+    config, core, backends = build()
+    four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
+    for node in backends.servers:
+        backends.direct(node).eval(PUBLISH_META, 0, four.token, four.to_json())
+    assert core.view.token == 0
+    key = next(k for k in (f"k{i}" for i in range(1000))
+               if "127.0.0.1:30005" in config.ring().preference_list(k))
+    assert core.call("set", key=key, value="v") == b"OK"
+    assert core.view.token == four.token
+    holders = {n for n in backends.servers if backends.direct(n).get(key) == b"v"}
+    assert holders == set(four.ring().preference_list(key))
+
+
+def test_publish_never_lowers_a_backends_fence():
+    config, _, backends = build()
+    node = config.nodes[0].redis
+    r = backends.direct(node)
+    assert r.eval(PUBLISH_META, 0, 6, "{}") == 6
+    assert r.eval(PUBLISH_META, 0, 4, "{}") == 6
+
+
+@pytest.mark.integration
+def test_during_a_migration_writes_reach_old_and_new_owners(redis_backends):
+    """Real Redis (MIGRATE): nodes gaining a key get the authority's state, so a
+    non-idempotent command is never applied twice on them."""
+    import redis
+
+    from dtriad.config import NodeSpec
+
+    from .conftest import PASSWORD
+
+    addresses = redis_backends(5)
+    config = ClusterConfig(nodes=tuple(NodeSpec(f"n{i}", a, f"http://127.0.0.1:{40000 + i}")
+                                       for i, a in enumerate(addresses, 1)),
+                           replicas=2, secret=SECRET, password=PASSWORD)
+    core = DTCore(config)
+    old = members(config, {"n1", "n2", "n3", "n4"})
+    new = members(config, {"n1", "n2", "n3", "n4", "n5"})
+    pending = RingState(1, 2, 1, old, new, 2)
+    core.install(SECRET, pending.to_json())
+    view = View(pending)
+    direct = {a: redis.Redis.from_url(f"redis://:{PASSWORD}@{a}") for a in addresses}
+    joining = addresses[4]
+    keys = [k for k in (f"k{i}" for i in range(2000))
+            if joining in view.pending.preference_list(k)]
+    assert keys
+    for key in keys[:20]:
+        core.call("set", key=key, value="x")
+        assert core.call("append", key=key, value="y") == 2
+        for n in set(view.ring.preference_list(key)) | set(view.pending.preference_list(key)):
+            assert direct[n].get(key) == b"xy", (key, n)
+        core.call("delete", key=key)
+        assert not any(r.exists(key) for r in direct.values())
+    info = core.ring_info()
+    assert info["pending_epoch"] == 2
+    assert {n["name"]: n["state"] for n in info["nodes"]}["n5"] == "joining"
+    core.close()
+
+
+@given(st.lists(st.sampled_from("abcdef"), min_size=1, max_size=4, unique=True),
+       st.lists(st.sampled_from("abcdef"), min_size=1, max_size=4, unique=True))
+def test_dual_write_routes_cover_both_lists(old, new):
+    route = route_between(tuple(old), tuple(new))
+    assert set(route.direct) | set(route.copy_to) == set(old) | set(new)
+    assert not set(route.direct) & set(route.copy_to)
+    assert set(route.copy_to) == set(new) - set(old)  # gaining nodes get state, never replays
+    assert route.read[:len(old)] == tuple(old)  # complete copies are read first
+    assert route.owners == tuple(new)
+
+
+def test_malformed_states_are_refused():
+    with pytest.raises(Exception, match="pending"):
+        RingState(1, 2, 1, (Member("n1", "127.0.0.1:1", "http://127.0.0.1:2"),),
+                  pending=(), pending_epoch=None)
+    with pytest.raises(Exception, match="newer"):
+        RingState(3, 2, 1, (Member("n1", "127.0.0.1:1", "http://127.0.0.1:2"),),
+                  pending=(), pending_epoch=3)
