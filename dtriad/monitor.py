@@ -8,9 +8,12 @@ to a day so it is not even retried often.
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from .config import parse_address
+from .exceptions import ConfigurationError
 
 FAILOVER_TIMEOUT_MS = 24 * 3600 * 1000
 
@@ -21,31 +24,48 @@ def sentinel_client(address: str, password: str | None, timeout: float = 2.0) ->
 
 
 def register(sentinels: list[str], name: str, backend: str, password: str | None,
-             down_after_ms: int = 1000) -> None:
-    """Make every Sentinel monitor ``backend`` as master ``name`` (idempotent)."""
+             down_after_ms: int = 1000, timeout: float = 15.0) -> None:
+    """Make every Sentinel monitor ``backend`` as master ``name`` (idempotent).
+
+    A new master is first monitored with a long down-after period, and the
+    short one is set only once Sentinel has an authenticated, answering link
+    to it (an INFO reply arrived): Sentinel's first link is made before
+    ``auth-pass`` is set, so its PINGs get NOAUTH and, with a 1 s down-after,
+    it would call the new backend down a second after registering it.
+    """
     host, port = parse_address(backend)
     quorum = len(sentinels) // 2 + 1
     for address in sentinels:
         client = sentinel_client(address, password)
         try:
-            masters = client.sentinel_masters()
-            known = masters.get(name)
+            known = client.sentinel_masters().get(name)
             if known and f"{known['ip']}:{known['port']}" != backend:
                 client.sentinel_remove(name)
                 known = None
-            fresh = not known
-            if fresh:
+            if not known:
                 client.sentinel_monitor(name, host, port, quorum)
-            settings = {"down-after-milliseconds": down_after_ms,
-                        "failover-timeout": FAILOVER_TIMEOUT_MS}
+                client.sentinel_set(name, "down-after-milliseconds", 60_000)
             if password:
-                settings["auth-pass"] = password
-            for option, value in settings.items():
-                client.sentinel_set(name, option, value)
-            if fresh:  # its first link had no password: reconnect, or it is called down
+                client.sentinel_set(name, "auth-pass", password)
+            client.sentinel_set(name, "failover-timeout", FAILOVER_TIMEOUT_MS)
+            if not known:
                 client.execute_command("SENTINEL", "RESET", name)
+                _wait_linked(client, name, timeout)
+            client.sentinel_set(name, "down-after-milliseconds", down_after_ms)
         finally:
             client.close()
+
+
+def _wait_linked(client: redis.Redis, name: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = client.sentinel_master(name)
+        if int(info.get("info-refresh", 1 << 62)) < 10_000 and info.get("role-reported") == \
+                "master":
+            return
+        time.sleep(0.05)
+    raise ConfigurationError(f"Sentinel could not reach backend {name} within {timeout:.0f}s "
+                             f"(is its password the cluster's?)")
 
 
 def unregister(sentinels: list[str], name: str, password: str | None) -> None:
