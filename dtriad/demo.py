@@ -9,6 +9,20 @@ import redis
 import requests
 
 from . import cluster as local
+from .check import check
+from .procs import wait_until
+
+
+def _ring(entry: str) -> dict:
+    return requests.get(f"{entry}/ring", timeout=5).json()
+
+
+def _show_check(config, echo) -> None:
+    report = check(config)
+    for line in report.lines({n.redis: n.name for n in config.nodes}):
+        echo(f"   dtriad check: {line}")
+    if not report.clean:
+        raise RuntimeError("the cluster did not converge to a clean check")
 
 
 def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
@@ -55,12 +69,33 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
                     "   (one of its backups is dead)" if victim in prefs else "")
             echo(f"   {key:<10} -> {got!r:<12} {mark}{note}")
         echo(f"\n{readable} of {len(data)} keys readable with one backend dead.")
-        write = requests.get(f"{entry}/set", params={"key": next(iter(data)), "value": "new"},
-                             timeout=5)
-        echo(f"A write to a key with a dead copy is reported, never silently half-done:\n"
-             f"   HTTP {write.status_code} {write.json()}")
         if readable != len(data):
             raise RuntimeError("some keys were not readable")
+
+        echo("\n== Sentinel calls it down; the DTSentinel rebuilds the ring without it")
+        wait_until(lambda: _ring(entry)["epoch"] >= 1 and not _ring(entry)["pending_epoch"],
+                   60, "the ring to be repaired", interval=0.1)
+        info = _ring(entry)
+        echo(f"   ring epoch {info['epoch']}: "
+             f"{', '.join(n['name'] for n in info['nodes'] if n['state'] == 'up')}")
+        _show_check(config, echo)
+        key = next(iter(data))
+        write = requests.get(f"{entry}/set", params={"key": key, "value": "new"}, timeout=5)
+        echo(f"   a write to {key} now reaches all {info['copies']} copies: "
+             f"HTTP {write.status_code} {write.json()!r}")
+
+        echo("\n== adding a node: it joins, and its arcs are copied to it")
+        spec = local.add_node(directory, log=lambda *_: None)
+        wait_until(lambda: any(n["name"] == spec.name and n["state"] == "up"
+                               for n in _ring(entry)["nodes"]) and not _ring(entry)[
+            "pending_epoch"], 60, f"{spec.name} to join", interval=0.1)
+        info = _ring(entry)
+        echo(f"   ring epoch {info['epoch']}: "
+             f"{', '.join(n['name'] for n in info['nodes'] if n['state'] == 'up')}")
+        migration = info.get("migration") or {}
+        echo(f"   {migration.get('keys_moved', 0)} keys copied in "
+             f"{migration.get('transfers', 0)} transfers (r+1 = {replicas + 1})")
+        _show_check(config, echo)
     finally:
         echo("\n== shutting down")
         try:

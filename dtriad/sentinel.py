@@ -41,7 +41,7 @@ import redis
 from .client import DOWN_ERRORS, DTClient, describe
 from .config import ClusterConfig, parse_address
 from .executor import Executor, Interrupted, Rate, push
-from .migration import Plan, Transfer, plan
+from .migration import Cleanup, Plan, Transfer, plan
 from .ring import Ring
 from .ringstate import Member, RingState
 
@@ -384,8 +384,6 @@ class DTSentinel:
         return self._cleanup()
 
     def _cleanup(self) -> str:
-        from .migration import Cleanup
-
         p = self.progress
         items = [Cleanup(node, start, end) for node, start, end in p.cleanups
                  if node not in p.tainted]
