@@ -27,6 +27,8 @@ def test_up_status_kill_down_and_restart_with_data(tmp_path):
     assert "cluster up: 3 nodes, replicas=1" in result.output
     config = ClusterConfig.load(directory)
     pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
+    pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"]]
+    assert len(pids) == 8  # 3 backends, 3 DTServers, Sentinel, DTSentinel
     try:
         http = config.nodes[0].http
         assert requests.get(f"{http}/set", params={"key": "kept", "value": "yes"}).ok
@@ -54,6 +56,8 @@ def test_up_status_kill_down_and_restart_with_data(tmp_path):
         assert restarted.exit_code == 0 and "restarting the cluster" in restarted.output
         config = ClusterConfig.load(directory)
         pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
+        pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"]]
+        assert len(pids) == 8
         assert requests.get(f"{http}/get", params={"key": "kept"}).json() == "yes"
     finally:
         run("down", "--dir", directory)
@@ -72,7 +76,10 @@ def test_demo_runs_from_start_to_finish():
                             capture_output=True, text=True, timeout=100)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "6 of 6 keys readable with one backend dead." in result.stdout
-    assert "HTTP 503" in result.stdout and result.stdout.rstrip().endswith("done.")
+    out = result.stdout
+    assert "ring epoch 1:" in out and "now reaches all 3 copies: HTTP 200 'OK'" in out
+    assert "ring epoch 2:" in out and "copied in 3 transfers (r+1 = 3)" in out
+    assert out.count("all copies identical") == 2 and out.rstrip().endswith("done.")
 
 
 def test_killed_and_stopped_processes_leave_no_zombie(tmp_path):
@@ -81,6 +88,8 @@ def test_killed_and_stopped_processes_leave_no_zombie(tmp_path):
                "--dir", directory).exit_code == 0
     config = ClusterConfig.load(directory)
     pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
+    pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"]]
+    assert len(pids) == 6  # 2 backends, 2 DTServers, Sentinel, DTSentinel
     try:
         assert run("node", "kill", "n1", "--dir", directory).exit_code == 0
     finally:
