@@ -335,3 +335,32 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
         wait_members(config, {"n1", "n3", "n4", "n5"})
     assert "resuming at epoch 0 (phase copying)" in dtsentinel_log(config)
     assert_nothing_lost(config, writers, before)
+
+
+def test_an_arc_whose_every_copy_died_comes_back_with_a_returning_node(cluster):
+    """r=1: a master and its backup die together, so one arc has no copy left
+    (reported, not invented); when one of them returns, that arc is copied out
+    of it before it is wiped and joins again."""
+    config = cluster(replicas=1, persist=True)  # the returning node keeps its data (AOF)
+    data = populate(config, 3000)
+    ring = report_ring(config)
+    names = {n.redis: n.name for n in config.nodes}
+    master, backup = ring.preference_list("p0")
+    orphans = {k: v for k, v in data.items() if set(ring.preference_list(k)) == {master, backup}}
+    assert orphans
+    local.kill_node(config.extra["dir"], names[master])
+    local.kill_node(config.extra["dir"], names[backup])
+    survivors = {n.name for n in config.nodes} - {names[master], names[backup]}
+    wait_members(config, survivors)
+    assert "lost every copy" in dtsentinel_log(config)
+    url = config.nodes[[n.redis for n in config.nodes].index(
+        next(a for a in ring.nodes if names[a] in survivors))].http
+    gone = requests.get(f"{url}/get", params={"key": "p0"}, timeout=5).json()
+    assert gone is None  # no copy anywhere: nothing is made up
+    local.start_node(config.extra["dir"], names[backup])
+    wait_members(config, survivors | {names[backup]})
+    assert "recovered" in dtsentinel_log(config)
+    report = converge(config)
+    assert report.state.epoch >= 2
+    for key, value in orphans.items():
+        assert requests.get(f"{url}/get", params={"key": key}, timeout=5).json() == value
