@@ -104,11 +104,16 @@ def status(directory, as_json):
                        f"{migration.get('keys_moved', 0)} keys copied "
                        f"({migration.get('keys_per_s', 0)} keys/s), transfers "
                        f"{migration.get('transfers_done', 0)}/{migration.get('transfers', '?')}")
+        elif progress.get("last"):
+            last = progress["last"]
+            click.echo(f"last migration: epoch {last.get('epoch')}, "
+                       f"{last.get('keys_moved', 0)} keys copied in "
+                       f"{last.get('transfers', 0)} transfers")
         for r in rows:
             r["ring"] = "member" if r["redis"] in members else "out"
-        click.echo(f"{'node':<6}{'redis':<22}{'backend':<24}{'http':<28}{'server':<8}ring")
+        click.echo(f"{'node':<6}{'redis':<22}{'backend':<29}{'http':<28}{'server':<8}ring")
         for r in rows:
-            click.echo(f"{r['name']:<6}{r['redis']:<22}{r['backend']:<24}{r['http']:<28}"
+            click.echo(f"{r['name']:<6}{r['redis']:<22}{r['backend']:<29}{r['http']:<28}"
                        f"{r['server']:<8}{r['ring']}")
     if any(r["backend"] != "up" or r["server"] != "up" for r in rows):
         sys.exit(1)

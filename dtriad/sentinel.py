@@ -319,7 +319,7 @@ class DTSentinel:
         rate = Rate()
         total = len(the_plan.transfers)
         moved = 0
-        last_log = [time.monotonic()]
+        last_report = [time.monotonic()]
         stop = self._changed(set(m.redis for m in state.pending))
         for source, transfers in the_plan.by_source().items():
             todo = [t for t in transfers if transfer_id(t) not in p.done]
@@ -328,20 +328,29 @@ class DTSentinel:
             base = moved
 
             def progress(n, base=base):
-                now = time.monotonic()
-                if now - last_log[0] >= 1.0:
-                    last_log[0] = now
-                    log.info("epoch %d: %d keys copied, %.0f keys/s", state.pending_epoch,
-                             base + n, rate(base + n))
+                if time.monotonic() - last_report[0] >= 1.0:
+                    last_report[0] = time.monotonic()
+                    self._report(state, base + n, total, rate, push_too=True)
             moved += self.executor.copy(source, todo, progress, stop)
             p.done |= {transfer_id(t) for t in todo}
-            p.ring = RingState(state.epoch, state.replicas, state.vnodes, state.nodes,
-                               state.pending, state.pending_epoch, {
-                                   "epoch": state.pending_epoch, "phase": "copying",
-                                   "transfers_done": len(p.done), "transfers": total,
-                                   "keys_moved": moved, "keys_per_s": round(rate(moved))})
-            self._save()
+            self._report(state, moved, total, rate)
         return moved
+
+    def _report(self, state: RingState, moved: int, total: int, rate: Rate,
+                push_too: bool = False) -> None:
+        """Persist copy progress; with ``push_too``, log it and show it in every
+        DTServer's ``ring`` (same token: only the progress changes)."""
+        p = self.progress
+        p.ring = RingState(state.epoch, state.replicas, state.vnodes, state.nodes,
+                           state.pending, state.pending_epoch, {
+                               "epoch": state.pending_epoch, "phase": "copying",
+                               "transfers_done": len(p.done), "transfers": total,
+                               "keys_moved": moved, "keys_per_s": round(rate(moved))})
+        self._save()
+        if push_too:
+            log.info("epoch %d: %d keys copied, %.0f keys/s, %d of %d transfers done",
+                     state.pending_epoch, moved, rate(moved), len(p.done), total)
+            push(self._catalog().values(), self.config.secret or "", p.ring, self.push_timeout)
 
     def _changed(self, target: set[str]) -> Callable[[], bool]:
         """A stop check for the copy loop: has the live set left ``target``?"""

@@ -324,6 +324,9 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
         local.kill_node(directory, "n2")
         wait_until(lambda: json.loads(state.read_text())["phase"] == "copying", CONVERGE,
                    "the migration to start copying", interval=0.02)
+        ring = requests.get(f"{config.nodes[0].http}/ring", timeout=5).json()
+        assert ring["pending_epoch"] == 1 and ring["migration"]["phase"] == "copying"
+        assert {n["name"]: n["state"] for n in ring["nodes"]}["n2"] == "leaving"
         pid = reload(config).extra["dtsentinel_pid"]
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not pid_alive(pid), 5, "the DTSentinel to die")
