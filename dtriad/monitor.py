@@ -28,10 +28,10 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
     """Make every Sentinel monitor ``backend`` as master ``name`` (idempotent).
 
     A new master is first monitored with a long down-after period, and the
-    short one is set only once Sentinel has an authenticated, answering link
-    to it (an INFO reply arrived): Sentinel's first link is made before
-    ``auth-pass`` is set, so its PINGs get NOAUTH and, with a 1 s down-after,
-    it would call the new backend down a second after registering it.
+    short one is set only once Sentinel has had a valid PING reply on a link
+    made after ``auth-pass`` was set: its first link is made before, so its
+    PINGs get NOAUTH, and with a 1 s down-after it called a just-added backend
+    down a second after registering it.
     """
     host, port = parse_address(backend)
     quorum = len(sentinels) // 2 + 1
@@ -57,11 +57,13 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
 
 
 def _wait_linked(client: redis.Redis, name: str, timeout: float) -> None:
+    """Until Sentinel has had a valid PING reply on its current link: its
+    ``last-ping-sent`` is 0 only when no PING awaits an answer, and a new link
+    starts with one counted as pending."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = client.sentinel_master(name)
-        if int(info.get("info-refresh", 1 << 62)) < 10_000 and info.get("role-reported") == \
-                "master":
+        if not info.get("is_disconnected") and int(info.get("last-ping-sent", 1)) == 0:
             return
         time.sleep(0.05)
     raise ConfigurationError(f"Sentinel could not reach backend {name} within {timeout:.0f}s "

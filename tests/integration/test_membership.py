@@ -324,8 +324,12 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
         local.kill_node(directory, "n2")
         wait_until(lambda: json.loads(state.read_text())["phase"] == "copying", CONVERGE,
                    "the migration to start copying", interval=0.02)
-        ring = requests.get(f"{config.nodes[0].http}/ring", timeout=5).json()
-        assert ring["pending_epoch"] == 1 and ring["migration"]["phase"] == "copying"
+        # The pending ring is pushed right after it is persisted: DTServers show it.
+        url = f"{config.nodes[0].http}/ring"
+        wait_until(lambda: requests.get(url, timeout=5).json()["pending_epoch"] == 1, 10,
+                   "the DTServer to show the pending ring", interval=0.01)
+        ring = requests.get(url, timeout=5).json()
+        assert ring["migration"]["phase"] == "copying"
         assert {n["name"]: n["state"] for n in ring["nodes"]}["n2"] == "leaving"
         pid = reload(config).extra["dtsentinel_pid"]
         os.kill(pid, signal.SIGKILL)
