@@ -34,10 +34,15 @@ class Interrupted(Exception):
 
 @dataclass
 class Executor:
+    """``max_keys_per_s`` throttles copies (to spare a busy cluster's latency)."""
+
     client: DTClient
     password: str | None = None
     scan_count: int = 1000
     timeout_ms: int = 10_000
+    max_keys_per_s: float | None = None
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------- copy
     def _scan(self, node: str, arcs: list[tuple[int, int, str]], mode: str,
@@ -66,6 +71,7 @@ class Executor:
         labels = {str(i): dests for i, dests in enumerate(by_arc.values())}
         arcs = [(start, end, str(i)) for i, (start, end) in enumerate(by_arc)]
         moved = 0
+        started = self.clock()
         for reply in self._scan(source, arcs, "copy", stop):
             batches: dict[str, list[bytes]] = {}
             items = reply[1:]
@@ -76,6 +82,10 @@ class Executor:
                 self.migrate(source, dest, keys, replace=replace)
                 moved += len(keys)
             progress(moved)
+            if self.max_keys_per_s:
+                ahead = moved / self.max_keys_per_s - (self.clock() - started)
+                if ahead > 0:
+                    self.sleep(ahead)
         return moved
 
     def migrate(self, source: str, dest: str, keys: list[bytes], replace: bool = True) -> None:

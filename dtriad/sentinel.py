@@ -261,6 +261,8 @@ class DTSentinel:
         state = p.ring
         old = state.ring()
         self.executor.scan_count = int(self.config.extra.get("migration_batch", 1000))
+        rate = self.config.extra.get("migration_max_keys_per_s")
+        self.executor.max_keys_per_s = float(rate) if rate else None
         if not resume:
             if state.pending is not None:  # abandoned: its nodes may hold copies
                 p.history.append([m.redis for m in state.pending])

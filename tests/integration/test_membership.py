@@ -296,9 +296,9 @@ def test_a_second_failure_during_the_first_migration(cluster):
     config = cluster()
     path = local.cluster_file(config.extra["dir"])
     data = json.loads(path.read_text())
-    data["migration_batch"] = 20  # a slow migration, so the second failure lands in it
+    data["migration_max_keys_per_s"] = 5000  # slow: the second failure lands in it
     path.write_text(json.dumps(data))
-    before = populate(config, 40000)
+    before = populate(config, 20000)
     writers = Writers(config)
     with writers:
         local.kill_node(config.extra["dir"], "n2")
@@ -315,9 +315,9 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
     directory = config.extra["dir"]
     path = local.cluster_file(directory)
     data = json.loads(path.read_text())
-    data["migration_batch"] = 20
+    data["migration_max_keys_per_s"] = 5000  # slow enough to be caught mid-copy
     path.write_text(json.dumps(data))
-    before = populate(config, 40000)
+    before = populate(config, 20000)
     state = Path(directory) / "dtsentinel" / "state.json"
     writers = Writers(config)
     with writers:
