@@ -79,8 +79,8 @@ def stop_pid(pid: int, needle: str | None = None, timeout: float = 5.0,
     it, so a recycled PID is never hit. Returns True if the process is gone.
     A child of ours that already died is reaped, so it leaves no zombie.
     """
-    _reap(pid)
     if not pid_alive(pid):
+        _reap(pid, timeout=2.0)
         return True
     if needle is not None and not pid_matches(pid, needle):
         return True
@@ -92,7 +92,7 @@ def stop_pid(pid: int, needle: str | None = None, timeout: float = 5.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not pid_alive(pid):
-            _reap(pid)
+            _reap(pid, timeout=2.0)
             return True
         time.sleep(0.02)
         _reap(pid)
@@ -101,19 +101,29 @@ def stop_pid(pid: int, needle: str | None = None, timeout: float = 5.0,
     except ProcessLookupError:
         return True
     for _ in range(100):
-        _reap(pid)
         if not pid_alive(pid):
+            _reap(pid, timeout=2.0)
             return True
         time.sleep(0.02)
     return False
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status of ``pid`` if it is our exited child; else nothing."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+def _reap(pid: int, timeout: float = 0.0) -> None:
+    """Collect the exit status of ``pid`` if it is our exited child; else nothing.
+
+    With ``timeout``, wait that long for it: a multi-threaded process (Redis
+    has background threads) already shows as a zombie while its other threads
+    are still exiting, and cannot be reaped until they are done.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return  # not our child, or already collected
+        if done == pid or time.monotonic() >= deadline:
+            return
+        time.sleep(0.01)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str,
