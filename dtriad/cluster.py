@@ -20,7 +20,7 @@ import requests
 
 from .config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec
 from .exceptions import ConfigurationError
-from .monitor import register
+from .monitor import register, unregister
 from .procs import (
     free_port,
     pid_alive,
@@ -127,7 +127,9 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
         config.save(path)
         servers = []
         for node in config.nodes:
-            servers.append((node, _start_server(directory, path, node, config)))
+            proc = _start_server(directory, path, node, config)
+            node.extra["pids"]["server"] = proc.pid  # recorded at once: stopped on failure
+            servers.append((node, proc))
         for node, proc in servers:
             _wait_server(directory, node, proc)
         config.save(path)
@@ -288,17 +290,30 @@ def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
                     extra={"pids": {}, "persist": persist})
     proc = start_redis(redis_port, directory / name, config.password, persist=persist)
     node.extra["pids"]["redis"] = proc.pid
-    config = ClusterConfig.from_dict({**config.to_dict(),
-                                      "nodes": config.to_dict()["nodes"] + [
-                                          {**node.extra, "name": node.name,
-                                           "redis": node.redis, "http": node.http}]})
-    node = config.node(name)
-    config.save(path)
-    server = _start_server(directory, path, node, config)
-    _wait_server(directory, node, server)
-    config.save(path)
-    register(config.extra.get("sentinels", []), name, node.redis, config.password,
-             config.extra.get("down_after_ms", 1000))
+    server = None
+    try:
+        config = ClusterConfig.from_dict({**config.to_dict(), "nodes": config.to_dict()["nodes"] + [
+            {**node.extra, "name": node.name, "redis": node.redis, "http": node.http}]})
+        node = config.node(name)
+        config.save(path)
+        server = _start_server(directory, path, node, config)
+        node.extra["pids"]["server"] = server.pid
+        config.save(path)
+        _wait_server(directory, node, server)
+        register(config.extra.get("sentinels", []), name, node.redis, config.password,
+                 config.extra.get("down_after_ms", 1000))
+    except BaseException:  # leave nothing behind: no process, no catalog entry
+        if server is not None:
+            _stop_server(server.pid, path)
+        stop_pid(proc.pid, needle=str(redis_port))
+        try:
+            unregister(config.extra.get("sentinels", []), name, config.password)
+        except Exception:  # noqa: BLE001 - the original error matters more
+            pass
+        current = ClusterConfig.load(path)
+        ClusterConfig.from_dict({**current.to_dict(), "nodes": [
+            n for n in current.to_dict()["nodes"] if n["name"] != name]}).save(path)
+        raise
     log(f"started {name}: redis {node.redis}, http {node.http}; "
         f"the DTSentinel will migrate its arcs to it")
     return node

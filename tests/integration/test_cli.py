@@ -96,3 +96,44 @@ def test_killed_and_stopped_processes_leave_no_zombie(tmp_path):
         run("down", "--dir", directory)
     for pid in pids:  # reaped: not even a zombie entry in the process table
         assert not os.path.exists(f"/proc/{pid}"), f"pid {pid} left behind"
+
+
+def _processes_under(directory) -> list[int]:
+    """PIDs whose command line names ``directory`` (a read-only /proc scan)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if str(directory).encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_a_failed_start_leaves_no_process_behind(tmp_path):
+    """Restarting a stopped cluster while one DTServer's port is taken fails
+    with the reason, and stops every process it had started."""
+    import socket
+
+    directory = tmp_path / "f"
+    assert run("up", "--nodes", 3, "--replicas", 1, "--workers", 1, "--no-persist",
+               "--dir", directory).exit_code == 0
+    run("down", "--dir", directory)
+    config = ClusterConfig.load(directory)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", config.nodes[1].http_port))
+    blocker.listen()
+    try:
+        result = run("up", "--dir", directory)
+    finally:
+        blocker.close()
+    assert result.exit_code != 0
+    assert "Address already in use" in result.output or "n2" in result.output
+    config = ClusterConfig.load(directory)
+    pids = [p for n in config.nodes for p in n.extra["pids"].values() if p]
+    pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"] or 0]
+    assert not any(pid_alive(p) for p in pids if p)
+    assert _processes_under(directory) == []
