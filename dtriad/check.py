@@ -19,8 +19,9 @@ import requests
 
 from .client import DOWN_ERRORS, DTClient, describe
 from .config import ClusterConfig
+from .core import newest_ring
 from .ringstate import RingState
-from .scripts import DIGEST, READ_META
+from .scripts import DIGEST
 
 TTL_SLACK_MS = 1000
 
@@ -74,19 +75,6 @@ def _text(key: bytes) -> str:
     return key.decode("utf-8", "replace")
 
 
-def ring_in_force(client: DTClient, nodes: list[str]) -> tuple[RingState | None, dict]:
-    """The newest ring state any backend holds, and which backends did not answer."""
-    newest, down = None, {}
-    for outcome in client.fanout(nodes, "EVAL", READ_META, 0):
-        if not outcome.ok:
-            down[outcome.node] = describe(outcome.error)
-        elif outcome.value[1]:
-            state = RingState.from_json(outcome.value[1])
-            if newest is None or state.token > newest.token:
-                newest = state
-    return newest, down
-
-
 def check(config: ClusterConfig, repair: bool = False, batch: int = 500) -> Report:
     client = DTClient(password=config.password, timeout=5.0, cooldown=0)
     try:
@@ -98,7 +86,7 @@ def check(config: ClusterConfig, repair: bool = False, batch: int = 500) -> Repo
 def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int) -> Report:
     report = Report()
     catalog = [n.redis for n in config.nodes]
-    state, down = ring_in_force(client, catalog)
+    state, down = newest_ring(client, catalog)
     if state is None:
         report.problems.append("no backend holds a ring; is the DTSentinel running?")
         return report

@@ -102,6 +102,26 @@ def method_names() -> list[str]:
     return sorted([*COMMANDS, *MULTI_KEY, *ADMIN, *INTERNAL], key=str.lower)
 
 
+def newest_ring(client: DTClient, nodes: Sequence[str]) -> tuple[RingState | None,
+                                                                dict[str, str]]:
+    """The newest ring state the backends hold (one parallel round), and which
+    backends did not answer. A malformed stored state is skipped."""
+    newest, down = None, {}
+    for outcome in client.fanout(list(nodes), "EVAL", READ_META, 0):
+        if not outcome.ok:
+            down[outcome.node] = describe(outcome.error)
+            continue
+        if not outcome.value or not outcome.value[1]:
+            continue
+        try:
+            state = RingState.from_json(outcome.value[1])
+        except ArgumentError:
+            continue
+        if newest is None or state.token > newest.token:
+            newest = state
+    return newest, down
+
+
 def _stale(outcome: Outcome) -> bool:
     """A backend refused the write: its fence says our ring is old."""
     return outcome.rejected and str(outcome.error).startswith("STALERING")
@@ -208,15 +228,7 @@ class DTCore:
         """Fetch the newest ring any backend holds (after a fence refusal, or a poll)."""
         nodes = list(self.view.state.members()) + [
             n.redis for n in self.config.nodes if n.redis not in self.view.names]
-        newest = None
-        for outcome in self.client.fanout(nodes, "EVAL", READ_META, 0):
-            if outcome.ok and outcome.value and outcome.value[1]:
-                try:
-                    state = RingState.from_json(outcome.value[1])
-                except ArgumentError:
-                    continue
-                if newest is None or state.token > newest.token:
-                    newest = state
+        newest, _ = newest_ring(self.client, nodes)
         if newest is not None and self._adopt(newest):
             self._save_state(newest)
             return True

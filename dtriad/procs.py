@@ -161,27 +161,38 @@ def redis_config(port: int, directory: Path, password: str | None, persist: bool
     return "\n".join(lines) + "\n"
 
 
-def start_redis(port: int, directory: Path, password: str | None = None, persist: bool = True,
-                host: str = "127.0.0.1", timeout: float = 10.0) -> subprocess.Popen:
-    """Start ``redis-server`` in its own session; return once it answers PING."""
-    directory.mkdir(parents=True, exist_ok=True)
-    conf = directory / "redis.conf"
-    fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (configuration holding a password)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(redis_config(port, directory, password, persist, host))
-    proc = subprocess.Popen([redis_server_binary(), str(conf)], cwd=directory,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+        f.write(text)
+
+
+def _launch(args: list[str], directory: Path, host: str, port: int, password: str | None,
+            timeout: float, what: str, log: Path) -> subprocess.Popen:
+    """Start a Redis process in its own session; return once it answers PING."""
+    proc = subprocess.Popen(args, cwd=directory, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     client = redis.Redis(host=host, port=port, password=password, socket_timeout=1)
     try:
-        wait_until(client.ping, timeout, f"redis-server on port {port}", proc=proc,
-                   log=directory / "redis.log")
+        wait_until(client.ping, timeout, what, proc=proc, log=log)
     except (TimeoutError, RuntimeError):
         stop_pid(proc.pid)
         raise
     finally:
         client.close()
     return proc
+
+
+def start_redis(port: int, directory: Path, password: str | None = None, persist: bool = True,
+                host: str = "127.0.0.1", timeout: float = 10.0) -> subprocess.Popen:
+    """Start ``redis-server`` in its own session; return once it answers PING."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conf = directory / "redis.conf"
+    _write_private(conf, redis_config(port, directory, password, persist, host))
+    return _launch([redis_server_binary(), str(conf)], directory, host, port, password,
+                   timeout, f"redis-server on port {port}", directory / "redis.log")
 
 
 def start_sentinel(port: int, directory: Path, password: str | None = None,
@@ -194,19 +205,7 @@ def start_sentinel(port: int, directory: Path, password: str | None = None,
     if password:
         lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
     if not conf.exists():  # Sentinel rewrites its file; a restart keeps what it learnt
-        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-    proc = subprocess.Popen([redis_server_binary(), str(conf), "--sentinel"], cwd=directory,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    client = redis.Redis(host=host, port=port, password=password, socket_timeout=1)
-    try:
-        wait_until(client.ping, timeout, f"Redis Sentinel on port {port}", proc=proc,
-                   log=directory / "sentinel.log")
-    except (TimeoutError, RuntimeError):
-        stop_pid(proc.pid)
-        raise
-    finally:
-        client.close()
-    return proc
+        _write_private(conf, "\n".join(lines) + "\n")
+    return _launch([redis_server_binary(), str(conf), "--sentinel"], directory, host, port,
+                   password, timeout, f"Redis Sentinel on port {port}",
+                   directory / "sentinel.log")

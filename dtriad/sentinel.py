@@ -202,6 +202,7 @@ class DTSentinel:
         if flags is None:
             return None
         catalog = {m.name: m for m in self._catalog().values()}
+        members = self._members()
         live = {}
         for name, (address, down) in flags.items():
             member = catalog.get(name)
@@ -211,7 +212,7 @@ class DTSentinel:
                 continue
             if down:
                 continue
-            if address in self._members():
+            if address in members:
                 live[address] = member
                 continue
             try:
@@ -236,7 +237,7 @@ class DTSentinel:
             return "no Sentinel reachable"
         p = self.progress
         ring = p.ring
-        members = {m.redis for m in ring.nodes} | {m.redis for m in ring.pending or ()}
+        members = self._members()
         newly = {n for n in members if n not in live} - p.tainted
         if newly:
             log.info("down: %s", ", ".join(sorted(newly)))

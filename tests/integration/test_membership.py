@@ -189,12 +189,12 @@ def populate(config: ClusterConfig, count: int, prefix: str = "p") -> dict[str, 
 
 
 def report_ring(config: ClusterConfig):
-    from dtriad.check import ring_in_force
     from dtriad.client import DTClient
+    from dtriad.core import newest_ring
 
     client = DTClient(password=config.password)
     try:
-        state, _ = ring_in_force(client, [n.redis for n in config.nodes])
+        state, _ = newest_ring(client, [n.redis for n in config.nodes])
     finally:
         client.close()
     return state.ring()
