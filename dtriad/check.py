@@ -6,8 +6,8 @@ from one of their r+1 preference-list backends, copies on a backend that
 should not hold them, and copies that differ (type, value, or TTL by more than
 a second). It also checks that no migration is running and that every
 DTServer routes by the same ring. With ``repair``, differing and missing copies
-are overwritten from the first live copy in ring order and misplaced ones are
-deleted.
+get the state of the newest copy (highest version; ties go to ring order, so
+the master) and misplaced ones are deleted.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 import requests
+from redis.exceptions import ResponseError
 
 from .client import DOWN_ERRORS, DTClient, describe
 from .config import ClusterConfig
 from .core import newest_ring
 from .ringstate import RingState
-from .scripts import DIGEST
+from .scripts import DIGEST, DROP
 
 TTL_SLACK_MS = 1000
 
@@ -131,35 +132,47 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int) ->
         for i in range(0, len(keys), batch):
             chunk = keys[i:i + batch]
             reply = client.execute(node, "EVAL", DIGEST, len(chunk), *chunk)
-            for key, (kind, digest, ttl) in zip(chunk, reply, strict=True):
-                digests[(key, node)] = (kind, digest, int(ttl))
+            for key, (kind, digest, ttl, version) in zip(chunk, reply, strict=True):
+                digests[(key, node)] = (kind, digest, int(ttl), int(version))
     for key in holders:
         present = [n for n in ring.preference_list(key) if (key, n) in digests]
         if len(present) > 1 and not _same([digests[(key, n)] for n in present]):
             report.differing.append((key, present))
     if repair:
-        report.repaired = _repair(config, client, ring, report)
+        report.repaired = _repair(client, state, report, holders, digests)
     return report
 
 
 def _same(digests: list[tuple]) -> bool:
-    kind, digest, ttl = digests[0]
+    kind, digest, ttl, _ = digests[0]
     return all(d[0] == kind and d[1] == digest and (d[2] < 0) == (ttl < 0)
                and abs(d[2] - ttl) <= TTL_SLACK_MS for d in digests[1:])
 
 
-def _repair(config: ClusterConfig, client: DTClient, ring, report: Report) -> int:
+def _repair(client: DTClient, state: RingState, report: Report,
+            holders: dict[bytes, set[str]], digests: dict[tuple[bytes, str], tuple]) -> int:
+    ring = state.ring()
     repaired = 0
     for key, node in report.misplaced:
-        client.execute(node, "DEL", key)
+        client.execute(node, "EVAL", DROP, 1, key)
         repaired += 1
-    targets = [(key, node) for key, node in report.missing]
-    targets += [(key, n) for key, nodes in report.differing for n in nodes[1:]]
-    for key, node in targets:
-        source = next(n for n in ring.preference_list(key) if n != node)
-        try:
-            client.copy_key(source, node, key)
-            repaired += 1
-        except DOWN_ERRORS as e:
-            report.problems.append(f"could not repair {_text(key)!r} on {node}: {describe(e)}")
+    stale: dict[bytes, set[str]] = defaultdict(set)
+    for key, node in report.missing:
+        stale[key].add(node)
+    for key, nodes in report.differing:
+        stale[key].update(nodes)
+    for key, nodes in stale.items():
+        present = [n for n in ring.preference_list(key) if n in holders[key]]
+        # The newest copy wins; max() keeps the first of equals, so the master.
+        source = max(present, key=lambda n: digests.get((key, n), (0, 0, 0, 0))[3])
+        for node in nodes - {source}:
+            try:
+                if client.sync_key(source, node, key, state.token):
+                    repaired += 1
+                else:
+                    report.problems.append(f"{_text(key)!r} on {node} kept changing; "
+                                           f"run the repair again")
+            except (*DOWN_ERRORS, ResponseError) as e:
+                report.problems.append(f"could not repair {_text(key)!r} on {node}: "
+                                       f"{describe(e)}")
     return repaired

@@ -24,7 +24,7 @@ from redis.retry import Retry
 
 from .config import parse_address
 from .exceptions import CommandError, UnavailableError
-from .scripts import DUMP_TTL
+from .scripts import BUMP, INSTALL, STATE
 
 # Errors that mean "this backend is not answering", as opposed to Redis
 # answering with an error about the data (ResponseError).
@@ -82,8 +82,9 @@ class DTClient:
     def __init__(self, nodes: Iterable[str] = (), *, password: str | None = None,
                  timeout: float = 1.0, max_connections: int = 64,
                  pool_factory: PoolFactory | None = None, cooldown: float | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, db: int = 0):
         self.password = password
+        self.db = db
         self.timeout = timeout
         self.cooldown = max(1.0, timeout) if cooldown is None else cooldown
         self._clock = clock
@@ -98,7 +99,7 @@ class DTClient:
     def _default_pool(self, node: str) -> redis.ConnectionPool:
         host, port = parse_address(node)
         return redis.BlockingConnectionPool(
-            host=host, port=port, password=self.password,
+            host=host, port=port, password=self.password, db=self.db,
             socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0), max_connections=self.max_connections,
             timeout=self.timeout)
@@ -112,7 +113,7 @@ class DTClient:
                     pool = self._pools[node] = self._pool_factory(node)
         return pool
 
-    def _suspect(self, node: str) -> None:
+    def suspect(self, node: str) -> None:
         self._suspects[node] = self._clock() + self.cooldown
 
     def suspected(self, node: str) -> bool:
@@ -148,7 +149,7 @@ class DTClient:
                 raise CommandError.from_redis(e) from e
             except DOWN_ERRORS as e:
                 failures[node] = describe(e)
-                self._suspect(node)
+                self.suspect(node)
                 continue
             self._suspects.pop(node, None)
             return value, node
@@ -171,7 +172,7 @@ class DTClient:
                 sent.append((node, pool, conn))
             except DOWN_ERRORS as e:
                 outcomes[node] = Outcome(node, error=e)
-                self._suspect(node)
+                self.suspect(node)
                 if conn is not None:
                     conn.disconnect()
                     pool.release(conn)
@@ -183,33 +184,32 @@ class DTClient:
             except DOWN_ERRORS as e:
                 conn.disconnect()
                 outcomes[node] = Outcome(node, error=e)
-                self._suspect(node)
+                self.suspect(node)
             finally:
                 pool.release(conn)
         return [outcomes[node] for node in nodes]
 
-    def copy_key(self, source: str, target: str, key: Any, attempts: int = 4) -> bool:
-        """Make ``target``'s ``key`` equal ``source``'s (value and TTL), or absent.
+    def sync_key(self, source: str, target: str, key: Any, token: int,
+                 attempts: int = 4) -> bool:
+        """Make ``target``'s copy of ``key`` equal ``source``'s: value, TTL and
+        version (or absent), never by replaying a command.
 
-        DUMP/RESTORE through this process rather than MIGRATE: a MIGRATE blocks
-        its source until the target answers, so two copies in opposite
-        directions (A to B while B to A, common during a migration) deadlock
-        both servers until the timeout. After restoring, the source is read
-        again; if a concurrent write changed it meanwhile, the copy is redone,
-        so the last copy made always matches the source. False if it never
-        settled within ``attempts``.
+        The state travels through this process as DUMP/RESTORE rather than
+        MIGRATE: a MIGRATE blocks its source until the target answers, so two
+        copies in opposite directions (A to B while B to A) deadlock both
+        servers until the timeout. INSTALL takes only a newer version, so a
+        late, older state never undoes a newer one; if ``target`` holds a
+        newer version of different data, ``source`` is bumped past it
+        (``BUMP``) and installed again. Both writes are fenced at ``token``.
+        False if it did not settle within ``attempts`` (concurrent writers).
         """
-        state = self.execute(source, "EVAL", DUMP_TTL, 1, key)
+        version, payload, ttl = self.execute(source, "EVAL", STATE, 1, key)
         for _ in range(attempts):
-            if state is None:
-                self.execute(target, "DEL", key)
-            else:
-                payload, ttl = state
-                self.execute(target, "RESTORE", key, max(int(ttl), 0), payload, "REPLACE")
-            again = self.execute(source, "EVAL", DUMP_TTL, 1, key)
-            if (again and again[0]) == (state and state[0]):
+            reply = self.execute(target, "EVAL", INSTALL, 1, key, token, version,
+                                 payload or b"", ttl)
+            if not isinstance(reply, list):
                 return True
-            state = again
+            version, payload, ttl = self.execute(source, "EVAL", BUMP, 1, key, token, reply[0])
         return False
 
     def close(self) -> None:

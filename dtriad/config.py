@@ -12,6 +12,7 @@ from .exceptions import ConfigurationError
 from .ring import Ring
 
 WRITE_QUORUMS = ("all", "quorum", "one")
+READ_QUORUMS = ("one", "quorum")
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 
 
@@ -21,6 +22,23 @@ def parse_address(address: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ConfigurationError(f"expected an address like 127.0.0.1:6379, got {address!r}")
     return host, int(port)
+
+
+def check_level(name: str, level: str) -> str:
+    """Validate a consistency level (``write_quorum`` or ``read_quorum``)."""
+    allowed = WRITE_QUORUMS if name == "write_quorum" else READ_QUORUMS
+    if level not in allowed:
+        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {level!r}")
+    return level
+
+
+def required_copies(total: int, level: str) -> int:
+    """Copies needed out of ``total`` at ``level`` (all, quorum or one)."""
+    if level == "one":
+        return min(1, total)
+    if level == "quorum":
+        return total // 2 + 1
+    return total
 
 
 @dataclass(frozen=True)
@@ -68,6 +86,7 @@ class ClusterConfig:
     password: str | None = None
     secret: str | None = None
     write_quorum: str = "all"
+    read_quorum: str = "one"
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     backend_timeout: float = 1.0
     epoch: int = 0
@@ -86,10 +105,8 @@ class ClusterConfig:
             raise ConfigurationError(f"replicas must be an integer >= 0, got {self.replicas!r}")
         if not isinstance(self.vnodes, int) or self.vnodes < 1:
             raise ConfigurationError(f"vnodes must be an integer >= 1, got {self.vnodes!r}")
-        if self.write_quorum not in WRITE_QUORUMS:
-            raise ConfigurationError(
-                f"write_quorum must be one of {', '.join(WRITE_QUORUMS)}, "
-                f"got {self.write_quorum!r}")
+        check_level("write_quorum", self.write_quorum)
+        check_level("read_quorum", self.read_quorum)
         if not isinstance(self.max_value_bytes, int) or self.max_value_bytes < 1:
             raise ConfigurationError(
                 f"max_value_bytes must be a positive integer, got {self.max_value_bytes!r}")
@@ -110,19 +127,15 @@ class ClusterConfig:
         raise ConfigurationError(
             f"no node named {name!r}; nodes are {', '.join(n.name for n in self.nodes)}")
 
-    def required_copies(self, total: int) -> int:
+    def required_copies(self, total: int, level: str | None = None) -> int:
         """Acknowledgements a write needs out of ``total`` copies."""
-        if self.write_quorum == "one":
-            return min(1, total)
-        if self.write_quorum == "quorum":
-            return total // 2 + 1
-        return total
+        return required_copies(total, level or self.write_quorum)
 
     @classmethod
     def from_dict(cls, data: dict) -> ClusterConfig:
         if not isinstance(data, dict):
             raise ConfigurationError("cluster configuration must be a JSON object")
-        known = {"replicas", "vnodes", "password", "secret", "write_quorum",
+        known = {"replicas", "vnodes", "password", "secret", "write_quorum", "read_quorum",
                  "max_value_bytes", "backend_timeout", "epoch"}
         try:
             nodes = tuple(
@@ -139,6 +152,7 @@ class ClusterConfig:
         out.update({
             "replicas": self.replicas, "vnodes": self.vnodes, "password": self.password,
             "secret": self.secret, "write_quorum": self.write_quorum,
+            "read_quorum": self.read_quorum,
             "max_value_bytes": self.max_value_bytes, "backend_timeout": self.backend_timeout,
             "epoch": self.epoch,
             "nodes": [{**n.extra, "name": n.name, "redis": n.redis, "http": n.http}

@@ -1,13 +1,21 @@
 """The request core shared by every front end (HTTP today, RESP later).
 
 It owns the command table, argument checks, routing over the ring and the
-replication rules of DESIGN.md section 4:
+replication rules of DESIGN.md section 4 (the protocol is in
+``docs/consistency.md``):
 
-* a write goes to every copy of the key in parallel and returns only when the
-  required copies took it; otherwise :class:`QuorumError` says how many did;
-* a command the master rejects (WRONGTYPE, not an integer) is applied nowhere:
-  a copy that took it anyway had diverged and is overwritten from the master;
-* a read asks the master first, then the backups in ring order.
+* a write is applied first by the key's master, which serializes it and gives
+  the key a new version; the backups then apply the same command only if they
+  are exactly at the master's previous version, so every copy applies a key's
+  writes in one order, once each. A copy that is behind, ahead or answers
+  differently gets the master's state instead (never a replayed command);
+* the write returns only when the required copies (``write_quorum``) hold it;
+  otherwise :class:`QuorumError` says how many do, and the copies that missed
+  it are queued for repair;
+* a command the master rejects (WRONGTYPE, not an integer) is applied nowhere;
+* a read asks the master first, then the backups in ring order
+  (``read_quorum`` one), or a majority of copies at once, answering with the
+  newest version and repairing the older copies (``read_quorum`` quorum).
 
 Replies are raw Redis replies (bytes, int, list, None); front ends encode them.
 """
@@ -27,8 +35,8 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from .client import DOWN_ERRORS, DTClient, Outcome, describe
-from .config import ClusterConfig
+from .client import DOWN_ERRORS, DTClient, describe
+from .config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
 from .exceptions import (
     ArgumentError,
     AuthError,
@@ -37,11 +45,13 @@ from .exceptions import (
     QuorumError,
     RingChangingError,
     StaleRingError,
+    UnavailableError,
     UnknownMethodError,
     ValueTooLargeError,
 )
+from .repair import Repairs
 from .ringstate import RingState, Route, View
-from .scripts import FENCED, READ_META
+from .scripts import READ_META, READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
 
 
 class Kind(enum.Enum):
@@ -122,9 +132,13 @@ def newest_ring(client: DTClient, nodes: Sequence[str]) -> tuple[RingState | Non
     return newest, down
 
 
-def _stale(outcome: Outcome) -> bool:
-    """A backend refused the write: its fence says our ring is old."""
-    return outcome.rejected and str(outcome.error).startswith("STALERING")
+def _stale(error: BaseException | None) -> bool:
+    """A backend refused a write: its fence says our ring is old."""
+    return isinstance(error, ResponseError) and str(error).startswith("STALERING")
+
+
+class _Stale(Exception):
+    """The ring moved under a write that no copy applied: route it again."""
 
 
 def _text(value: Any) -> str:
@@ -182,7 +196,16 @@ class DTCore:
         self._lock = threading.Lock()
         self.view = View(RingState.initial(config))
         self._next_poll = 0.0
+        self.repairs = Repairs()
+        self._stop = threading.Event()
         self._view()
+
+    def start_repairs(self, interval: float = 1.0) -> threading.Thread:
+        """Reconcile queued keys in a background thread until :meth:`close`."""
+        thread = threading.Thread(target=self.repairs.run_forever, name="dtriad-repairs",
+                                  args=(self.reconcile, interval, self._stop), daemon=True)
+        thread.start()
+        return thread
 
     # --------------------------------------------------------------- the ring
     @property
@@ -257,16 +280,18 @@ class DTCore:
         os.replace(tmp, self.state_file)
 
     # ----------------------------------------------------------------- commands
-    def call(self, method: str, **args: Any) -> Any:
-        """Run a single-key command of the table, by its API name."""
+    def call(self, method: str, write_quorum: str | None = None,
+             read_quorum: str | None = None, **args: Any) -> Any:
+        """Run a single-key command of the table, by its API name; the levels
+        override the cluster's for this request."""
         spec = COMMANDS.get(method)
         if spec is None:
             raise UnknownMethodError(
                 f"unknown method {method!r}; methods are {', '.join(method_names())}")
         values = [self._argument(spec, name, args.get(name)) for name in spec.args]
         if spec.kind is Kind.READ:
-            return self.read(values[0], spec.redis, *values)
-        return self.write(values[0], spec.redis, *values)
+            return self.read(values[0], spec.redis, *values, quorum=read_quorum)
+        return self.write(values[0], spec.redis, *values, quorum=write_quorum)
 
     def _argument(self, spec: CommandSpec, name: str, value: Any) -> Any:
         if value is None:
@@ -281,108 +306,183 @@ class DTCore:
         self.check_size(name, value)
         return value
 
+    def level(self, name: str, value: str | None) -> str:
+        """A request's consistency level, or the cluster's when it gives none."""
+        if value is None or value == "":
+            return getattr(self.config, name)
+        allowed = WRITE_QUORUMS if name == "write_quorum" else READ_QUORUMS
+        if value not in allowed:
+            raise ArgumentError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
     def check_size(self, what: str, value: str | bytes) -> None:
         limit = self.config.max_value_bytes
         size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
         if size > limit:
             raise ValueTooLargeError(what, size, limit)
 
-    def read(self, key: Any, *command: Any) -> Any:
-        """Master first, then backups in ring order; the first answer wins."""
-        value, _ = self.client.read(self._view().route(key).read, *command, key=_text(key))
+    def read(self, key: Any, *command: Any, quorum: str | None = None) -> Any:
+        """``read_quorum`` one: master first, then backups in ring order, the
+        first answer wins. quorum: see :meth:`_quorum_read`."""
+        route = self._view().route(key)
+        if self.level("read_quorum", quorum) == "quorum":
+            return self._quorum_read(key, route, command)
+        value, _ = self.client.read(route.read, *command, key=_text(key))
         return value
 
-    def write(self, key: Any, *command: Any) -> Any:
-        """Apply ``command`` to every copy of ``key``; see the module docstring."""
-        return self._replicate([key], command)
+    def _quorum_read(self, key: Any, route: Route, command: Sequence[Any]) -> Any:
+        """Ask every full copy at once; a majority must answer. The newest
+        version answers (ties: ring order) and older or differing copies are
+        repaired from it before returning."""
+        copies = route.direct
+        required = required_copies(len(copies), "quorum")
+        outcomes = self.client.fanout(copies, "EVAL", READ_VERSIONED, 1, key, *command)
+        answered = [o for o in outcomes if o.ok]
+        if len(answered) < required:
+            names = self.view.names
+            raise UnavailableError(_text(key), {
+                names.get(o.node, o.node): describe(o.error) for o in outcomes if not o.ok},
+                needed=f"{required} of {len(copies)} copies for a quorum read")
+        newest = max(answered, key=lambda o: int(o.value[0]))  # first of equals: ring order
+        stale = [o.node for o in answered if o.value != newest.value]
+        if stale:
+            failures: dict[str, str] = {}
+            token = self.view.token
+            for node in stale:
+                self._sync([key], newest.node, node, token, failures)
+        _, ok, reply = newest.value
+        if not ok:
+            raise CommandError.from_redis(ResponseError(_text(reply)))
+        return reply
 
-    def _replicate(self, keys: Sequence[Any], command: Sequence[Any],
+    def write(self, key: Any, *command: Any, quorum: str | None = None) -> Any:
+        """Apply ``command`` to every copy of ``key``; see the module docstring."""
+        return self._replicate([key], command, self.level("write_quorum", quorum))
+
+    def _replicate(self, keys: Sequence[Any], command: Sequence[Any], level: str,
                    attempts: int = 4) -> Any:
-        """One fenced, replicated write of ``command`` on ``keys`` (one route)."""
+        """One replicated write of ``command`` on ``keys`` (keys of one route)."""
         for _ in range(attempts):
             view = self._view()
-            route = view.route(keys[0])
-            outcomes = self.client.fanout(route.direct, "EVAL", FENCED, 0, view.token,
-                                          *command)
-            if not any(_stale(o) for o in outcomes):
-                return self._settle(keys, route, outcomes)
-            self.refresh()
-            applied = {o.node: o for o in outcomes if o.ok}
-            if not applied:
-                continue  # refused everywhere: retry cleanly by the newer ring
-            # Applied by the old ring on some copies only, while the fence moved:
-            # make every copy of the new route agree with its authority.
-            route = self._view().route(keys[0])
-            authority = next((n for n in route.direct if not self.client.suspected(n)), None)
-            failures: dict[str, str] = {}
-            if authority in applied:
-                targets = [n for n in route.direct + route.copy_to if n != authority]
-                held = {authority} | {n for n in targets
-                                      if self._repair(keys, authority, n, failures)}
-                self._check_quorum(keys, route, held, failures)
-                return applied[authority].value
-            for node in applied:  # undo: the authority never applied it
-                if authority is not None:
-                    self._repair(keys, authority, node, failures)
+            try:
+                return self._write_once(view, keys, command, level)
+            except _Stale:
+                self.refresh()
         raise RingChangingError(f"the ring changed {attempts} times during one write to "
                                 f"{_text(keys[0])!r}; retry")
 
-    def _settle(self, keys: Sequence[Any], route: Route, outcomes: list[Outcome]) -> Any:
-        """Judge one replicated command (on ``keys``) from each copy's outcome."""
-        key = _text(keys[0])
-        names = self.view.names
-        authority = next((o for o in outcomes if not o.down), None)
-        failures = {names.get(o.node, o.node): describe(o.error)
-                    for o in outcomes if o.down}
-        owners = route.owners
-        if authority is None:
-            raise QuorumError(key, 0, self.config.required_copies(len(owners)), len(owners),
-                              failures)
-        if authority.rejected:
-            for o in outcomes:
-                if o.ok:  # this copy had diverged from the master: undo by copying
-                    self._repair(keys, authority.node, o.node, failures)
-            raise CommandError.from_redis(authority.error)
-        held = {o.node for o in outcomes if o.ok}
+    def _write_once(self, view: View, keys: Sequence[Any], command: Sequence[Any],
+                    level: str) -> Any:
+        route = view.route(keys[0])
+        master, names = route.direct[0], view.names
+        failures: dict[str, str] = {}
+        if self.client.suspected(master):
+            failures[names.get(master, master)] = ("the key's master failed moments ago; "
+                                                   "writes resume once it answers or the "
+                                                   "ring replaces it")
+            self._check_quorum(keys, route, set(), failures, level)
+        try:
+            reply = self.client.execute(master, "EVAL", WRITE_MASTER, len(keys), *keys,
+                                        view.token, *command)
+        except ResponseError as e:
+            if _stale(e):
+                raise _Stale from e
+            raise CommandError.from_redis(e) from e
+        except DOWN_ERRORS as e:
+            self.client.suspect(master)
+            failures[names.get(master, master)] = (
+                f"the key's master: {describe(e)}; it may have applied the write")
+            self._check_quorum(keys, route, set(), failures, level)
+            raise  # unreachable: no copy holds the write
+        result, version, previous = reply[0], reply[1], reply[2:]
+        backups = route.direct[1:]
+        outcomes = self.client.fanout(backups, "EVAL", WRITE_BACKUP, len(keys), *keys,
+                                      view.token, version, *previous, *command)
+        if any(_stale(o.error) for o in outcomes):
+            return self._ring_moved(keys, master, result, level)
+        held = {master}
         for o in outcomes:
-            if o.rejected and self._repair(keys, authority.node, o.node, failures):
+            if o.ok and o.value[0] == b"applied" and o.value[1] == result:
                 held.add(o.node)
+            elif o.down:
+                failures[names.get(o.node, o.node)] = describe(o.error)
+            elif self._sync(keys, master, o.node, view.token, failures):
+                held.add(o.node)  # behind, ahead or diverged: given the master's state
         for node in route.copy_to:  # gaining the key in a migration: the resulting state
-            if self._repair(keys, authority.node, node, failures):
+            if self._sync(keys, master, node, view.token, failures):
                 held.add(node)
-        self._check_quorum(keys, route, held, failures)
-        return authority.value
+        self._check_quorum(keys, route, held, failures, level)
+        return result
+
+    def _ring_moved(self, keys: Sequence[Any], master: str, result: Any, level: str) -> Any:
+        """The master applied a write but a backup's fence says the ring moved.
+
+        If the new ring keeps the same master, its history still holds: every
+        copy of the new route gets its state. Otherwise the write is routed
+        again (its copies are reconciled to the new master by that retry, or
+        by the repair queue)."""
+        self.refresh()
+        view = self._view()
+        route = view.route(keys[0])
+        if route.direct[0] != master:
+            self.repairs.add(keys)
+            raise _Stale
+        failures: dict[str, str] = {}
+        held = {master} | {node for node in route.direct[1:] + route.copy_to
+                           if self._sync(keys, master, node, view.token, failures)}
+        self._check_quorum(keys, route, held, failures, level)
+        return result
 
     def _check_quorum(self, keys: Sequence[Any], route: Route, held: set[str],
-                      failures: dict[str, str]) -> None:
+                      failures: dict[str, str], level: str) -> None:
         owners = route.owners
+        if all(n in held for n in owners):
+            return
+        self.repairs.add(keys)
         copies = sum(1 for n in owners if n in held)
-        required = self.config.required_copies(len(owners))
+        required = required_copies(len(owners), level)
         if copies < required:
             names = self.view.names
             missing = {names.get(n, n): failures.get(names.get(n, n), "did not take it")
                        for n in owners if n not in held}
             raise QuorumError(_text(keys[0]), copies, required, len(owners), missing)
 
-    def _repair(self, keys: Sequence[Any], source: str, target: str,
-                failures: dict[str, str]) -> bool:
-        """Make ``target``'s copies of ``keys`` equal ``source``'s (see
-        :meth:`DTClient.copy_key`: server state, never a replayed command)."""
+    def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,
+              failures: dict[str, str]) -> bool:
+        """Give ``target`` ``source``'s state of ``keys`` (:meth:`DTClient.sync_key`)."""
         try:
-            settled = all([self.client.copy_key(source, target, key) for key in keys])
+            settled = all([self.client.sync_key(source, target, key, token) for key in keys])
         except (*DOWN_ERRORS, ResponseError) as e:
             settled, why = False, describe(e)
         else:
             why = "kept changing under concurrent writes"
         if not settled:
             name = self.view.names.get(target, target)
-            failures[name] = f"diverged and not repaired: {why}"
+            failures[name] = f"missed the write and was not repaired yet: {why}"
         return settled
 
-    def mget(self, keys: Sequence[Any]) -> list[Any]:
-        """Values of ``keys`` in order; one MGET per group of keys sharing copies."""
+    def reconcile(self, key: Any) -> bool:
+        """Make every full copy of ``key`` equal the newest one (highest
+        version; ties go to ring order, so the master). True when all agree."""
+        view = self._view()
+        route = view.route(key)
+        copies = route.direct + route.copy_to
+        outcomes = self.client.fanout(copies, "EVAL", READ_VERSIONED, 1, key, "EXISTS", key)
+        answered = [o for o in outcomes if o.ok and o.node in route.direct]
+        if not answered or len(answered) < len(route.direct):
+            return False
+        newest = max(answered, key=lambda o: int(o.value[0])).node
+        failures: dict[str, str] = {}
+        return all([self._sync([key], newest, node, view.token, failures)
+                    for node in copies if node != newest])
+
+    def mget(self, keys: Sequence[Any], quorum: str | None = None) -> list[Any]:
+        """Values of ``keys`` in order; one MGET per group of keys sharing copies
+        (with ``read_quorum`` quorum, one quorum read per key)."""
         if not keys:
             raise ArgumentError("missing argument 'key'; usage: mget key [key ...]")
+        if self.level("read_quorum", quorum) == "quorum":
+            return [self.read(key, "GET", key, quorum="quorum") for key in keys]
         view = self._view()
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, key in enumerate(keys):
@@ -396,22 +496,25 @@ class DTCore:
                 result[i] = value
         return result
 
-    def mset(self, keys: Sequence[Any], values: Sequence[Any]) -> Any:
+    def mset(self, keys: Sequence[Any], values: Sequence[Any],
+             quorum: str | None = None) -> Any:
         """Store pairs; each group of keys sharing copies is one replicated MSET."""
         if not keys:
             raise ArgumentError("missing argument 'key'; usage: mset key value [key value ...]")
         if len(keys) != len(values):
             raise ArgumentError(
                 f"mset needs one value per key, got {len(keys)} keys and {len(values)} values")
+        level = self.level("write_quorum", quorum)
         for key, value in zip(keys, values, strict=True):
             self.check_size("key", key)
             self.check_size("value", value)
         view = self._view()
-        groups: dict[Route, list[Any]] = {}
+        groups: dict[Route, dict[Any, Any]] = {}
         for key, value in zip(keys, values, strict=True):
-            groups.setdefault(view.route(key), []).extend((key, value))
-        for flat in groups.values():
-            self._replicate(flat[::2], ("MSET", *flat))
+            groups.setdefault(view.route(key), {})[key] = value  # the last of a repeated key
+        for pairs in groups.values():
+            flat = [item for pair in pairs.items() for item in pair]
+            self._replicate(list(pairs), ("MSET", *flat), level)
         return b"OK"
 
     # -------------------------------------------------------------------- admin
@@ -445,6 +548,7 @@ class DTCore:
             "vnodes": state.vnodes,
             "copies": ring.copies,
             "write_quorum": self.config.write_quorum,
+            "read_quorum": self.config.read_quorum,
             "nodes": nodes,
             "pending_epoch": state.pending_epoch,
             "migration": state.migration if pending is not None or state.migration else None,
@@ -483,6 +587,7 @@ class DTCore:
         return result
 
     def close(self) -> None:
+        self._stop.set()
         self.client.close()
 
 

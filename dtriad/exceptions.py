@@ -89,12 +89,11 @@ class UnavailableError(BackendError):
 
     code = "UNAVAILABLE"
 
-    def __init__(self, key: str, failures: dict[str, str]):
+    def __init__(self, key: str, failures: dict[str, str], needed: str | None = None):
         detail = "; ".join(f"{node}: {why}" for node, why in failures.items())
-        super().__init__(
-            f"no copy of key {key!r} is reachable ({detail}); "
-            f"check the backends with 'dtriad status'"
-        )
+        what = f"too few copies of key {key!r} answered, {needed} needed" if needed else (
+            f"no copy of key {key!r} is reachable")
+        super().__init__(f"{what} ({detail}); check the backends with 'dtriad status'")
         self.key = key
         self.failures = failures
 
@@ -113,8 +112,10 @@ class QuorumError(BackendError):
         detail = "; ".join(f"{node}: {why}" for node, why in failures.items())
         super().__init__(
             f"write to key {key!r} is held by {copies} of {total} copies, "
-            f"{required} required ({detail}); the write may be visible on the copies "
-            f"that took it; retry once the backends are back ('dtriad status')"
+            f"{required} required ({detail}); the copies that hold it keep it and the "
+            f"others are repaired from them once they answer. Retrying applies the "
+            f"command again (append, incr, lPush and lPop are not idempotent); "
+            f"see 'dtriad status'"
         )
         self.key = key
         self.copies = copies

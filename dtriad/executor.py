@@ -4,8 +4,10 @@ Keys move server to server. On the source, a Lua script (``SCAN_ARCS``) scans
 one chunk of the keyspace and keeps only the keys of the moving arcs, so only
 their names (not every key, not any value) reach Python; they are then copied
 with one ``MIGRATE host port "" 0 timeout COPY REPLACE AUTH pw KEYS ...`` per
-destination and batch. Copies are idempotent, so a batch may be redone after
-a crash. Cleanup deletes keys with the same script, entirely server side.
+destination and batch, and their versions (database 2) with a second MIGRATE
+right after. Copies are idempotent, so a batch may be redone after a crash.
+Cleanup deletes keys and their versions with the same script, entirely
+server side.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .config import parse_address
 from .migration import Cleanup, Transfer
 from .ring import Ring
 from .ringstate import Member, RingState
-from .scripts import PUBLISH_META, SCAN_ARCS, arc_ranges
+from .scripts import PUBLISH_META, SCAN_ARCS, VERSION_DB, WIPE, arc_ranges
 
 Progress = Callable[[int], None]
 
@@ -38,6 +40,7 @@ class Executor:
 
     client: DTClient
     password: str | None = None
+    versions: DTClient | None = None  # on database 2; None: versions do not move
     scan_count: int = 1000
     timeout_ms: int = 10_000
     max_keys_per_s: float | None = None
@@ -93,12 +96,15 @@ class Executor:
         host, port = parse_address(dest)
         auth = ("AUTH", self.password) if self.password else ()
         options = ("COPY", "REPLACE") if replace else ("COPY",)
-        try:
-            self.client.execute(source, "MIGRATE", host, port, "", 0, self.timeout_ms,
-                                *options, *auth, "KEYS", *keys)
-        except ResponseError as e:
-            if replace or "BUSYKEY" not in str(e):
-                raise
+        for client, db in ((self.client, 0), (self.versions, VERSION_DB)):
+            if client is None:
+                continue
+            try:
+                client.execute(source, "MIGRATE", host, port, "", db, self.timeout_ms,
+                               *options, *auth, "KEYS", *keys)
+            except ResponseError as e:
+                if replace or "BUSYKEY" not in str(e):
+                    raise
 
     def cleanup(self, cleanups: Iterable[Cleanup],
                 stop: Callable[[], bool] | None = None) -> int:
@@ -129,8 +135,8 @@ class Executor:
         return recovered
 
     def wipe(self, node: str) -> None:
-        """Empty a node's keyspace (database 0) before it joins afresh."""
-        self.client.execute(node, "FLUSHDB")
+        """Empty a node's keyspace and versions before it joins afresh."""
+        self.client.execute(node, "EVAL", WIPE, 0)
 
     # ------------------------------------------------------------ ring state
     def publish(self, nodes: Iterable[str], state: RingState) -> dict[str, str]:

@@ -22,8 +22,10 @@ SERVERS = ("granian", "wsgiref")
 
 def app_from_env():
     """WSGI app factory for granian's workers (each worker calls it once)."""
-    return make_wsgi_app(DTCore(ClusterConfig.load(os.environ[ENV_CLUSTER]),
-                                state_file=os.environ.get(ENV_STATE) or None))
+    core = DTCore(ClusterConfig.load(os.environ[ENV_CLUSTER]),
+                  state_file=os.environ.get(ENV_STATE) or None)
+    core.start_repairs()
+    return make_wsgi_app(core)
 
 
 def serve(cluster_file: str, host: str, port: int, workers: int = 2,

@@ -1,26 +1,156 @@
 """Lua scripts run inside the Redis backends.
 
 Ring metadata lives in database 1 of every backend (``dtriad:fence``, the ring
-token in force, and ``dtriad:ring``, the ring state as JSON), so users never
-see it in database 0: not in KEYS, SCAN, DBSIZE or a migration.
+token in force, and ``dtriad:ring``, the ring state as JSON), and each key's
+version in database 2 under the key's own name, so users never see either in
+database 0: not in KEYS, SCAN, DBSIZE or keyDist. See ``docs/consistency.md``
+for the replication protocol the ``WRITE_*``, ``STATE``, ``INSTALL`` and
+``BUMP`` scripts implement.
 """
 
 from __future__ import annotations
 
 META_DB = 1
+VERSION_DB = 2
+# A version outlives its key by this long (a tombstone), so a late write of
+# an older version is still recognised after a delete or an expiry.
+TOMBSTONE_MS = 600_000
 FENCE_KEY = "dtriad:fence"
 RING_KEY = "dtriad:ring"
 
-# ARGV[1] = the writer's ring token, ARGV[2..] = the command. A writer whose
-# ring is older than the backend's fence is refused with "STALERING <fence>"
-# and must fetch the ring again. Redis's own errors (WRONGTYPE ...) come back
-# unchanged thanks to pcall.
-FENCED = """
+# Shared pieces of the replication scripts. Every script that writes starts
+# with redis.replicate_commands() (needed on Redis 6.2 to write after TIME or
+# DUMP; a no-op on 7) and, for writes, the fence: ARGV[1] is the writer's ring
+# token, refused with "STALERING <fence>" if the backend knows a newer ring.
+# Versions are decimal strings: a Lua number holds a microsecond timestamp
+# exactly (2^53), but its default formatting would round it.
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local function fmt(v) return string.format('%.0f', v) end
+local function versions(keys)
+  redis.call('SELECT', 2)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = tonumber(redis.call('GET', k) or '0') end
+  redis.call('SELECT', 0)
+  return out
+end
+local function stamp(keys, version)
+  local ttls = {}
+  for i, k in ipairs(keys) do ttls[i] = redis.call('PTTL', k) end
+  redis.call('SELECT', 2)
+  for i, k in ipairs(keys) do
+    if ttls[i] == -1 then redis.call('SET', k, fmt(version))
+    elseif ttls[i] == -2 then redis.call('SET', k, fmt(version), 'PX', TOMBSTONE_MS)
+    else redis.call('SET', k, fmt(version), 'PX', ttls[i] + TOMBSTONE_MS) end
+  end
+  redis.call('SELECT', 0)
+end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+""".replace("TOMBSTONE_MS", str(TOMBSTONE_MS))
+
+_FENCE = """
 redis.call('SELECT', 1)
 local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
 if tonumber(ARGV[1]) < fence then return redis.error_reply('STALERING ' .. fence) end
 redis.call('SELECT', 0)
-return redis.pcall(unpack(ARGV, 2))
+"""
+
+# On the master (the key's authority). KEYS = the keys the command writes,
+# ARGV[1] = ring token, ARGV[2..] = the command. A command Redis rejects
+# (WRONGTYPE ...) comes back as that error, applied nowhere. Otherwise the
+# keys get a new version: above their previous one and at least the current
+# time in microseconds, so a history started later (a new master after a
+# failure) still sorts after an older one.
+# -> {reply, new version, previous version of each key...}
+WRITE_MASTER = _PRELUDE + _FENCE + """
+local prev = versions(KEYS)
+local reply = redis.pcall(unpack(ARGV, 2))
+if type(reply) == 'table' and reply.err then return reply end
+local top = 0
+for _, v in ipairs(prev) do if v > top then top = v end end
+local version = math.max(top + 1, now_us())
+stamp(KEYS, version)
+local out = {reply, fmt(version)}
+for i, v in ipairs(prev) do out[i + 2] = fmt(v) end
+return out
+"""
+
+# On a backup. KEYS as above, ARGV[1] = token, ARGV[2] = the master's new
+# version, ARGV[3..2+#KEYS] = the master's previous versions, then the command.
+# The command is applied only if this copy is exactly at the master's previous
+# versions, so backups apply a key's writes in the master's order, once each.
+# -> {'applied', reply} | {'behind'} | {'ahead'} | {'failed', error}: the
+# last three need the master's state (see INSTALL).
+WRITE_BACKUP = _PRELUDE + _FENCE + """
+local n = #KEYS
+local have = versions(KEYS)
+local version = tonumber(ARGV[2])
+for i = 1, n do
+  if have[i] >= version then return {'ahead'} end
+end
+for i = 1, n do
+  if have[i] ~= tonumber(ARGV[2 + i]) then return {'behind'} end
+end
+local reply = redis.pcall(unpack(ARGV, 3 + n))
+if type(reply) == 'table' and reply.err then return {'failed', reply.err} end
+stamp(KEYS, version)
+return {'applied', reply}
+"""
+
+# KEYS[1] -> {version, serialized value or false, ms to live}: one copy's state.
+STATE = _PRELUDE + """
+local v = versions(KEYS)[1]
+return {fmt(v), redis.call('DUMP', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+# Install a state taken by STATE or BUMP. KEYS[1], ARGV[1] = token, ARGV[2] =
+# its version, ARGV[3] = serialized value ('' = no such key), ARGV[4] = ms to
+# live. Only a newer version replaces this copy, so an old state arriving late
+# never undoes a newer one. -> 'installed' | 'same' (already holds that value)
+# | {this copy's version}: it is at least as new but differs, so the source
+# must be bumped past it (BUMP) and installed again.
+INSTALL = _PRELUDE + _FENCE + """
+local key = KEYS[1]
+local version = tonumber(ARGV[2])
+local have = versions(KEYS)[1]
+if have >= version then
+  if (redis.call('DUMP', key) or '') == ARGV[3] then return 'same' end
+  return {fmt(have)}
+end
+if ARGV[3] == '' then redis.call('DEL', key)
+else redis.call('RESTORE', key, math.max(tonumber(ARGV[4]), 0), ARGV[3], 'REPLACE') end
+stamp(KEYS, version)
+return 'installed'
+"""
+
+# Give a copy's value a version above ARGV[2] without changing the value,
+# so it wins over a copy that holds a newer version of different data.
+# KEYS[1], ARGV[1] = token, ARGV[2] = the version to pass. -> like STATE.
+BUMP = _PRELUDE + _FENCE + """
+local v = math.max(versions(KEYS)[1] + 1, tonumber(ARGV[2]) + 1, now_us())
+stamp(KEYS, v)
+return {fmt(v), redis.call('DUMP', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+# A read that also says which version answered (quorum reads).
+# KEYS[1], ARGV = the command. -> {version, 1, reply} or {version, 0, error}.
+READ_VERSIONED = _PRELUDE + """
+local v = versions(KEYS)[1]
+local reply = redis.pcall(unpack(ARGV))
+if type(reply) == 'table' and reply.err then return {fmt(v), 0, reply.err} end
+return {fmt(v), 1, reply}
+"""
+
+# Empty a node's keyspace and its versions (a node joining afresh).
+WIPE = """
+redis.call('SELECT', 2)
+redis.call('FLUSHDB')
+redis.call('SELECT', 0)
+redis.call('FLUSHDB')
+return 'OK'
 """
 
 # -> {fence, ring JSON or false}
@@ -45,7 +175,7 @@ return fence
 # Scan one chunk of database 0 and keep the keys whose ring position falls in
 # one of the given ranges. ARGV[1] = cursor, ARGV[2] = COUNT, ARGV[3] = "copy"
 # (return matching keys and their range index) or "delete" (UNLINK them and
-# return how many), ARGV[4..] = sorted, non-overlapping ranges as pairs of
+# their versions, and return how many), ARGV[4..] = sorted, non-overlapping ranges as pairs of
 # 40-digit hex positions (start, end], each followed by its label:
 # start1, end1, label1, start2, ... A wrapping arc is given as two ranges.
 # -> {next cursor, key1, label1, key2, label2, ...} or {next cursor, count}.
@@ -54,6 +184,7 @@ local res = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local out = {res[1]}
 local n = (#ARGV - 3) / 3
 local deleted = 0
+local doomed = {}
 for _, key in ipairs(res[2]) do
   local h = key
   local s = string.find(key, '{', 1, true)
@@ -69,20 +200,26 @@ for _, key in ipairs(res[2]) do
   end
   if n > 0 and pos <= ARGV[3 + 3 * lo - 1] and pos > ARGV[3 + 3 * lo - 2] then
     if ARGV[3] == 'delete' then
-      redis.call('UNLINK', key)
       deleted = deleted + 1
+      doomed[deleted] = key
     else
       out[#out + 1] = key
       out[#out + 1] = ARGV[3 + 3 * lo]
     end
   end
 end
+if deleted > 0 then
+  redis.call('UNLINK', unpack(doomed))
+  redis.call('SELECT', 2)
+  redis.call('UNLINK', unpack(doomed))
+  redis.call('SELECT', 0)
+end
 if ARGV[3] == 'delete' then out[2] = deleted end
 return out
 """
 
-# KEYS = keys; -> for each key {type, sha1 of its value, ttl in ms}, so copies
-# can be compared without shipping values.
+# KEYS = keys; -> for each key {type, sha1 of its value, ttl in ms, version},
+# so copies can be compared without shipping values.
 DIGEST = """
 local out = {}
 for i, key in ipairs(KEYS) do
@@ -105,6 +242,8 @@ for i, key in ipairs(KEYS) do
   end
   out[i] = {t, redis.sha1hex(v), redis.call('PTTL', key)}
 end
+redis.call('SELECT', 2)
+for i, key in ipairs(KEYS) do out[i][4] = redis.call('GET', key) or '0' end
 return out
 """
 
@@ -135,9 +274,9 @@ def arc_ranges(arcs: list[tuple[int, int, str]]) -> list[str]:
         flat.extend(piece)
     return flat
 
-# KEYS[1] -> {serialized value, ms to live (-1: none)} or false if no such key.
-DUMP_TTL = """
-local payload = redis.call('DUMP', KEYS[1])
-if not payload then return false end
-return {payload, redis.call('PTTL', KEYS[1])}
+# Delete a copy that is not where the ring wants it, and its version.
+DROP = """
+redis.call('UNLINK', KEYS[1])
+redis.call('SELECT', 2)
+return redis.call('UNLINK', KEYS[1])
 """

@@ -44,6 +44,7 @@ from .executor import Executor, Interrupted, Rate, push
 from .migration import Cleanup, Plan, Transfer, plan
 from .ring import Ring
 from .ringstate import Member, RingState
+from .scripts import VERSION_DB
 
 log = logging.getLogger("dtriad.sentinel")
 EVENTS = ("+monitor", "+sdown", "-sdown", "+odown", "-odown", "+reset-master")
@@ -171,7 +172,9 @@ class DTSentinel:
         self.sentinels = sentinels or SentinelView(
             self.config.extra.get("sentinels", []), self.config.password)
         self.client = DTClient(password=self.config.password, timeout=10.0, cooldown=0)
-        self.executor = Executor(self.client, self.config.password)
+        self.versions = DTClient(password=self.config.password, timeout=10.0, cooldown=0,
+                                 db=VERSION_DB)
+        self.executor = Executor(self.client, self.config.password, versions=self.versions)
         self.push_timeout = push_timeout
         self.settle = settle
         self.sleep = sleep
@@ -427,6 +430,7 @@ class DTSentinel:
                     log.info("sentinel event: %s", event)
         self.sentinels.close()
         self.client.close()
+        self.versions.close()
 
 
 def _names(members) -> str:

@@ -58,17 +58,21 @@ def test_wrong_type_is_applied_nowhere_on_real_backends(cluster5):
         assert backend(cluster5, addr).type("wt") == b"string"
 
 
-def test_a_diverged_copy_is_overwritten_from_the_master(cluster5):
-    """If a backup accepted what the master rejected, it gets the master's copy."""
+def test_a_rejected_write_is_applied_nowhere_and_a_diverged_copy_is_repaired(cluster5):
+    """What the master rejects reaches no backup; a backup that answers a
+    write differently from the master (here: tampered with behind dtriad's
+    back) is given the master's state."""
     http = cluster5.nodes[0].http
     master, b1, b2 = cluster5.ring().preference_list("dv")
     requests.get(f"{http}/set", params={"key": "dv", "value": "master-string"})
-    backend(cluster5, b1).delete("dv")
-    backend(cluster5, b1).rpush("dv", "stale-list")
+    backend(cluster5, b2).delete("dv")
+    backend(cluster5, b2).rpush("dv", "stale-list")
     reply = requests.get(f"{http}/lPush", params={"key": "dv", "value": "x"})
     assert reply.status_code == 400 and reply.json()["code"] == "WRONGTYPE"
+    assert backend(cluster5, b2).lrange("dv", 0, -1) == [b"stale-list"]  # not applied
+    assert requests.get(f"{http}/append", params={"key": "dv", "value": "!"}).json() == 14
     for addr in (master, b1, b2):
-        assert backend(cluster5, addr).get("dv") == b"master-string"
+        assert backend(cluster5, addr).get("dv") == b"master-string!"
 
 
 def test_every_bad_input_gets_a_clear_error_over_real_http(cluster5):
@@ -86,7 +90,8 @@ def test_every_bad_input_gets_a_clear_error_over_real_http(cluster5):
 
 
 def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5):
-    """SIGSTOP the master of a key: reads still answer, from a backup."""
+    """SIGSTOP the master of a key: reads still answer, from a backup; writes
+    get a clear error."""
     http = cluster5.nodes[3].http
     requests.get(f"{http}/set", params={"key": "hung", "value": "v"}).raise_for_status()
     master = cluster5.node_by_redis()[cluster5.ring().master("hung")]
@@ -98,7 +103,9 @@ def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5):
             assert reply.json() == "v"
         write = requests.get(f"{http}/set", params={"key": "hung", "value": "w"}, timeout=30)
         assert write.status_code == 503 and write.json()["code"] == "QUORUM"
-        assert "held by 2 of 3 copies" in write.json()["error"]
+        # The master serializes a key's writes: without it, no copy takes one.
+        assert "held by 0 of 3 copies" in write.json()["error"]
+        assert "the key's master" in write.json()["error"]
     finally:
         os.kill(pid, signal.SIGCONT)
     assert requests.get(f"{http}/health").json()["status"] == "ok"
