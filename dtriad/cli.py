@@ -40,20 +40,28 @@ def main():
               type=click.IntRange(1), help="Largest key or value accepted.")
 @click.option("--write-quorum", default="all", show_default=True,
               type=click.Choice(["all", "quorum", "one"]),
-              help="Copies that must take a write before it is acknowledged.")
+              help="Copies that must take a write before it is acknowledged "
+                   "(the key's master always must).")
+@click.option("--read-quorum", default="one", show_default=True,
+              type=click.Choice(["one", "quorum"]),
+              help="one: the first copy that answers, master first; quorum: the newest "
+                   "of a majority of copies, repairing older ones.")
+@click.option("--backend-timeout", default=1.0, show_default=True,
+              type=click.FloatRange(0.01), help="Seconds to wait for a Redis backend.")
 @click.option("--sentinels", default=1, show_default=True, type=click.IntRange(1, 7),
               help="Redis Sentinels (3 gives a quorum of 2).")
 @click.option("--down-after-ms", default=1000, show_default=True, type=click.IntRange(100),
               help="How long a backend must be unreachable before Sentinel calls it down.")
 @click.option("--no-persist", is_flag=True, help="Run backends without the append-only file.")
 @dir_option
-def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, sentinels,
-       down_after_ms, no_persist, directory):
+def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quorum,
+       backend_timeout, sentinels, down_after_ms, no_persist, directory):
     """Start a local cluster on loopback and write DIR/cluster.json."""
     try:
         config = local.up(directory, local.UpOptions(
             nodes=nodes, replicas=replicas, vnodes=vnodes, workers=workers,
             max_value_bytes=max_value_bytes, write_quorum=write_quorum,
+            read_quorum=read_quorum, backend_timeout=backend_timeout,
             sentinels=sentinels, down_after_ms=down_after_ms,
             persist=not no_persist), log=click.echo)
     except (DtriadError, RuntimeError, TimeoutError) as e:

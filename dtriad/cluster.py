@@ -44,6 +44,8 @@ class UpOptions:
     workers: int = 2
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     write_quorum: str = "all"
+    read_quorum: str = "one"
+    backend_timeout: float = 1.0
     server: str = "granian"
     sentinels: int = 1
     down_after_ms: int = 1000
@@ -111,6 +113,8 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                password=secrets.token_urlsafe(24),
                                secret=secrets.token_urlsafe(24),
                                write_quorum=options.write_quorum,
+                               read_quorum=options.read_quorum,
+                               backend_timeout=options.backend_timeout,
                                max_value_bytes=options.max_value_bytes,
                                extra={"sentinels": [f"127.0.0.1:{port()}"
                                                     for _ in range(options.sentinels)],

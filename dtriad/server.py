@@ -95,67 +95,73 @@ def _cmd(ctx, method: str, **args) -> Any:
 
 
 class DTService(ServiceBase):
-    """The paper's eight methods, then dtriad's additions and admin methods."""
+    """The paper's eight methods, then dtriad's additions and admin methods.
 
-    @rpc(Unicode, _returns=Unicode)
-    def get(ctx, key):
-        return _text(_cmd(ctx, "get", key=key))
-
-    @rpc(Unicode, Unicode, _returns=Unicode)
-    def set(ctx, key, value):
-        return _text(_cmd(ctx, "set", key=key, value=value))
-
-    @rpc(Unicode, _returns=Integer)
-    def getStrlen(ctx, key):
-        return _cmd(ctx, "getStrlen", key=key)
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def append(ctx, key, value):
-        return _cmd(ctx, "append", key=key, value=value)
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def lPush(ctx, key, value):
-        return _cmd(ctx, "lPush", key=key, value=value)
-
-    @rpc(Unicode, _returns=Unicode)
-    def lPop(ctx, key):
-        return _text(_cmd(ctx, "lPop", key=key))
+    Reads take an optional ``read_quorum`` (one, quorum) and writes an
+    optional ``write_quorum`` (all, quorum, one) overriding the cluster's.
+    """
 
     @rpc(Unicode, Unicode, _returns=Unicode)
-    def lIndex(ctx, key, index):
-        return _text(_cmd(ctx, "lIndex", key=key, index=index))
+    def get(ctx, key, read_quorum):
+        return _text(_cmd(ctx, "get", key=key, read_quorum=read_quorum))
 
-    @rpc(Unicode, _returns=Integer)
-    def lLen(ctx, key):
-        return _cmd(ctx, "lLen", key=key)
-
-    @rpc(Unicode, _returns=Integer)
-    def delete(ctx, key):
-        return _cmd(ctx, "delete", key=key)
-
-    @rpc(Unicode, _returns=Integer)
-    def exists(ctx, key):
-        return _cmd(ctx, "exists", key=key)
+    @rpc(Unicode, Unicode, Unicode, _returns=Unicode)
+    def set(ctx, key, value, write_quorum):
+        return _text(_cmd(ctx, "set", key=key, value=value, write_quorum=write_quorum))
 
     @rpc(Unicode, Unicode, _returns=Integer)
-    def expire(ctx, key, seconds):
-        return _cmd(ctx, "expire", key=key, seconds=seconds)
+    def getStrlen(ctx, key, read_quorum):
+        return _cmd(ctx, "getStrlen", key=key, read_quorum=read_quorum)
 
-    @rpc(Unicode, _returns=Integer)
-    def ttl(ctx, key):
-        return _cmd(ctx, "ttl", key=key)
+    @rpc(Unicode, Unicode, Unicode, _returns=Integer)
+    def append(ctx, key, value, write_quorum):
+        return _cmd(ctx, "append", key=key, value=value, write_quorum=write_quorum)
 
-    @rpc(Unicode, _returns=Integer)
-    def incr(ctx, key):
-        return _cmd(ctx, "incr", key=key)
+    @rpc(Unicode, Unicode, Unicode, _returns=Integer)
+    def lPush(ctx, key, value, write_quorum):
+        return _cmd(ctx, "lPush", key=key, value=value, write_quorum=write_quorum)
 
-    @rpc(Array(Unicode), _returns=Array(Unicode))
-    def mget(ctx, key):
-        return [_text(v) for v in _call(ctx, "mget", lambda core: core.mget(key or []))]
+    @rpc(Unicode, Unicode, _returns=Unicode)
+    def lPop(ctx, key, write_quorum):
+        return _text(_cmd(ctx, "lPop", key=key, write_quorum=write_quorum))
 
-    @rpc(Array(Unicode), Array(Unicode), _returns=Unicode)
-    def mset(ctx, key, value):
-        return _text(_call(ctx, "mset", lambda core: core.mset(key or [], value or [])))
+    @rpc(Unicode, Unicode, Unicode, _returns=Unicode)
+    def lIndex(ctx, key, index, read_quorum):
+        return _text(_cmd(ctx, "lIndex", key=key, index=index, read_quorum=read_quorum))
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def lLen(ctx, key, read_quorum):
+        return _cmd(ctx, "lLen", key=key, read_quorum=read_quorum)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def delete(ctx, key, write_quorum):
+        return _cmd(ctx, "delete", key=key, write_quorum=write_quorum)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def exists(ctx, key, read_quorum):
+        return _cmd(ctx, "exists", key=key, read_quorum=read_quorum)
+
+    @rpc(Unicode, Unicode, Unicode, _returns=Integer)
+    def expire(ctx, key, seconds, write_quorum):
+        return _cmd(ctx, "expire", key=key, seconds=seconds, write_quorum=write_quorum)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def ttl(ctx, key, read_quorum):
+        return _cmd(ctx, "ttl", key=key, read_quorum=read_quorum)
+
+    @rpc(Unicode, Unicode, _returns=Integer)
+    def incr(ctx, key, write_quorum):
+        return _cmd(ctx, "incr", key=key, write_quorum=write_quorum)
+
+    @rpc(Array(Unicode), Unicode, _returns=Array(Unicode))
+    def mget(ctx, key, read_quorum):
+        return [_text(v) for v in _call(ctx, "mget",
+                                        lambda core: core.mget(key or [], read_quorum))]
+
+    @rpc(Array(Unicode), Array(Unicode), Unicode, _returns=Unicode)
+    def mset(ctx, key, value, write_quorum):
+        return _text(_call(ctx, "mset",
+                           lambda core: core.mset(key or [], value or [], write_quorum)))
 
     @rpc(_returns=AnyDict)
     def ring(ctx):
@@ -179,7 +185,8 @@ class DTService(ServiceBase):
 
     @rpc(_returns=AnyDict)
     def stats(ctx):
-        return _call(ctx, "stats", lambda core: core.stats.snapshot())
+        return _call(ctx, "stats", lambda core: {**core.stats.snapshot(),
+                                                  "repairs": core.repairs.snapshot()})
 
 
 def make_wsgi_app(core: DTCore) -> WsgiApplication:

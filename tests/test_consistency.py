@@ -1,0 +1,180 @@
+"""The replication protocol over fakeredis: ordered, exactly-once application
+on backups, state transfer for copies that are behind or ahead, fenced
+writes while the ring moves, quorum reads, the repair queue."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from dtriad.exceptions import ArgumentError, QuorumError
+from dtriad.repair import Repairs
+from dtriad.ringstate import RingState
+from dtriad.scripts import PUBLISH_META, STATE, VERSION_DB, WRITE_BACKUP, WRITE_MASTER
+
+
+def version(backends, node, key) -> int:
+    db2 = redis.Redis(connection_pool=backends.pool(node))
+    db2.execute_command("SELECT", VERSION_DB)
+    return int(db2.get(key) or 0)
+
+
+def copies(core, backends, key, command="GET") -> list:
+    return [backends.direct(n).execute_command(command, key) for n in
+            core.ring.preference_list(key)]
+
+
+def test_a_backup_applies_each_write_once_and_in_the_masters_order(fake_cluster):
+    core, backends = fake_cluster()
+    master, b1, b2 = core.ring.preference_list("k")
+    m, b = backends.direct(master), backends.direct(b1)
+    first = m.eval(WRITE_MASTER, 1, "k", 0, "APPEND", "k", "a")
+    second = m.eval(WRITE_MASTER, 1, "k", 0, "APPEND", "k", "b")
+    # The second write arrives first: the backup is not at its previous version.
+    assert b.eval(WRITE_BACKUP, 1, "k", 0, second[1], *second[2:], "APPEND", "k", "b") == [
+        b"behind"]
+    assert b.eval(WRITE_BACKUP, 1, "k", 0, first[1], *first[2:], "APPEND", "k", "a") == [
+        b"applied", 1]
+    assert b.eval(WRITE_BACKUP, 1, "k", 0, second[1], *second[2:], "APPEND", "k", "b") == [
+        b"applied", 2]
+    # Sent again (a retry): recognised, not applied twice.
+    assert b.eval(WRITE_BACKUP, 1, "k", 0, second[1], *second[2:], "APPEND", "k", "b") == [
+        b"ahead"]
+    assert b.get("k") == m.get("k") == b"ab"
+    assert int(second[1]) > int(first[1]) and int(second[2]) == int(first[1])
+
+
+def test_versions_are_invisible_in_the_users_database(fake_cluster):
+    core, backends = fake_cluster()
+    core.write("k", "SET", "k", "v")
+    core.write("l", "LPUSH", "l", "x")
+    for node in core.ring.nodes:
+        assert set(backends.direct(node).keys()) <= {b"k", b"l"}
+    assert all(version(backends, n, "k") > 0 for n in core.ring.preference_list("k"))
+    assert sum(d["total"] for d in core.key_dist().values()) == 6
+
+
+def test_a_copy_behind_or_diverged_gets_the_masters_state(fake_cluster):
+    core, backends = fake_cluster()
+    core.write("k", "SET", "k", "v1")
+    master, b1, b2 = core.ring.preference_list("k")
+    backends.direct(b1).set("k", "tampered")  # same version, other value
+    backends.direct(b2).delete("k")
+    assert core.write("k", "APPEND", "k", "!") == 3
+    assert copies(core, backends, "k") == [b"v1!"] * 3
+    versions = {version(backends, n, "k") for n in (master, b1, b2)}
+    assert len(versions) == 1
+
+
+def test_a_copy_ahead_with_other_data_loses_to_the_master(fake_cluster):
+    """A copy with a newer version of different data (another history) is
+    overwritten: the master is bumped past it, never silently skipped."""
+    core, backends = fake_cluster()
+    core.write("k", "SET", "k", "v1")
+    master, b1, _ = core.ring.preference_list("k")
+    other = backends.direct(b1).eval(WRITE_MASTER, 1, "k", 0, "SET", "k", "elsewhere")
+    assert int(other[1]) > version(backends, master, "k")
+    assert core.write("k", "APPEND", "k", "2") == 3
+    assert copies(core, backends, "k") == [b"v12"] * 3
+    assert version(backends, master, "k") > int(other[1])
+
+
+def test_a_master_rejection_reaches_no_backup(fake_cluster):
+    core, backends = fake_cluster()
+    core.write("s", "SET", "s", "text")
+    before = [version(backends, n, "s") for n in core.ring.preference_list("s")]
+    with pytest.raises(Exception, match="WRONGTYPE"):
+        core.write("s", "LPUSH", "s", "x")
+    assert [version(backends, n, "s") for n in core.ring.preference_list("s")] == before
+
+
+def publish(backends, nodes, state: RingState) -> None:
+    for node in nodes:
+        backends.direct(node).eval(PUBLISH_META, 0, state.token, state.to_json())
+
+
+def test_a_ring_change_between_master_and_backups_applies_the_write_once(fake_cluster):
+    """Backups fenced at a newer ring refuse the write after the master took
+    it: the DTServer fetches the ring and gives the copies the master's state."""
+    core, backends = fake_cluster()
+    core.write("k", "APPEND", "k", "a")
+    master, b1, b2 = core.ring.preference_list("k")
+    newer = RingState(1, core.view.state.replicas, 1, core.view.state.nodes)
+    publish(backends, [b1, b2], newer)
+    assert core.write("k", "APPEND", "k", "b") == 2
+    assert core.view.state.epoch == 1
+    assert copies(core, backends, "k") == [b"ab"] * 3
+
+
+def test_a_write_refused_by_the_master_is_routed_again_without_applying_twice(fake_cluster):
+    core, backends = fake_cluster()
+    core.write("k", "LPUSH", "k", "a")
+    newer = RingState(1, core.view.state.replicas, 1, core.view.state.nodes)
+    publish(backends, core.ring.nodes, newer)
+    assert core.write("k", "LPUSH", "k", "b") == 2
+    assert copies(core, backends, "k", "LLEN") == [2, 2, 2]
+
+
+def test_a_backup_down_is_queued_and_repaired_when_it_returns(fake_cluster):
+    core, backends = fake_cluster(write_quorum="quorum")
+    core.write("k", "SET", "k", "v1")
+    master, b1, b2 = core.ring.preference_list("k")
+    backends.down(b2)
+    assert core.write("k", "APPEND", "k", "+") == 3
+    assert len(core.repairs) == 1
+    assert core.repairs.run_once(core.reconcile) == 0  # still down: kept
+    backends.servers[b2].connected = True
+    core.client._suspects.clear()
+    assert core.repairs.run_once(core.reconcile) == 1
+    assert len(core.repairs) == 0
+    assert copies(core, backends, "k") == [b"v1+"] * 3
+
+
+def test_without_its_master_a_write_is_refused_everywhere(fake_cluster):
+    core, backends = fake_cluster(write_quorum="one")
+    master = core.ring.preference_list("k")[0]
+    backends.down(master)
+    with pytest.raises(QuorumError, match="held by 0 of 3 copies") as e:
+        core.write("k", "SET", "k", "v")
+    assert e.value.copies == 0
+    assert all(backends.servers[n].connected is False or not backends.direct(n).exists("k")
+               for n in core.ring.preference_list("k"))
+
+
+def test_a_quorum_read_answers_the_newest_copy_and_repairs_the_others(fake_cluster):
+    core, backends = fake_cluster()
+    core.write("k", "SET", "k", "old")
+    master = core.ring.preference_list("k")[0]
+    stale = backends.direct(master).eval(STATE, 1, "k")
+    core.write("k", "SET", "k", "new")
+    # The master rolls back to the older state (as after a restore from an old file).
+    m = backends.direct(master)
+    m.restore("k", 0, stale[1], replace=True)
+    db2 = redis.Redis(connection_pool=backends.pool(master))
+    db2.execute_command("SELECT", VERSION_DB)
+    db2.set("k", stale[0])
+    assert core.read("k", "GET", "k") == b"old"  # read_quorum one: the master answers
+    assert core.read("k", "GET", "k", quorum="quorum") == b"new"
+    assert copies(core, backends, "k") == [b"new"] * 3
+
+
+def test_consistency_levels_are_checked_per_request(fake_cluster):
+    core, _ = fake_cluster()
+    with pytest.raises(ArgumentError, match="write_quorum must be one of all, quorum, one"):
+        core.call("set", key="k", value="v", write_quorum="most")
+    with pytest.raises(ArgumentError, match="read_quorum must be one of one, quorum"):
+        core.call("get", key="k", read_quorum="all")
+    assert core.call("set", key="k", value="v", write_quorum="one") == b"OK"
+    assert core.call("get", key="k", read_quorum="quorum") == b"v"
+    info = core.ring_info()
+    assert (info["write_quorum"], info["read_quorum"]) == ("all", "one")
+
+
+def test_the_repair_queue_is_bounded_and_keeps_what_it_cannot_repair():
+    queue = Repairs(limit=3)
+    queue.add(["a", "b"])
+    queue.add(["c", "d", "a"])  # "a" moves to the back; "b", the oldest, is dropped
+    assert len(queue) == 3 and queue.dropped == 1
+    assert queue.run_once(lambda key: key != "c") == 2
+    assert len(queue) == 1
+    assert queue.snapshot() == {"pending": 1, "repaired": 2, "dropped": 1}
