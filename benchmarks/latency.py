@@ -10,7 +10,16 @@ no AOF) and measures, with the load generator in its own process:
 
 Latency is measured with one client (service time, no queueing); throughput
 with ``--concurrency`` clients. Writes ``results/latency.csv`` and
-``results/latency.png``. Usage: ``python benchmarks/latency.py [--quick]``.
+``results/latency.png``.
+
+The consistency mechanism's own cost is measured apart, in the request core
+without HTTP (N=3, r=2): ``set``, ``append`` and ``lPush`` through
+:meth:`DTCore.write` (the master serializes, backups apply in its order)
+against a plain fan-out of the same command to the same three copies at once
+(the paper's scheme, which does not converge), in the same run. Writes
+``results/consistency_cost.{csv,png,md}``.
+
+Usage: ``python benchmarks/latency.py [--quick] [--mechanism-only]``.
 """
 
 from __future__ import annotations
@@ -142,13 +151,124 @@ def plot(rows: list[dict], clients: int, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+MECH_FIELDS = ["mode", "op", "clients", "requests", "throughput", "p50_ms", "p99_ms"]
+
+
+def closed_loop(run, make, prefix: str, clients: int, duration: float) -> list[float]:
+    """``clients`` threads call ``run(key, make(key))`` back to back over 500
+    keys each, for ``duration`` s. -> sorted latencies (s)."""
+    import threading
+    import time
+
+    latencies: list[float] = []
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration
+
+    def client(n: int) -> None:
+        mine, i = [], 0
+        while (start := time.perf_counter()) < stop_at:
+            key = f"{prefix}:{n}:{i % 500}"
+            run(key, make(key))
+            mine.append(time.perf_counter() - start)
+            i += 1
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sorted(latencies)
+
+
+def mechanism_cost(duration: float, clients: int, echo) -> list[dict]:
+    """The write path with and without the ordering mechanism, same cluster."""
+    from dtriad.core import DTCore
+
+    directory = Path(tempfile.mkdtemp(prefix="dtriad-mech-"))
+    config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False,
+                                                 workers=1), log=lambda *_: None)
+    core = DTCore(config)
+    commands = {"set": lambda k: ("SET", k, "v" * 100), "append": lambda k: ("APPEND", k, "x"),
+                "lPush": lambda k: ("LPUSH", k, "x")}
+    modes = {
+        "ordered": lambda key, cmd: core.write(key, *cmd),
+        "fanout": lambda key, cmd: core.client.fanout(core.ring.preference_list(key), *cmd),
+    }
+    rows = []
+    try:
+        for op, make in commands.items():
+            for mode, run in modes.items():
+                for n_clients in (1, clients):
+                    latencies = closed_loop(run, make, f"{op}:{mode}", n_clients, duration)
+                    row = {"mode": mode, "op": op, "clients": n_clients,
+                           "requests": len(latencies),
+                           "throughput": round(len(latencies) / duration, 1),
+                           "p50_ms": round(latencies[len(latencies) // 2] * 1e3, 3),
+                           "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1e3, 3)}
+                    echo(", ".join(f"{k}={row[k]}" for k in MECH_FIELDS))
+                    rows.append(row)
+    finally:
+        core.close()
+        local.down(directory)
+    return rows
+
+
+def mechanism_report(rows: list[dict], clients: int, out: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def pick(mode, op, c, field):
+        return next(r[field] for r in rows if (r["mode"], r["op"], r["clients"]) == (mode, op, c))
+
+    ops = ["set", "append", "lPush"]
+    lines = ["| op | throughput, ordered / fan-out | p99, ordered / fan-out "
+             "| p50 1 client: ordered, fan-out (ms) |", "|---|---|---|---|"]
+    for op in ops:
+        lines.append(
+            f"| {op} | {pick('ordered', op, clients, 'throughput') / pick('fanout', op, clients, 'throughput'):.2f} "  # noqa: E501
+            f"| {pick('ordered', op, clients, 'p99_ms') / pick('fanout', op, clients, 'p99_ms'):.2f} "  # noqa: E501
+            f"| {pick('ordered', op, 1, 'p50_ms')}, {pick('fanout', op, 1, 'p50_ms')} |")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for k, mode in enumerate(("fanout", "ordered")):
+        xs = [i + (k - 0.5) * 0.35 for i in range(len(ops))]
+        axes[0].bar(xs, [pick(mode, op, clients, "throughput") for op in ops], 0.35,
+                    label=mode)
+        axes[1].bar(xs, [pick(mode, op, clients, "p99_ms") for op in ops], 0.35, label=mode)
+    axes[0].set_title(f"writes/s in the core, {clients} threads (N=3, r=2)")
+    axes[1].set_title(f"p99 latency (ms), {clients} threads")
+    for ax in axes:
+        ax.set_xticks(range(len(ops)), ops)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "consistency_cost.png", dpi=110)
+    with open(out / "consistency_cost.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, MECH_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    table = "\n".join(lines)
+    (out / "consistency_cost.md").write_text(table + "\n")
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="N=3, r in {0, 2}, 1 s each")
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--mechanism-only", action="store_true",
+                        help="only the consistency mechanism's cost")
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    mech = mechanism_cost(1.0 if args.quick else args.duration, 4, print)
+    print(mechanism_report(mech, 4, args.out))
+    if args.mechanism_only:
+        return
     grid = [(3, 0), (3, 2)] if args.quick else [(n, r) for n in (3, 5) for r in (0, 1, 2)]
     duration = 1.0 if args.quick else args.duration
     args.out.mkdir(parents=True, exist_ok=True)

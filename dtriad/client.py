@@ -9,6 +9,7 @@ backend costs at most ``timeout`` seconds, never a stalled server.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -18,7 +19,7 @@ from typing import Any
 import redis
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
@@ -155,8 +156,9 @@ class DTClient:
             return value, node
         raise UnavailableError(key, {n: failures[n] for n in nodes})
 
-    def fanout(self, nodes: Sequence[str], *args: Any) -> list[Outcome]:
+    def fanout(self, nodes: Sequence[str], *args: Any, by_sha: bool = True) -> list[Outcome]:
         """Run one command on every node in parallel; one outcome per node, in order."""
+        sent_args = _by_sha(args) if by_sha else args
         sent: list[tuple[str, redis.ConnectionPool, Any]] = []
         outcomes: dict[str, Outcome] = {}
         for node in nodes:
@@ -168,7 +170,7 @@ class DTClient:
             conn = None
             try:
                 conn = pool.get_connection()
-                conn.send_command(*args)
+                conn.send_command(*sent_args)
                 sent.append((node, pool, conn))
             except DOWN_ERRORS as e:
                 outcomes[node] = Outcome(node, error=e)
@@ -187,6 +189,9 @@ class DTClient:
                 self.suspect(node)
             finally:
                 pool.release(conn)
+        unknown = [node for node in nodes if _noscript(outcomes[node].error)]
+        if unknown:  # the script's first use on these servers: EVAL loads it
+            outcomes.update((o.node, o) for o in self.fanout(unknown, *args, by_sha=False))
         return [outcomes[node] for node in nodes]
 
     def sync_key(self, source: str, target: str, key: Any, token: int,
@@ -219,9 +224,36 @@ class DTClient:
             self._pools.clear()
 
 
+_SHAS: dict[str, str] = {}
+
+
+def _by_sha(args: Sequence[Any]) -> Sequence[Any]:
+    """``EVAL script ...`` -> ``EVALSHA sha1 ...``: the scripts are long (the
+    write path's are about 1.5 KB) and sent with every command otherwise.
+    A server that does not know the script yet answers NOSCRIPT, and the
+    command is sent again as EVAL (which also loads it)."""
+    if args and args[0] == "EVAL":
+        sha = _SHAS.get(args[1])
+        if sha is None:
+            sha = _SHAS[args[1]] = hashlib.sha1(args[1].encode()).hexdigest()
+        return ("EVALSHA", sha, *args[2:])
+    return args
+
+
+def _noscript(error: BaseException | None) -> bool:
+    return isinstance(error, NoScriptError)
+
+
 def _single(pool: redis.ConnectionPool, args: Sequence[Any]) -> Any:
     conn = pool.get_connection()
     try:
+        short = _by_sha(args)
+        conn.send_command(*short)
+        try:
+            return conn.read_response()
+        except ResponseError as e:
+            if short is args or not _noscript(e):
+                raise
         conn.send_command(*args)
         return conn.read_response()
     except ResponseError:
