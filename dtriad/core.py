@@ -380,7 +380,7 @@ class DTCore:
             failures[names.get(master, master)] = ("the key's master failed moments ago; "
                                                    "writes resume once it answers or the "
                                                    "ring replaces it")
-            self._check_quorum(keys, route, set(), failures, level)
+            self._check_quorum(keys, route, set(), failures, level, sent=False)
         try:
             reply = self.client.execute(master, "EVAL", WRITE_MASTER, len(keys), *keys,
                                         view.token, *command)
@@ -434,11 +434,14 @@ class DTCore:
         return result
 
     def _check_quorum(self, keys: Sequence[Any], route: Route, held: set[str],
-                      failures: dict[str, str], level: str) -> None:
+                      failures: dict[str, str], level: str, sent: bool = True) -> None:
+        """Raise :class:`QuorumError` unless enough copies hold the write; a
+        write ``sent`` that some copy missed is queued for repair."""
         owners = route.owners
         if all(n in held for n in owners):
             return
-        self.repairs.add(keys)
+        if sent:
+            self.repairs.add(keys)
         copies = sum(1 for n in owners if n in held)
         required = required_copies(len(owners), level)
         if copies < required:

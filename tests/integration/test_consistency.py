@@ -190,8 +190,7 @@ def test_a_backup_paused_mid_load_is_repaired_and_no_acknowledged_write_is_lost(
         return all(s["pending"] == 0 for s in stats)
 
     wait_until(repaired, 30, "repair queues to drain")
-    report = check(cluster3)
-    assert report.clean, report.lines({})
+    converge(cluster3)  # by the DTServers' own repairs: nothing here runs --repair
     for key in keys:
         value = backend(cluster3, cluster3.ring().master(key)).get(key) or b""
         written = Counter(value.decode().split(",")[:-1])
