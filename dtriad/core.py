@@ -35,7 +35,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from .client import DOWN_ERRORS, DTClient, describe
+from .client import DOWN_ERRORS, DTClient, Outcome, describe
 from .config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
 from .exceptions import (
     ArgumentError,
@@ -135,6 +135,12 @@ def newest_ring(client: DTClient, nodes: Sequence[str]) -> tuple[RingState | Non
 def _stale(error: BaseException | None) -> bool:
     """A backend refused a write: its fence says our ring is old."""
     return isinstance(error, ResponseError) and str(error).startswith("STALERING")
+
+
+def _newest(outcomes: Sequence[Outcome]) -> Outcome:
+    """The READ_VERSIONED answer with the highest version; max() keeps the
+    first of equals, so ties go to ring order (the master first)."""
+    return max(outcomes, key=lambda o: int(o.value[0]))
 
 
 class _Stale(Exception):
@@ -343,7 +349,7 @@ class DTCore:
             raise UnavailableError(_text(key), {
                 names.get(o.node, o.node): describe(o.error) for o in outcomes if not o.ok},
                 needed=f"{required} of {len(copies)} copies for a quorum read")
-        newest = max(answered, key=lambda o: int(o.value[0]))  # first of equals: ring order
+        newest = _newest(answered)
         stale = [o.node for o in answered if o.value != newest.value]
         if stale:
             failures: dict[str, str] = {}
@@ -469,15 +475,14 @@ class DTCore:
         version; ties go to ring order, so the master). True when all agree."""
         view = self._view()
         route = view.route(key)
-        copies = route.direct + route.copy_to
-        outcomes = self.client.fanout(copies, "EVAL", READ_VERSIONED, 1, key, "EXISTS", key)
-        answered = [o for o in outcomes if o.ok and o.node in route.direct]
-        if not answered or len(answered) < len(route.direct):
+        outcomes = self.client.fanout(route.direct, "EVAL", READ_VERSIONED, 1, key,
+                                      "EXISTS", key)
+        if not all(o.ok for o in outcomes):
             return False
-        newest = max(answered, key=lambda o: int(o.value[0])).node
+        newest = _newest(outcomes).node
         failures: dict[str, str] = {}
         return all([self._sync([key], newest, node, view.token, failures)
-                    for node in copies if node != newest])
+                    for node in route.direct + route.copy_to if node != newest])
 
     def mget(self, keys: Sequence[Any], quorum: str | None = None) -> list[Any]:
         """Values of ``keys`` in order; one MGET per group of keys sharing copies
