@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import click
 from . import cluster as local
 from .config import ClusterConfig
 from .exceptions import DtriadError
+from .procs import stop_pid
 
 dir_option = click.option(
     "--dir", "directory", default=local.DEFAULT_DIR, show_default=True,
@@ -236,7 +238,8 @@ def dtsentinel(cluster_path, state_path):
 @main.command()
 @click.option("--cluster", "cluster_path", required=True, type=click.Path(exists=True),
               help="cluster.json (or its directory).")
-@click.option("--node", "node_name", help="Serve on this node's HTTP address.")
+@click.option("--node", "node_name",
+              help="Serve on this node's HTTP address (and its RESP address, if it has one).")
 @click.option("--host", help="Address to bind (default: the node's).")
 @click.option("--port", type=int, help="Port to bind (default: the node's).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
@@ -247,23 +250,66 @@ def dtsentinel(cluster_path, state_path):
               help="File the workers share the pushed ring through "
                    "(default with --node: DIR/NODE/ring.json).")
 def serve(cluster_path, node_name, host, port, workers, server, state_file):
-    """Run one DTServer in the foreground."""
+    """Run one DTServer in the foreground: HTTP, and RESP when the node has a
+    "resp" address (a child process sharing the pushed ring through the state file)."""
     from .httpd import serve as run
 
+    resp = None
     try:
         config = ClusterConfig.load(cluster_path)
+        path = _cluster_path(cluster_path)
         if node_name:
             spec = config.node(node_name)
             host, port = host or spec.http_host, port or spec.http_port
+            state_file = state_file or str(path.parent / node_name / "ring.json")
+            if spec.extra.get("resp"):
+                resp = subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
+                                         str(path), "--node", node_name,
+                                         "--state-file", state_file])
         if not host or not port:
             raise click.UsageError("give --node, or both --host and --port")
-        path = Path(cluster_path)
-        path = path / local.CLUSTER_FILE if path.is_dir() else path
-        if node_name and not state_file:
-            state_file = str(path.parent / node_name / "ring.json")
         run(str(path), host, port, workers=workers, server=server, state_file=state_file)
     except DtriadError as e:
         _fail(e)
+    finally:
+        if resp is not None:
+            stop_pid(resp.pid, timeout=5)
+
+
+@main.command("resp")
+@click.option("--cluster", "cluster_path", required=True, type=click.Path(exists=True),
+              help="cluster.json (or its directory).")
+@click.option("--node", "node_name", help="Serve on this node's RESP address.")
+@click.option("--host", help="Address to bind (default: the node's).")
+@click.option("--port", type=int, help="Port to bind (default: the node's).")
+@click.option("--state-file", type=click.Path(dir_okay=False),
+              help="File the DTServer's HTTP workers save the pushed ring to "
+                   "(default with --node: DIR/NODE/ring.json).")
+def resp_command(cluster_path, node_name, host, port, state_file):
+    """Run a DTServer's RESP front end in the foreground (redis-cli, redis-py ...)."""
+    from .config import parse_address
+    from .respd import serve as run
+
+    try:
+        config = ClusterConfig.load(cluster_path)
+        path = _cluster_path(cluster_path)
+        if node_name:
+            address = config.node(node_name).extra.get("resp")
+            if not address:
+                raise click.UsageError(f"{node_name} has no 'resp' address in {path}")
+            node_host, node_port = parse_address(address)
+            host, port = host or node_host, port or node_port
+            state_file = state_file or str(path.parent / node_name / "ring.json")
+        if not host or not port:
+            raise click.UsageError("give --node, or both --host and --port")
+        run(str(path), host, port, state_file=state_file)
+    except DtriadError as e:
+        _fail(e)
+
+
+def _cluster_path(cluster_path: str) -> Path:
+    path = Path(cluster_path)
+    return path / local.CLUSTER_FILE if path.is_dir() else path
 
 
 @main.command()

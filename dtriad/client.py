@@ -24,8 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from .config import parse_address
-from .exceptions import CommandError, UnavailableError
-from .scripts import BUMP, INSTALL, STATE
+from .steps import Execute, Fanout, run, sync_key
 
 # Errors that mean "this backend is not answering", as opposed to Redis
 # answering with an error about the data (ResponseError).
@@ -126,6 +125,10 @@ class DTClient:
             return False
         return True
 
+    def clear(self, node: str) -> None:
+        """``node`` answered: no longer suspected."""
+        self._suspects.pop(node, None)
+
     def redis(self, node: str) -> redis.Redis:
         """A redis-py client on the backend's pool (for admin work, not the hot path)."""
         return redis.Redis(connection_pool=self.pool(node))
@@ -134,27 +137,11 @@ class DTClient:
         """Run one command on one backend; raw reply, redis-py errors unchanged."""
         return _single(self.pool(node), args)
 
-    def read(self, nodes: Sequence[str], *args: Any, key: str = "") -> tuple[Any, str]:
-        """Ask ``nodes`` in order; the first answer wins. Returns ``(reply, node)``.
-
-        An error about the data (WRONGTYPE) is the answer, not a failure, and is
-        raised as :class:`CommandError`. If no backend answers,
-        :class:`UnavailableError` says why for each.
-        """
-        failures: dict[str, str] = {}
-        ordered = sorted(nodes, key=self.suspected)  # stable: ring order, suspects last
-        for node in ordered:
-            try:
-                value = _single(self.pool(node), args)
-            except ResponseError as e:
-                raise CommandError.from_redis(e) from e
-            except DOWN_ERRORS as e:
-                failures[node] = describe(e)
-                self.suspect(node)
-                continue
-            self._suspects.pop(node, None)
-            return value, node
-        raise UnavailableError(key, {n: failures[n] for n in nodes})
+    def perform(self, effect: Execute | Fanout) -> Any:
+        """Carry out one step of :mod:`dtriad.steps` (the blocking driver)."""
+        if isinstance(effect, Execute):
+            return _single(self.pool(effect.node), effect.args)
+        return self.fanout(effect.nodes, *effect.args)
 
     def fanout(self, nodes: Sequence[str], *args: Any, by_sha: bool = True) -> list[Outcome]:
         """Run one command on every node in parallel; one outcome per node, in order."""
@@ -194,28 +181,9 @@ class DTClient:
             outcomes.update((o.node, o) for o in self.fanout(unknown, *args, by_sha=False))
         return [outcomes[node] for node in nodes]
 
-    def sync_key(self, source: str, target: str, key: Any, token: int,
-                 attempts: int = 4) -> bool:
-        """Make ``target``'s copy of ``key`` equal ``source``'s: value, TTL and
-        version (or absent), never by replaying a command.
-
-        The state travels through this process as DUMP/RESTORE rather than
-        MIGRATE: a MIGRATE blocks its source until the target answers, so two
-        copies in opposite directions (A to B while B to A) deadlock both
-        servers until the timeout. INSTALL takes only a newer version, so a
-        late, older state never undoes a newer one; if ``target`` holds a
-        newer version of different data, ``source`` is bumped past it
-        (``BUMP``) and installed again. Both writes are fenced at ``token``.
-        False if it did not settle within ``attempts`` (concurrent writers).
-        """
-        version, payload, ttl = self.execute(source, "EVAL", STATE, 1, key)
-        for _ in range(attempts):
-            reply = self.execute(target, "EVAL", INSTALL, 1, key, token, version,
-                                 payload or b"", ttl)
-            if not isinstance(reply, list):
-                return True
-            version, payload, ttl = self.execute(source, "EVAL", BUMP, 1, key, token, reply[0])
-        return False
+    def sync_key(self, source: str, target: str, key: Any, token: int) -> bool:
+        """Give ``target`` ``source``'s state of ``key`` (:func:`dtriad.steps.sync_key`)."""
+        return run(sync_key(source, target, key, token), self)
 
     def close(self) -> None:
         with self._lock:

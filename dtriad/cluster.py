@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from .config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec
+from .config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec, parse_address
 from .exceptions import ConfigurationError
 from .monitor import register, unregister
 from .procs import (
@@ -107,7 +108,8 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
             return p
 
         nodes = tuple(NodeSpec(f"n{i}", f"127.0.0.1:{port()}", f"http://127.0.0.1:{port()}",
-                               extra={"pids": {}, "persist": options.persist})
+                               extra={"pids": {}, "persist": options.persist,
+                                      "resp": f"127.0.0.1:{port()}"})
                       for i in range(1, options.nodes + 1))
         config = ClusterConfig(nodes=nodes, replicas=options.replicas, vnodes=options.vnodes,
                                password=secrets.token_urlsafe(24),
@@ -175,7 +177,18 @@ def _wait_server(directory: Path, node: NodeSpec, proc: subprocess.Popen) -> Non
     wait_until(lambda: requests.get(f"{node.http}/health", timeout=2).status_code in (200, 503),
                30, f"the DTServer of {node.name} at {node.http}", proc=proc,
                log=directory / node.name / "server.log")
+    if node.extra.get("resp"):
+        wait_until(lambda: _resp_answers(node.extra["resp"]), 30,
+                   f"the RESP front end of {node.name} at {node.extra['resp']}", proc=proc,
+                   log=directory / node.name / "server.log")
     node.extra["pids"]["server"] = proc.pid
+
+
+def _resp_answers(address: str) -> bool:
+    host, port = parse_address(address)
+    with socket.create_connection((host, port), timeout=2) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(64).startswith((b"+PONG", b"-NOAUTH"))
 
 
 def _start_server(directory: Path, path: Path, node: NodeSpec,
@@ -287,11 +300,13 @@ def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
     used = {n.redis_port for n in config.nodes} | {n.http_port for n in config.nodes}
     taken = {int(n.name[1:]) for n in config.nodes if n.name[1:].isdigit()}
     name = f"n{max(taken, default=0) + 1}"
+    used |= {parse_address(n.extra["resp"])[1] for n in config.nodes if n.extra.get("resp")}
     redis_port = free_port(avoid=used)
     http_port = free_port(avoid=used | {redis_port})
+    resp_port = free_port(avoid=used | {redis_port, http_port})
     persist = config.nodes[0].extra.get("persist", True)
     node = NodeSpec(name, f"127.0.0.1:{redis_port}", f"http://127.0.0.1:{http_port}",
-                    extra={"pids": {}, "persist": persist})
+                    extra={"pids": {}, "persist": persist, "resp": f"127.0.0.1:{resp_port}"})
     proc = start_redis(redis_port, directory / name, config.password, persist=persist)
     node.extra["pids"]["redis"] = proc.pid
     server = None

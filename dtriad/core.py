@@ -22,20 +22,21 @@ Replies are raw Redis replies (bytes, int, list, None); front ends encode them.
 
 from __future__ import annotations
 
-import enum
 import hmac
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from . import steps
 from .client import DOWN_ERRORS, DTClient, Outcome, describe
+from .commands import ADMIN, API, INTERNAL, MULTI_KEY, Kind, RedisCommand, lookup, method_names
+from .commands import Route as Routing
 from .config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
 from .exceptions import (
     ArgumentError,
@@ -52,72 +53,16 @@ from .exceptions import (
 from .repair import Repairs
 from .ringstate import RingState, Route, View
 from .scripts import READ_META, READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
+from .steps import Execute, Fanout, Steps
+
+COMMANDS = API  # the HTTP API's methods (dtriad.commands.API)
 
 
-class Kind(enum.Enum):
-    READ = "read"
-    WRITE = "write"
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """One single-key command: its API name, Redis command and arguments."""
-
-    name: str
-    redis: str
-    kind: Kind
-    args: tuple[str, ...]
-    summary: str
-    ints: tuple[str, ...] = ()
-
-    @property
-    def usage(self) -> str:
-        return " ".join((self.name,) + self.args)
-
-
-_R, _W = Kind.READ, Kind.WRITE
-COMMANDS: dict[str, CommandSpec] = {spec.name: spec for spec in [
-    CommandSpec("get", "GET", _R, ("key",), "value of a string key, or null"),
-    CommandSpec("set", "SET", _W, ("key", "value"), "store a string value"),
-    CommandSpec("getStrlen", "STRLEN", _R, ("key",), "length of a string value"),
-    CommandSpec("append", "APPEND", _W, ("key", "value"), "append to a string; new length"),
-    CommandSpec("lPush", "LPUSH", _W, ("key", "value"), "push onto a list's head; new length"),
-    CommandSpec("lPop", "LPOP", _W, ("key",), "pop a list's head, or null"),
-    CommandSpec("lIndex", "LINDEX", _R, ("key", "index"), "list element at index, or null",
-                ints=("index",)),
-    CommandSpec("lLen", "LLEN", _R, ("key",), "length of a list"),
-    CommandSpec("delete", "DEL", _W, ("key",), "delete a key; 1 if it existed"),
-    CommandSpec("exists", "EXISTS", _R, ("key",), "1 if the key exists, else 0"),
-    CommandSpec("expire", "EXPIRE", _W, ("key", "seconds"), "set a time to live; 1 if set",
-                ints=("seconds",)),
-    CommandSpec("ttl", "TTL", _R, ("key",), "seconds to live; -1 none, -2 no key"),
-    CommandSpec("incr", "INCR", _W, ("key",), "add 1 to an integer value; new value"),
-]}
-MULTI_KEY = {
-    "mget": "values of several keys (repeat key=)",
-    "mset": "store several keys (repeat key= and value= in pairs)",
-}
-ADMIN = {
-    "ring": "the ring: epoch, replicas, nodes and their shares",
-    "keyDist": "keys per node, as master and as backup",
-    "health": "reachability of every backend",
-    "stats": "requests and errors served by this DTServer",
-}
-INTERNAL = {
-    "ringUpdate": "install a ring pushed by the DTSentinel (needs the cluster secret)",
-}
-
-
-def method_names() -> list[str]:
-    return sorted([*COMMANDS, *MULTI_KEY, *ADMIN, *INTERNAL], key=str.lower)
-
-
-def newest_ring(client: DTClient, nodes: Sequence[str]) -> tuple[RingState | None,
-                                                                dict[str, str]]:
+def newest_ring_steps(nodes: Sequence[str]) -> Steps:
     """The newest ring state the backends hold (one parallel round), and which
     backends did not answer. A malformed stored state is skipped."""
     newest, down = None, {}
-    for outcome in client.fanout(list(nodes), "EVAL", READ_META, 0):
+    for outcome in (yield Fanout(tuple(nodes), ("EVAL", READ_META, 0))):
         if not outcome.ok:
             down[outcome.node] = describe(outcome.error)
             continue
@@ -130,6 +75,31 @@ def newest_ring(client: DTClient, nodes: Sequence[str]) -> tuple[RingState | Non
         if newest is None or state.token > newest.token:
             newest = state
     return newest, down
+
+
+def newest_ring(client: DTClient, nodes: Sequence[str]) -> tuple[RingState | None,
+                                                                dict[str, str]]:
+    return steps.run(newest_ring_steps(nodes), client)
+
+
+def read_first(suspects: DTClient, nodes: Sequence[str], command: tuple, key: Any) -> Steps:
+    """``(reply, node)`` of the first of ``nodes`` to answer, in ring order
+    with suspected backends last. An error about the data (WRONGTYPE) is the
+    answer, raised as :class:`CommandError`; if no backend answers,
+    :class:`UnavailableError` says why for each."""
+    failures: dict[str, str] = {}
+    for node in sorted(nodes, key=suspects.suspected):  # stable sort
+        try:
+            value = yield Execute(node, command)
+        except ResponseError as e:
+            raise CommandError.from_redis(e) from e
+        except DOWN_ERRORS as e:
+            failures[node] = describe(e)
+            suspects.suspect(node)
+            continue
+        suspects.clear(node)
+        return value, node
+    raise UnavailableError(_text(key), {n: failures[n] for n in nodes})
 
 
 def _stale(error: BaseException | None) -> bool:
@@ -214,12 +184,21 @@ class DTCore:
         return thread
 
     # --------------------------------------------------------------- the ring
+    def run(self, work: Steps) -> Any:
+        """Drive request steps with the blocking client (HTTP workers, repairs)."""
+        return steps.run(work, self.client)
+
     @property
     def ring(self):
         """The committed ring (the one reads and keyDist go by)."""
         return self._view().ring
 
     def _view(self) -> View:
+        return self.run(self.view_steps())
+
+    def view_steps(self) -> Steps:
+        """The ring in force: a ring another worker saved is adopted (one
+        ``stat``), and a backend's fence is polled once per ``poll_interval``."""
         if self.state_file is not None:
             try:
                 st = os.stat(self.state_file)
@@ -237,7 +216,7 @@ class DTCore:
         now = self._clock()
         if now >= self._next_poll:
             self._next_poll = now + self.poll_interval
-            self.refresh()
+            yield from self.refresh_steps()
         return self.view
 
     def _adopt(self, state: RingState, progress: bool = False) -> bool:
@@ -254,10 +233,13 @@ class DTCore:
             return True
 
     def refresh(self) -> bool:
+        return self.run(self.refresh_steps())
+
+    def refresh_steps(self) -> Steps:
         """Fetch the newest ring any backend holds (after a fence refusal, or a poll)."""
         nodes = list(self.view.state.members()) + [
             n.redis for n in self.config.nodes if n.redis not in self.view.names]
-        newest, _ = newest_ring(self.client, nodes)
+        newest, _ = yield from newest_ring_steps(nodes)
         if newest is not None and self._adopt(newest):
             self._save_state(newest)
             return True
@@ -288,29 +270,74 @@ class DTCore:
     # ----------------------------------------------------------------- commands
     def call(self, method: str, write_quorum: str | None = None,
              read_quorum: str | None = None, **args: Any) -> Any:
-        """Run a single-key command of the table, by its API name; the levels
-        override the cluster's for this request."""
-        spec = COMMANDS.get(method)
+        """Run one of the HTTP API's methods (:data:`dtriad.commands.API`) by
+        its name and named arguments; the levels override the cluster's."""
+        spec = API.get(method)
         if spec is None:
             raise UnknownMethodError(
                 f"unknown method {method!r}; methods are {', '.join(method_names())}")
-        values = [self._argument(spec, name, args.get(name)) for name in spec.args]
-        if spec.kind is Kind.READ:
-            return self.read(values[0], spec.redis, *values, quorum=read_quorum)
-        return self.write(values[0], spec.redis, *values, quorum=write_quorum)
+        argv = [spec.redis]
+        for name in spec.args:
+            value = args.get(name)
+            if value is None:
+                raise ArgumentError(f"missing argument {name!r}; usage: {spec.usage}")
+            if name in spec.ints:
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise ArgumentError(f"{name} must be an integer, got {_text(value)!r}; "
+                                        f"usage: {spec.usage}") from None
+            argv.append(value)
+        return self.run(self.command_steps(argv, write_quorum, read_quorum))
 
-    def _argument(self, spec: CommandSpec, name: str, value: Any) -> Any:
-        if value is None:
-            raise ArgumentError(f"missing argument {name!r}; usage: {spec.usage}")
-        if name in spec.ints:
+    def command(self, argv: Sequence[Any], write_quorum: str | None = None,
+                read_quorum: str | None = None) -> Any:
+        """Run one Redis command (``["SET", "k", "v"]``) over the ring."""
+        return self.run(self.command_steps(argv, write_quorum, read_quorum))
+
+    def command_steps(self, argv: Sequence[Any], write_quorum: str | None = None,
+                      read_quorum: str | None = None) -> Steps:
+        """Check, route and replicate one Redis command of :data:`dtriad.commands.REDIS`
+        (not the front end's own, such as PING): the one request path of every
+        front end. Replies are raw Redis replies."""
+        spec = self.checked(argv)
+        if spec.kind is Kind.LOCAL:
+            raise CommandError(f"ERR '{spec.name}' is answered by the front end, not the ring")
+        if spec.kind is Kind.READ:
+            level = self.level("read_quorum", read_quorum)
+            if spec.route is Routing.SINGLE:
+                return (yield from self.read_steps(argv[1], argv, level))
+            if spec.route is Routing.MGET:
+                return (yield from self.mget_steps(argv[1:], level))
+            return sum((yield from self.each_steps(spec, argv[1:], level)))
+        level = self.level("write_quorum", write_quorum)
+        if spec.route is Routing.SINGLE:
+            return (yield from self.replicate_steps([argv[1]], argv, level))
+        if spec.route is Routing.PAIRS:
+            return (yield from self.mset_steps(argv[1::2], argv[2::2], level))
+        return sum((yield from self.each_steps(spec, argv[1:], level)))
+
+    def checked(self, argv: Sequence[Any]) -> RedisCommand:
+        """The command's spec, once its name, arity and sizes are acceptable;
+        errors read as Redis's own (``ERR wrong number of arguments ...``)."""
+        if not argv:
+            raise CommandError("ERR empty command")
+        spec = lookup(argv[0])
+        if spec is None:
+            raise CommandError(f"ERR unknown or unsupported command '{_text(argv[0])}'")
+        if not spec.arity_ok(len(argv)) or (spec.route is Routing.PAIRS and len(argv) % 2 == 0):
+            raise CommandError(f"ERR wrong number of arguments for '{spec.name}' command")
+        for value in argv[1:]:
+            self.check_size("an argument" if spec.route is Routing.NONE else "value", value)
+        if spec.name == "setrange":
             try:
-                return int(value)
-            except (TypeError, ValueError):
-                raise ArgumentError(
-                    f"{name} must be an integer, got {_text(value)!r}; usage: {spec.usage}"
-                ) from None
-        self.check_size(name, value)
-        return value
+                end = int(argv[2]) + len(argv[3])
+            except ValueError:
+                end = 0  # Redis itself answers: not an integer
+            if end > self.config.max_value_bytes:
+                raise ValueTooLargeError("the value SETRANGE would make", end,
+                                         self.config.max_value_bytes)
+        return spec
 
     def level(self, name: str, value: str | None) -> str:
         """A request's consistency level, or the cluster's when it gives none."""
@@ -321,28 +348,34 @@ class DTCore:
             raise ArgumentError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
         return value
 
-    def check_size(self, what: str, value: str | bytes) -> None:
+    def check_size(self, what: str, value: str | bytes | int) -> None:
         limit = self.config.max_value_bytes
+        if isinstance(value, int):
+            return
         size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
         if size > limit:
             raise ValueTooLargeError(what, size, limit)
 
     def read(self, key: Any, *command: Any, quorum: str | None = None) -> Any:
+        return self.run(self.read_steps(key, command, self.level("read_quorum", quorum)))
+
+    def read_steps(self, key: Any, command: Sequence[Any], level: str) -> Steps:
         """``read_quorum`` one: master first, then backups in ring order, the
-        first answer wins. quorum: see :meth:`_quorum_read`."""
-        route = self._view().route(key)
-        if self.level("read_quorum", quorum) == "quorum":
-            return self._quorum_read(key, route, command)
-        value, _ = self.client.read(route.read, *command, key=_text(key))
+        first answer wins (suspected backends last). quorum: see
+        :meth:`_quorum_read`."""
+        route = (yield from self.view_steps()).route(key)
+        if level == "quorum":
+            return (yield from self._quorum_read(key, route, command))
+        value, _ = yield from read_first(self.client, route.read, tuple(command), key)
         return value
 
-    def _quorum_read(self, key: Any, route: Route, command: Sequence[Any]) -> Any:
+    def _quorum_read(self, key: Any, route: Route, command: Sequence[Any]) -> Steps:
         """Ask every full copy at once; a majority must answer. The newest
         version answers (ties: ring order) and older or differing copies are
         repaired from it before returning."""
         copies = route.direct
         required = required_copies(len(copies), "quorum")
-        outcomes = self.client.fanout(copies, "EVAL", READ_VERSIONED, 1, key, *command)
+        outcomes = yield Fanout(copies, ("EVAL", READ_VERSIONED, 1, key, *command))
         answered = [o for o in outcomes if o.ok]
         if len(answered) < required:
             names = self.view.names
@@ -355,7 +388,7 @@ class DTCore:
             failures: dict[str, str] = {}
             token = self.view.token
             for node in stale:
-                self._sync([key], newest.node, node, token, failures)
+                yield from self._sync([key], newest.node, node, token, failures)
         _, ok, reply = newest.value
         if not ok:
             raise CommandError.from_redis(ResponseError(_text(reply)))
@@ -363,22 +396,23 @@ class DTCore:
 
     def write(self, key: Any, *command: Any, quorum: str | None = None) -> Any:
         """Apply ``command`` to every copy of ``key``; see the module docstring."""
-        return self._replicate([key], command, self.level("write_quorum", quorum))
+        return self.run(self.replicate_steps([key], command,
+                                             self.level("write_quorum", quorum)))
 
-    def _replicate(self, keys: Sequence[Any], command: Sequence[Any], level: str,
-                   attempts: int = 4) -> Any:
+    def replicate_steps(self, keys: Sequence[Any], command: Sequence[Any], level: str,
+                        attempts: int = 4) -> Steps:
         """One replicated write of ``command`` on ``keys`` (keys of one route)."""
         for _ in range(attempts):
-            view = self._view()
+            view = yield from self.view_steps()
             try:
-                return self._write_once(view, keys, command, level)
+                return (yield from self._write_once(view, keys, command, level))
             except _Stale:
-                self.refresh()
+                yield from self.refresh_steps()
         raise RingChangingError(f"the ring changed {attempts} times during one write to "
                                 f"{_text(keys[0])!r}; retry")
 
     def _write_once(self, view: View, keys: Sequence[Any], command: Sequence[Any],
-                    level: str) -> Any:
+                    level: str) -> Steps:
         route = view.route(keys[0])
         master, names = route.direct[0], view.names
         failures: dict[str, str] = {}
@@ -388,8 +422,8 @@ class DTCore:
                                                    "ring replaces it")
             self._check_quorum(keys, route, set(), failures, level, sent=False)
         try:
-            reply = self.client.execute(master, "EVAL", WRITE_MASTER, len(keys), *keys,
-                                        view.token, *command)
+            reply = yield Execute(master, ("EVAL", WRITE_MASTER, len(keys), *keys,
+                                           view.token, *command))
         except ResponseError as e:
             if _stale(e):
                 raise _Stale from e
@@ -400,42 +434,46 @@ class DTCore:
                 f"the key's master: {describe(e)}; it may have applied the write")
             self._check_quorum(keys, route, set(), failures, level)
             raise  # unreachable: no copy holds the write
-        result, version, previous = reply[0], reply[1], reply[2:]
+        raw, version, previous = reply[0], reply[1], reply[2:2 + len(keys)]
+        # A reply beyond 2^53 is re-read as text by the script (Lua numbers are doubles)
+        result = int(raw) if len(reply) > 2 + len(keys) else raw
         backups = route.direct[1:]
-        outcomes = self.client.fanout(backups, "EVAL", WRITE_BACKUP, len(keys), *keys,
-                                      view.token, version, *previous, *command)
+        outcomes = yield Fanout(backups, ("EVAL", WRITE_BACKUP, len(keys), *keys,
+                                          view.token, version, *previous, *command))
         if any(_stale(o.error) for o in outcomes):
-            return self._ring_moved(keys, master, result, level)
+            return (yield from self._ring_moved(keys, master, result, level))
         held = {master}
         for o in outcomes:
-            if o.ok and o.value[0] == b"applied" and o.value[1] == result:
+            if o.ok and o.value[0] == b"applied" and o.value[1] == raw:
                 held.add(o.node)
             elif o.down:
                 failures[names.get(o.node, o.node)] = describe(o.error)
-            elif self._sync(keys, master, o.node, view.token, failures):
+            elif (yield from self._sync(keys, master, o.node, view.token, failures)):
                 held.add(o.node)  # behind, ahead or diverged: given the master's state
         for node in route.copy_to:  # gaining the key in a migration: the resulting state
-            if self._sync(keys, master, node, view.token, failures):
+            if (yield from self._sync(keys, master, node, view.token, failures)):
                 held.add(node)
         self._check_quorum(keys, route, held, failures, level)
         return result
 
-    def _ring_moved(self, keys: Sequence[Any], master: str, result: Any, level: str) -> Any:
+    def _ring_moved(self, keys: Sequence[Any], master: str, result: Any, level: str) -> Steps:
         """The master applied a write but a backup's fence says the ring moved.
 
         If the new ring keeps the same master, its history still holds: every
         copy of the new route gets its state. Otherwise the write is routed
         again (its copies are reconciled to the new master by that retry, or
         by the repair queue)."""
-        self.refresh()
-        view = self._view()
+        yield from self.refresh_steps()
+        view = yield from self.view_steps()
         route = view.route(keys[0])
         if route.direct[0] != master:
             self.repairs.add(keys)
             raise _Stale
         failures: dict[str, str] = {}
-        held = {master} | {node for node in route.direct[1:] + route.copy_to
-                           if self._sync(keys, master, node, view.token, failures)}
+        held = {master}
+        for node in route.direct[1:] + route.copy_to:
+            if (yield from self._sync(keys, master, node, view.token, failures)):
+                held.add(node)
         self._check_quorum(keys, route, held, failures, level)
         return result
 
@@ -457,72 +495,109 @@ class DTCore:
             raise QuorumError(_text(keys[0]), copies, required, len(owners), missing)
 
     def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,
-              failures: dict[str, str]) -> bool:
-        """Give ``target`` ``source``'s state of ``keys`` (:meth:`DTClient.sync_key`)."""
+              failures: dict[str, str]) -> Steps:
+        """Give ``target`` ``source``'s state of ``keys`` (:func:`dtriad.steps.sync_key`)."""
+        settled, why = True, "kept changing under concurrent writes"
         try:
-            settled = all([self.client.sync_key(source, target, key, token) for key in keys])
+            for key in keys:
+                settled = (yield from steps.sync_key(source, target, key, token)) and settled
         except (*DOWN_ERRORS, ResponseError) as e:
             settled, why = False, describe(e)
-        else:
-            why = "kept changing under concurrent writes"
         if not settled:
             name = self.view.names.get(target, target)
             failures[name] = f"missed the write and was not repaired yet: {why}"
         return settled
 
     def reconcile(self, key: Any) -> bool:
+        return self.run(self.reconcile_steps(key))
+
+    def reconcile_steps(self, key: Any) -> Steps:
         """Make every full copy of ``key`` equal the newest one (highest
         version; ties go to ring order, so the master). True when all agree."""
-        view = self._view()
+        view = yield from self.view_steps()
         route = view.route(key)
-        outcomes = self.client.fanout(route.direct, "EVAL", READ_VERSIONED, 1, key,
-                                      "EXISTS", key)
+        outcomes = yield Fanout(route.direct, ("EVAL", READ_VERSIONED, 1, key, "EXISTS", key))
         if not all(o.ok for o in outcomes):
             return False
         newest = _newest(outcomes).node
         failures: dict[str, str] = {}
-        return all([self._sync([key], newest, node, view.token, failures)
-                    for node in route.direct + route.copy_to if node != newest])
+        agreed = True
+        for node in route.direct + route.copy_to:
+            if node != newest:
+                agreed = (yield from self._sync([key], newest, node, view.token,
+                                                failures)) and agreed
+        return agreed
+
+    def each_steps(self, spec: RedisCommand, keys: Sequence[Any], level: str) -> Steps:
+        """A command whose every argument is a key (DEL, UNLINK, EXISTS), run
+        once per group of keys sharing copies; one reply per group."""
+        view = yield from self.view_steps()
+        if spec.kind is Kind.READ and level == "quorum":
+            return (yield from self._quorum_reads(view, keys, spec.name))
+        groups: dict[Route, list[Any]] = {}
+        for key in keys:
+            groups.setdefault(view.route(key), []).append(key)
+        replies = []
+        for route, group in groups.items():
+            if spec.kind is Kind.READ:
+                value, _ = yield from read_first(self.client, route.read,
+                                                 (spec.name, *group), group[0])
+            else:
+                value = yield from self.replicate_steps(group, (spec.name, *group), level)
+            replies.append(value)
+        return replies
+
+    def _quorum_reads(self, view: View, keys: Sequence[Any], command: str) -> Steps:
+        replies = []
+        for key in keys:
+            replies.append((yield from self._quorum_read(key, view.route(key), (command, key))))
+        return replies
 
     def mget(self, keys: Sequence[Any], quorum: str | None = None) -> list[Any]:
-        """Values of ``keys`` in order; one MGET per group of keys sharing copies
-        (with ``read_quorum`` quorum, one quorum read per key)."""
         if not keys:
             raise ArgumentError("missing argument 'key'; usage: mget key [key ...]")
-        if self.level("read_quorum", quorum) == "quorum":
-            return [self.read(key, "GET", key, quorum="quorum") for key in keys]
-        view = self._view()
+        return self.run(self.mget_steps(keys, self.level("read_quorum", quorum)))
+
+    def mget_steps(self, keys: Sequence[Any], level: str) -> Steps:
+        """Values of ``keys`` in order; one MGET per group of keys sharing copies
+        (with ``read_quorum`` quorum, one quorum read per key)."""
+        view = yield from self.view_steps()
+        if level == "quorum":
+            return (yield from self._quorum_reads(view, keys, "GET"))
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(view.route(key).read, []).append(i)
         result: list[Any] = [None] * len(keys)
         for nodes, indexes in groups.items():
             group_keys = [keys[i] for i in indexes]
-            values, _ = self.client.read(nodes, "MGET", *group_keys,
-                                         key=_text(group_keys[0]))
+            values, _ = yield from read_first(self.client, nodes, ("MGET", *group_keys),
+                                              group_keys[0])
             for i, value in zip(indexes, values, strict=True):
                 result[i] = value
         return result
 
     def mset(self, keys: Sequence[Any], values: Sequence[Any],
              quorum: str | None = None) -> Any:
-        """Store pairs; each group of keys sharing copies is one replicated MSET."""
+        """Store pairs (the HTTP API's ``mset``: keys and values as two lists)."""
         if not keys:
             raise ArgumentError("missing argument 'key'; usage: mset key value [key value ...]")
         if len(keys) != len(values):
             raise ArgumentError(
                 f"mset needs one value per key, got {len(keys)} keys and {len(values)} values")
-        level = self.level("write_quorum", quorum)
         for key, value in zip(keys, values, strict=True):
             self.check_size("key", key)
             self.check_size("value", value)
-        view = self._view()
+        return self.run(self.mset_steps(keys, values, self.level("write_quorum", quorum)))
+
+    def mset_steps(self, keys: Sequence[Any], values: Sequence[Any], level: str) -> Steps:
+        """Each group of keys sharing copies is one replicated MSET."""
+        view = yield from self.view_steps()
         groups: dict[Route, dict[Any, Any]] = {}
         for key, value in zip(keys, values, strict=True):
             groups.setdefault(view.route(key), {})[key] = value  # the last of a repeated key
         for pairs in groups.values():
             flat = [item for pair in pairs.items() for item in pair]
-            self._replicate(list(pairs), ("MSET", *flat), level)
+            yield from self.replicate_steps(list(pairs), ("MSET", *flat), level)
         return b"OK"
 
     # -------------------------------------------------------------------- admin
@@ -599,4 +674,4 @@ class DTCore:
         self.client.close()
 
 
-__all__ = ["COMMANDS", "CommandSpec", "DTCore", "DtriadError", "Kind", "method_names"]
+__all__ = ["ADMIN", "COMMANDS", "DTCore", "DtriadError", "INTERNAL", "MULTI_KEY", "method_names"]

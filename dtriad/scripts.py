@@ -45,6 +45,16 @@ local function stamp(keys, version)
   end
   redis.call('SELECT', 0)
 end
+-- A Lua number is a double: an integer reply beyond 2^53 (INCRBY, HINCRBY
+-- near the 64-bit limits) would come back rounded, so it is re-read as text.
+-- cmd = the index of the command's name in ARGV. -> reply, exact?
+local function exact(reply, cmd)
+  if type(reply) ~= 'number' or math.abs(reply) < 9007199254740992 then return reply, false end
+  if string.upper(ARGV[cmd]) == 'HINCRBY' then
+    return redis.call('HGET', KEYS[1], ARGV[cmd + 2]), true
+  end
+  return redis.call('GET', KEYS[1]), true
+end
 local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -64,17 +74,21 @@ redis.call('SELECT', 0)
 # keys get a new version: above their previous one and at least the current
 # time in microseconds, so a history started later (a new master after a
 # failure) still sorts after an older one.
-# -> {reply, new version, previous version of each key...}
+# -> {reply, new version, previous version of each key..., ['int']}: the
+# trailing 'int' says the reply is an integer sent as text (see exact()).
 WRITE_MASTER = _PRELUDE + _FENCE + """
 local prev = versions(KEYS)
 local reply = redis.pcall(unpack(ARGV, 2))
 if type(reply) == 'table' and reply.err then return reply end
+local whole
+reply, whole = exact(reply, 2)
 local top = 0
 for _, v in ipairs(prev) do if v > top then top = v end end
 local version = math.max(top + 1, now_us())
 stamp(KEYS, version)
 local out = {reply, fmt(version)}
 for i, v in ipairs(prev) do out[i + 2] = fmt(v) end
+if whole then out[#out + 1] = 'int' end
 return out
 """
 
@@ -96,6 +110,7 @@ for i = 1, n do
 end
 local reply = redis.pcall(unpack(ARGV, 3 + n))
 if type(reply) == 'table' and reply.err then return {'failed', reply.err} end
+reply = exact(reply, 3 + n)
 stamp(KEYS, version)
 return {'applied', reply}
 """

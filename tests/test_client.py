@@ -5,7 +5,9 @@ import pytest
 import redis
 
 from dtriad.client import DTClient
+from dtriad.core import read_first
 from dtriad.exceptions import CommandError, UnavailableError
+from dtriad.steps import run
 
 
 class Clock:
@@ -38,29 +40,33 @@ def test_fanout_reports_each_copy(setup):
     assert outcomes[0].rejected and "WRONGTYPE" in str(outcomes[0].error)
 
 
+def read(client, nodes, *command):
+    return run(read_first(client, nodes, command, command[1]), client)
+
+
 def test_read_returns_first_answer_and_raises_data_errors(setup):
     client, servers, _, nodes = setup
     client.fanout(nodes, "RPUSH", "l", "x")
     with pytest.raises(CommandError) as info:
-        client.read(nodes, "GET", "l")
+        read(client, nodes, "GET", "l")
     assert info.value.code == "WRONGTYPE"
     for node in nodes:
         servers[node].connected = False
     with pytest.raises(UnavailableError, match="no copy of key 'l' is reachable"):
-        client.read(nodes, "GET", "l", key="l")
+        read(client, nodes, "GET", "l")
 
 
 def test_a_failed_backend_is_skipped_until_its_cooldown_ends(setup):
     client, servers, clock, nodes = setup
     client.fanout(nodes, "SET", "k", "v")
     servers[nodes[0]].connected = False
-    assert client.read(nodes, "GET", "k") == (b"v", nodes[1])
+    assert read(client, nodes, "GET", "k") == (b"v", nodes[1])
     assert client.suspected(nodes[0])
     servers[nodes[0]].connected = True  # back, but still in its cooldown
     outcomes = client.fanout(nodes, "SET", "k", "w")
     assert [o.ok for o in outcomes] == [False, True, True]
     assert "skipped until its cooldown ends" in str(outcomes[0].error)
-    assert client.read(nodes, "GET", "k") == (b"w", nodes[1])  # suspects asked last
+    assert read(client, nodes, "GET", "k") == (b"w", nodes[1])  # suspects asked last
     clock.now += 5.0
     assert not client.suspected(nodes[0])
-    assert client.read(nodes, "GET", "k") == (b"v", nodes[0])  # probed again: master first
+    assert read(client, nodes, "GET", "k") == (b"v", nodes[0])  # probed again: master first
