@@ -325,8 +325,10 @@ class DTCore:
         spec = lookup(argv[0])
         if spec is None:
             raise CommandError(f"ERR unknown or unsupported command '{_text(argv[0])}'")
-        if not spec.arity_ok(len(argv)) or (spec.route is Routing.PAIRS and len(argv) % 2 == 0):
+        if not spec.arity_ok(len(argv)):
             raise CommandError(f"ERR wrong number of arguments for '{spec.name}' command")
+        if spec.route is Routing.PAIRS and len(argv) % 2 == 0:  # Redis's own words for MSET
+            raise CommandError(f"ERR wrong number of arguments for {spec.name.upper()}")
         for value in argv[1:]:
             self.check_size("an argument" if spec.route is Routing.NONE else "value", value)
         if spec.name == "setrange":

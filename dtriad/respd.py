@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 REDIS_VERSION = "6.2.0"  # the command semantics served: Redis 6.2's
 _HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its replies
 _BEFORE_AUTH = {"auth", "hello", "quit"}
+_TRANSACTION_COMMANDS = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"}
+_TRANSACTIONS = ("; dtriad does not serve transactions, whose keys may live on different "
+                 "nodes: send the commands without MULTI (redis-py: pipeline(transaction=False))")
 
 
 def _text(value: Any) -> str:
@@ -152,7 +155,9 @@ class RespServer:
         spec = lookup(argv[0])
         if spec is None:
             self.core.stats.record("resp:unknown", "ERR")
-            return error(f"ERR unknown or unsupported command '{_text(argv[0])}'")
+            name = _text(argv[0])
+            why = _TRANSACTIONS if name.upper() in _TRANSACTION_COMMANDS else ""
+            return error(f"ERR unknown or unsupported command '{name}'{why}")
         if not session.authed and spec.name not in _BEFORE_AUTH:
             return error("NOAUTH Authentication required.")
         try:

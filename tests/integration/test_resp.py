@@ -1,0 +1,299 @@
+"""The RESP front end against a real local cluster and a plain redis-server.
+
+The differential tests send the same scripted commands, as raw bytes, to a
+DTServer's RESP port and to one plain redis-server, and compare the raw reply
+bytes, in RESP2 and in RESP3 (``HELLO 3``). The rest use the RESP port the way
+applications do: redis-py (pool, pipelines, ``decode_responses``), the
+``redis-cli`` binary, many connections at once, a backend down.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import hiredis
+import pytest
+import redis
+
+from dtriad import cluster as local
+from dtriad.check import check
+from dtriad.commands import REDIS
+from dtriad.config import parse_address
+from dtriad.procs import free_port, redis_server_binary, start_redis, stop_pid, wait_until
+from tests.conftest import backend
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+MAX_VALUE = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("resp")
+    config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False, workers=1,
+                                                 down_after_ms=60_000,
+                                                 max_value_bytes=MAX_VALUE),
+                      log=lambda *_: None)
+    config.extra["dir"] = str(directory)
+    yield config
+    local.down(directory)
+
+
+@pytest.fixture(scope="module")
+def plain(cluster, tmp_path_factory):
+    """One plain redis-server with the cluster's password: the reference."""
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("plain"), cluster.password, persist=False)
+    yield port
+    stop_pid(proc.pid, needle=str(port))
+
+
+def resp_port(config, index: int = 0) -> int:
+    return parse_address(config.nodes[index].extra["resp"])[1]
+
+
+class Raw:
+    """A socket that sends raw requests and returns each reply's raw bytes."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+
+    def call(self, request: bytes) -> bytes:
+        self.sock.sendall(request)
+        reader, raw = hiredis.Reader(), b""
+        while True:
+            chunk = self.sock.recv(65536)
+            assert chunk, f"connection closed after {raw!r}"
+            raw += chunk
+            reader.feed(chunk)
+            if reader.gets() is not False:
+                assert reader.gets() is False, f"more than one reply in {raw!r}"
+                return raw
+
+    def command(self, *args) -> bytes:
+        return self.call(hiredis.pack_command(args))
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def script(p: str) -> list[tuple]:
+    """Commands covering every supported data command, with error cases.
+    Set members are integers (an intset's order is the same on every server)."""
+    k, n, lst, h, s, z = (f"{p}:{x}" for x in ("str", "num", "list", "hash", "set", "zset"))
+    a, b, c = (f"{p}:{x}" for x in "abc")
+    return [
+        ("PING",), ("PING", "hi"), ("ECHO", "x y"), ("SELECT", "0"),
+        ("SET", k, "v"), ("GET", k), ("SET", k, "v2", "XX", "GET"), ("SET", n, "10", "NX"),
+        ("SET", n, "11", "NX"), ("SET", k, "v", "EX", "100"), ("TTL", k), ("PERSIST", k),
+        ("TTL", k), ("PTTL", k), ("PTTL", f"{p}:none"), ("SET", k, "v", "PX", "5", "EX", "1"),
+        ("SET", k, "v", "KEEPTTL"), ("INCR", k), ("INCRBY", n, "5"), ("DECR", n),
+        ("DECRBY", n, "3"), ("INCRBY", n, "x"), ("INCRBYFLOAT", f"{p}:f", "1.5"),
+        ("INCRBYFLOAT", f"{p}:f", "0.1"), ("APPEND", k, "xyz"), ("STRLEN", k),
+        ("GETRANGE", k, "0", "2"), ("SETRANGE", k, "1", "ZZ"), ("GET", k), ("GETDEL", k),
+        ("GET", k), ("GETDEL", k), ("MSET", a, "1", b, "2", c, "3"), ("MGET", a, b, c, k),
+        ("GETSET", a, "5"), ("SETNX", a, "1"), ("SETNX", f"{p}:new", "1"),
+        ("SETEX", f"{p}:ex", "100", "v"), ("TTL", f"{p}:ex"), ("PSETEX", f"{p}:ex", "0", "v"),
+        ("INCRBY", f"{p}:big", "9223372036854775800"), ("INCRBY", f"{p}:big", "7"),
+        ("INCRBY", f"{p}:big", "1"), ("DECRBY", f"{p}:neg", "9223372036854775807"),
+        ("GET",), ("SET", k), ("MSET", a), ("MSET", a, "1", b), ("GETRANGE", k, "x", "1"),
+        ("EXISTS", a, b, a, k), ("DEL", a, b, k, a), ("UNLINK", c, c), ("EXISTS", a, b, c),
+        ("SET", k, "v"), ("EXPIRE", k, "100"), ("TTL", k), ("PEXPIRE", k, "200000"),
+        ("EXPIRE", f"{p}:none", "5"), ("EXPIREAT", k, "9999999999"), ("PEXPIREAT", k, "x"),
+        ("TYPE", k), ("TYPE", f"{p}:none"),
+        ("RPUSH", lst, "a", "b", "c"), ("LPUSH", lst, "z"), ("LRANGE", lst, "0", "-1"),
+        ("LINDEX", lst, "1"), ("LINDEX", lst, "99"), ("LLEN", lst), ("LSET", lst, "0", "Z"),
+        ("LSET", lst, "99", "x"), ("LREM", lst, "1", "a"), ("LTRIM", lst, "0", "1"),
+        ("LRANGE", lst, "0", "-1"), ("LPOP", lst), ("RPOP", lst), ("LPOP", lst),
+        ("LPOP", f"{p}:none", "2"), ("RPUSH", lst, "1", "2", "3", "4"), ("LPOP", lst, "2"),
+        ("RPOP", lst, "5"), ("LPUSHX", f"{p}:none", "a"), ("RPUSHX", lst, "x"), ("TYPE", lst),
+        ("GET", lst), ("LPUSH", k, "x"), ("LRANGE", lst, "a", "b"),
+        ("HSET", h, "a", "1", "b", "2"), ("HGET", h, "a"), ("HMGET", h, "a", "x", "b"),
+        ("HGETALL", h), ("HDEL", h, "a", "x"), ("HINCRBY", h, "b", "5"),
+        ("HINCRBY", h, "b", "x"), ("HLEN", h), ("HEXISTS", h, "b"), ("HEXISTS", h, "a"),
+        ("HKEYS", h), ("HVALS", h), ("HSETNX", h, "b", "3"), ("HSET", h, "a", "1", "b"),
+        ("HMSET", h, "c", "3"),
+        ("HSTRLEN", h, "c"), ("HSET", h, "a"), ("HGETALL", f"{p}:none"), ("HGET", k, "a"),
+        ("SADD", s, "1", "2", "3"), ("SREM", s, "2", "9"), ("SMEMBERS", s),
+        ("SISMEMBER", s, "1"), ("SISMEMBER", s, "2"), ("SCARD", s), ("SMEMBERS", f"{p}:none"),
+        ("SADD", k, "x"),
+        ("ZADD", z, "1", "a", "2", "b", "2.5", "c"), ("ZSCORE", z, "c"),
+        ("ZINCRBY", z, "1.5", "a"), ("ZCARD", z), ("ZRANGE", z, "0", "-1"),
+        ("ZRANGE", z, "0", "-1", "WITHSCORES"), ("ZRANGEBYSCORE", z, "1", "2", "WITHSCORES"),
+        ("ZRANGEBYSCORE", z, "(1", "+inf"), ("ZREVRANGE", z, "0", "1"),
+        ("ZREVRANGE", z, "0", "1", "WITHSCORES"), ("ZRANK", z, "b"), ("ZRANK", z, "x"),
+        ("ZCOUNT", z, "0", "10"), ("ZREM", z, "a", "x"), ("ZADD", z, "NX", "INCR", "1", "b"),
+        ("ZADD", z, "INCR", "1", "b"), ("ZADD", z, "XX", "NX", "1", "a"),
+        ("ZADD", z, "x", "a"), ("ZSCORE", z, "nobody"), ("ZADD", z, "1"),
+    ]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_replies_match_a_plain_redis_byte_for_byte(cluster, plain, protocol):
+    dt, ref = Raw(resp_port(cluster)), Raw(plain)
+    try:
+        for conn in (dt, ref):
+            hello = ("HELLO", "3", "AUTH", "default", cluster.password) if protocol == 3 else (
+                "AUTH", cluster.password)
+            conn.command(*hello)
+        mismatches = []
+        for command in script(f"diff{protocol}"):
+            ours, theirs = dt.command(*command), ref.command(*command)
+            if ours != theirs:
+                mismatches.append(f"{command}: dtriad {ours!r} != redis {theirs!r}")
+        assert not mismatches, "\n".join(mismatches)
+    finally:
+        dt.close()
+        ref.close()
+    assert check(cluster).clean  # every write reached every copy, identically
+
+
+def test_inline_commands_and_pipelines_match_too(cluster, plain):
+    burst = (b"AUTH " + cluster.password.encode() + b"\r\n"
+             b'set diff:greeting "hello world"\r\nGET diff:greeting\r\n'
+             + b"".join(hiredis.pack_command(("INCR", "diff:counter")) for _ in range(500))
+             + b"GET diff:counter\r\n")
+    replies = []
+    for port in (resp_port(cluster, 1), plain):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(burst + b"QUIT\r\n")
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        replies.append(data)
+    assert replies[0] == replies[1]
+    assert replies[0].endswith(b"$3\r\n500\r\n+OK\r\n")
+
+
+def test_dtriad_errors_for_what_it_does_not_serve(cluster):
+    conn = Raw(resp_port(cluster))
+    try:
+        assert conn.command("GET", "k").startswith(b"-NOAUTH")
+        assert conn.command("AUTH", "wrong").startswith(b"-WRONGPASS")
+        assert conn.command("AUTH", cluster.password) == b"+OK\r\n"
+        assert conn.command("FLUSHALL") == b"-ERR unknown or unsupported command 'FLUSHALL'\r\n"
+        assert conn.command("MULTI").startswith(b"-ERR unknown or unsupported command 'MULTI'; "
+                                                b"dtriad does not serve transactions")
+        assert conn.command("SELECT", "1").startswith(b"-ERR SELECT is not allowed")
+        too_big = conn.command("SET", "k", "x" * (MAX_VALUE + 1))
+        assert too_big.startswith(b"-TOO_LARGE value is 65537 bytes; this cluster accepts "
+                                  b"at most 65536 bytes")
+        assert conn.command("SETRANGE", "k", str(MAX_VALUE), "x").startswith(b"-TOO_LARGE")
+        assert conn.command("PING") == b"+PONG\r\n"  # the connection survived both
+        assert conn.command("DBSIZE").startswith(b":")
+        info = conn.command("INFO", "dtriad")
+        assert b"ring_epoch:" in info and b"replicas:2" in info
+        count = conn.command("COMMAND", "COUNT")
+        assert int(count[1:]) == len(REDIS)
+        assert b"mset" in conn.command("COMMAND", "INFO", "mset")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_redis_py_as_an_application_uses_it(cluster, protocol):
+    host, port = parse_address(cluster.nodes[2].extra["resp"])
+    pool = redis.ConnectionPool(host=host, port=port, password=cluster.password,
+                                decode_responses=True, protocol=protocol,
+                                max_connections=16)
+    r = redis.Redis(connection_pool=pool)
+    prefix = f"app{protocol}"
+    errors = []
+
+    def worker(n: int) -> None:
+        try:
+            pipe = r.pipeline(transaction=False)
+            for i in range(50):
+                pipe.set(f"{prefix}:{n}:{i}", i)
+                pipe.rpush(f"{prefix}:list:{n}", i)
+            pipe.hset(f"{prefix}:h:{n}", mapping={"a": n, "b": "x"})
+            pipe.execute()
+            assert r.mget([f"{prefix}:{n}:{i}" for i in range(50)]) == [
+                str(i) for i in range(50)]
+            assert r.lrange(f"{prefix}:list:{n}", 0, -1) == [str(i) for i in range(50)]
+            assert r.hgetall(f"{prefix}:h:{n}") == {"a": str(n), "b": "x"}
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert r.zadd(f"{prefix}:z", {"a": 1, "b": 2.5}) == 2
+    assert r.zrange(f"{prefix}:z", 0, -1, withscores=True) in (
+        [("a", 1.0), ("b", 2.5)], [["a", 1.0], ["b", 2.5]])
+    assert r.set(f"{prefix}:k", "v", nx=True) and not r.set(f"{prefix}:k", "w", nx=True)
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        r.incr(f"{prefix}:list:0")
+    with pytest.raises(redis.ResponseError, match=r"pipeline\(transaction=False\)"):
+        r.pipeline().set("x", 1).execute()  # transactions are not served
+    pool.disconnect()
+    assert check(cluster).clean
+
+
+def redis_cli() -> str:
+    return str(Path(redis_server_binary()).with_name("redis-cli"))
+
+
+CLI_COMMANDS = [
+    ["set", "cli:k", "hello world"], ["get", "cli:k"], ["get", "cli:none"],
+    ["incr", "cli:n"], ["rpush", "cli:l", "a", "b"], ["lrange", "cli:l", "0", "-1"],
+    ["lrange", "cli:none", "0", "-1"], ["incr", "cli:l"], ["hset", "cli:h", "f", "1"],
+    ["hgetall", "cli:h"], ["type", "cli:l"], ["del", "cli:k", "cli:n"], ["ping"],
+]
+
+
+def test_redis_cli_one_shot_output_matches(cluster, plain):
+    outputs = []
+    for port in (resp_port(cluster, 1), plain):
+        out = []
+        for command in CLI_COMMANDS:
+            for extra in ([], ["--raw"]):
+                done = subprocess.run([redis_cli(), "-p", str(port), "-a", cluster.password,
+                                       "--no-auth-warning", *extra, *command],
+                                      capture_output=True, timeout=30)
+                out.append((command, extra, done.returncode, done.stdout, done.stderr))
+        outputs.append(out)
+    for ours, theirs in zip(*outputs, strict=True):
+        assert ours == theirs
+
+
+def test_writes_through_resp_stop_at_a_master_that_does_not_answer(cluster):
+    """Same rules as HTTP: a write whose master is down is refused with a
+    clear error, reads are served by a backup, and the copies converge."""
+    host, port = parse_address(cluster.nodes[0].extra["resp"])
+    r = redis.Redis(host=host, port=port, password=cluster.password, socket_timeout=10,
+                    protocol=2)
+    victim = cluster.nodes[2]
+    keys = []
+    ring = cluster.ring()
+    i = 0
+    while len(keys) < 3:
+        key = f"paused:{i}"
+        if ring.preference_list(key)[0] == victim.redis:
+            keys.append(key)
+        i += 1
+    for key in keys:
+        r.set(key, "before")
+    pid = victim.extra["pids"]["redis"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(redis.ResponseError) as info:
+            r.set(keys[0], "during")
+        assert str(info.value).startswith("QUORUM write to key 'paused:")
+        assert "held by 0 of 3 copies" in str(info.value)
+        assert r.get(keys[1]) == b"before"  # answered by a backup
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # The paused master may still apply the refused write when it wakes (the
+    # error says so); the DTServer's repair queue then brings every copy to
+    # the master's newest version, with nobody running 'dtriad check --repair'.
+    wait_until(lambda: check(cluster).clean, 20, "the repair queue to converge the copies")
+    values = {backend(cluster, node).get(keys[0]) for node in cluster.nodes}
+    assert len(values) == 1 and values <= {b"before", b"during"}

@@ -1,0 +1,144 @@
+"""The sans-I/O RESP code: the request parser (whole, byte by byte, with
+trailing bytes), redis-cli's quoting, and reply encoding in RESP2 and RESP3."""
+
+import re
+
+import hiredis
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dtriad.commands import REDIS, lookup, reply_is_array, reply_is_status, resp3_shape
+from dtriad.resp import (
+    ProtocolError,
+    RequestParser,
+    TooLarge,
+    encode,
+    encode3,
+    error,
+    split_args,
+)
+
+
+def multibulk(*args: bytes) -> bytes:
+    return hiredis.pack_command(args)
+
+
+def parse_all(data: bytes, chunk: int | None = None, **options) -> list:
+    parser = RequestParser(**options)
+    out = []
+    pieces = [data] if chunk is None else [data[i:i + chunk]
+                                           for i in range(0, len(data), chunk)]
+    for piece in pieces:
+        parser.feed(piece)
+        while (request := parser.next()) is not None:
+            out.append(request)
+    return out
+
+
+REQUESTS = [[b"SET", b"k", b"v"], [b"GET", b"k"], [b"SET", b"bin", b"\r\n\x00*$"],
+            [b"MSET", b"a", b"", b"b", b"2"]]
+WIRE = b"".join(multibulk(*r) for r in REQUESTS)
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 3, 7])
+def test_multibulk_requests_whole_and_byte_by_byte(chunk):
+    assert parse_all(WIRE, chunk) == REQUESTS
+
+
+def test_trailing_bytes_wait_for_the_rest():
+    parser = RequestParser()
+    parser.feed(WIRE + b"*2\r\n$3\r\nGET\r\n$1\r\n")
+    assert [parser.next() for _ in REQUESTS] == REQUESTS
+    assert parser.next() is None
+    parser.feed(b"k\r\n")
+    assert parser.next() == [b"GET", b"k"]
+    assert parser.next() is None
+
+
+@given(st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=5), max_size=6),
+       st.integers(1, 50))
+def test_any_requests_survive_any_chunking(requests, chunk):
+    data = b"".join(multibulk(*r) for r in requests)
+    assert parse_all(data, chunk) == requests
+
+
+def test_inline_commands_with_quotes_and_empty_lines():
+    data = b'set greeting "hello world"\r\n\r\nGET  greeting\nset k \'it\\\'s\'\r\n'
+    assert parse_all(data) == [[b"set", b"greeting", b"hello world"],
+                               [b"GET", b"greeting"], [b"set", b"k", b"it's"]]
+    assert parse_all(data, 1) == parse_all(data)
+
+
+def test_an_oversized_argument_is_skipped_not_buffered():
+    big = b"x" * 5000
+    data = multibulk(b"SET", b"k", big) + multibulk(b"GET", b"k")
+    for chunk in (None, 100):
+        requests = parse_all(data, chunk, max_bulk=1000)
+        assert requests == [[b"SET", b"k", TooLarge(5000)], [b"GET", b"k"]]
+    parser = RequestParser(max_bulk=1000)
+    parser.feed(data[:3000])
+    assert parser.next() is None and parser.buffered < 100  # skipped as it arrived
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"*x\r\n", "invalid multibulk length"),
+    (b"*1\r\n+GET\r\n", "expected '$', got '+'"),
+    (b"*1\r\n$-5\r\n", "invalid bulk length"),
+    (b"*1\r\n$abc\r\n", "invalid bulk length"),
+    (b'set k "open\r\n', "unbalanced quotes"),
+    (b"x" * (70 * 1024), "too big inline request"),
+])
+def test_protocol_errors_name_the_problem(data, message):
+    parser = RequestParser()
+    parser.feed(data)
+    with pytest.raises(ProtocolError, match=re.escape(message)):
+        parser.next()
+
+
+@pytest.mark.parametrize("line, args", [
+    ('set a "x\\ny\\t\\x41\\"z"', [b"set", b"a", b'x\ny\tA"z']),
+    ("get 'a b'", [b"get", b"a b"]),
+    ('get ""', [b"get", b""]),
+    ("  lpush   l  1 ", [b"lpush", b"l", b"1"]),
+    ('get "a"b', None),
+    ('get "a', None),
+    ("get 'a", None),
+    ("", []),
+])
+def test_split_args_follows_redis_cli(line, args):
+    assert split_args(line) == args
+
+
+def test_encoding_in_resp2_and_resp3():
+    assert encode(b"OK", status=True) == b"+OK\r\n"
+    assert encode(b"OK") == b"$2\r\nOK\r\n"
+    assert encode(None) == b"$-1\r\n"
+    assert encode(None, null_array=True) == b"*-1\r\n"
+    assert encode(None, resp3=True) == b"_\r\n"
+    assert encode(-7) == b":-7\r\n"
+    assert encode([b"a", None, 3, []]) == b"*4\r\n$1\r\na\r\n$-1\r\n:3\r\n*0\r\n"
+    assert encode([b"a", None], resp3=True) == b"*2\r\n$1\r\na\r\n_\r\n"
+    assert encode3([b"f", b"1"], "map") == b"%1\r\n$1\r\nf\r\n$1\r\n1\r\n"
+    assert encode3([b"1"], "set") == b"~1\r\n$1\r\n1\r\n"
+    assert encode3(b"2.5", "double") == b",2.5\r\n"
+    assert encode3([b"a", b"1"], "scores") == b"*1\r\n*2\r\n$1\r\na\r\n,1\r\n"
+    assert encode3(None, "double") == b"_\r\n"
+    assert error("ERR two\r\nlines") == b"-ERR two  lines\r\n"
+
+
+def test_reply_types_depend_on_the_arguments():
+    assert reply_is_status(lookup(b"set"), [b"SET", b"k", b"v"])
+    assert not reply_is_status(lookup(b"set"), [b"SET", b"k", b"v", b"get"])
+    assert reply_is_array(lookup("LPOP"), [b"LPOP", b"l", b"2"])
+    assert not reply_is_array(lookup("LPOP"), [b"LPOP", b"l"])
+    assert resp3_shape(lookup("zrange"), [b"ZRANGE", b"z", b"0", b"1", b"withscores"]) == "scores"
+    assert resp3_shape(lookup("zadd"), [b"ZADD", b"z", b"incr", b"1", b"a"]) == "double"
+    assert resp3_shape(lookup("zadd"), [b"ZADD", b"z", b"1", b"a"]) is None
+
+
+def test_the_table_speaks_redis_arity():
+    assert REDIS["GET"].arity_ok(2) and not REDIS["GET"].arity_ok(3)
+    assert REDIS["DEL"].arity_ok(5) and not REDIS["DEL"].arity_ok(1)
+    assert REDIS["MSET"].key_spec == (1, -1, 2)
+    assert lookup(b"nosuch") is None
