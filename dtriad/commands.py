@@ -98,6 +98,7 @@ REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
             ("hello", -1, _L, Route.NONE)),
     *_table("server",
             ("command", -1, _L, Route.NONE), ("info", -1, _L, Route.NONE),
+            ("config", -2, _L, Route.NONE),
             ("dbsize", 1, _L, Route.NONE)),
 ]}
 

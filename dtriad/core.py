@@ -56,6 +56,7 @@ from .scripts import READ_META, READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
 from .steps import Execute, Fanout, Steps
 
 COMMANDS = API  # the HTTP API's methods (dtriad.commands.API)
+FILE_CHECK_S = 0.002  # how often a worker looks for a ring saved by another
 
 
 def newest_ring_steps(nodes: Sequence[str]) -> Steps:
@@ -149,8 +150,9 @@ class DTCore:
     The ring in force is a :class:`~dtriad.ringstate.View`, replaced whole when
     the DTSentinel pushes a newer one (:meth:`install`). With several worker
     processes, the push lands in one of them, which writes ``state_file``;
-    every worker checks that file's signature (one ``stat``) per request, so a
-    pushed ring is used by all of them from their next request on. Every write
+    every worker checks that file's signature (one ``stat``, at most every
+    ``FILE_CHECK_S``), so a pushed ring is used by all of them within
+    milliseconds, before the DTSentinel fences the backends. Every write
     carries the ring token and is refused by a backend fenced at a newer one,
     so a DTServer that missed a push fetches the ring and retries instead of
     writing by an old ring; reads poll a backend's fence once per
@@ -172,6 +174,7 @@ class DTCore:
         self._lock = threading.Lock()
         self.view = View(RingState.initial(config))
         self._next_poll = 0.0
+        self._next_file_check = 0.0
         self.repairs = Repairs()
         self._stop = threading.Event()
         self._view()
@@ -199,7 +202,11 @@ class DTCore:
     def view_steps(self) -> Steps:
         """The ring in force: a ring another worker saved is adopted (one
         ``stat``), and a backend's fence is polled once per ``poll_interval``."""
-        if self.state_file is not None:
+        now = self._clock()
+        if self.state_file is not None and now >= self._next_file_check:
+            # at most one stat per FILE_CHECK_S: a worker that has not seen a
+            # pushed ring yet is refused by the backends' fence, not trusted
+            self._next_file_check = now + FILE_CHECK_S
             try:
                 st = os.stat(self.state_file)
                 signature = (st.st_mtime_ns, st.st_ino, st.st_size)
@@ -213,7 +220,6 @@ class DTCore:
                                     progress=True)
                     except (OSError, ArgumentError):
                         self._file_signature = None  # half-written by another worker
-        now = self._clock()
         if now >= self._next_poll:
             self._next_poll = now + self.poll_interval
             yield from self.refresh_steps()

@@ -213,6 +213,11 @@ class RespServer:
             return self._command(args)
         if name == "info":
             return encode(self._info(args).encode())
+        if name == "config":
+            if args[0].upper() == b"GET" and len(args) >= 2:
+                return b"*0\r\n"  # nothing of the backends' configuration is exposed
+            return error(f"ERR CONFIG {_text(args[0]).upper()} is not served: the cluster is "
+                         f"configured through 'dtriad up' options and cluster.json")
         if name == "dbsize":
             return encode(await self._dbsize())
         raise CommandError(f"ERR unknown or unsupported command '{name}'")

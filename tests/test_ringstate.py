@@ -9,7 +9,7 @@ from werkzeug.test import Client
 
 from dtriad.client import DTClient
 from dtriad.config import ClusterConfig
-from dtriad.core import DTCore
+from dtriad.core import FILE_CHECK_S, DTCore
 from dtriad.ringstate import Member, RingState, View, route_between
 from dtriad.scripts import PUBLISH_META
 from dtriad.server import make_wsgi_app
@@ -59,10 +59,14 @@ def test_pushes_need_the_secret_and_never_go_back(tmp_path):
 
 def test_a_pushed_ring_reaches_every_worker_through_the_state_file(tmp_path):
     config, core, backends = build(tmp_path)
+    now = [0.0]
     other = DTCore(config, DTClient(pool_factory=backends.pool),
-                   state_file=tmp_path / "ring.json")  # a second worker process
+                   state_file=tmp_path / "ring.json",  # a second worker process
+                   clock=lambda: now[0])
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
     core.install(SECRET, four.to_json())
+    assert other.ring_info()["epoch"] == 0  # looked at the file moments ago
+    now[0] += FILE_CHECK_S
     assert other.ring_info()["epoch"] == 1
 
 
