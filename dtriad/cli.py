@@ -71,8 +71,13 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
     click.echo(f"cluster up: {len(config.nodes)} nodes, replicas={config.replicas}, "
                f"vnodes={config.vnodes}; config in {local.cluster_file(directory)}")
     for node in config.nodes:
-        click.echo(f"  {node.name}  redis {node.redis}  http {node.http}")
+        resp = f"  resp {node.extra['resp']}" if node.extra.get("resp") else ""
+        click.echo(f"  {node.name}  redis {node.redis}  http {node.http}{resp}")
     click.echo(f"try: curl '{config.nodes[0].http}/set?key=k&value=v'")
+    if config.nodes[0].extra.get("resp"):
+        host, port = config.nodes[0].extra["resp"].rsplit(":", 1)
+        click.echo(f"  or: redis-cli -h {host} -p {port} --askpass set k v   "
+                   f"(the password is \"password\" in cluster.json)")
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -37,14 +38,37 @@ def redis_server_binary() -> str:
         "install Debian's redis-server, or set DTRIAD_REDIS_SERVER")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port(host: str = "127.0.0.1", avoid: set[int] | None = None) -> int:
-    """A TCP port that was free a moment ago (the kernel's choice)."""
-    while True:
+    """A TCP port that is free now, chosen below the kernel's ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` is also what it hands out as
+    the source port of outgoing connections, so between choosing it and the
+    server binding it, any client connection (dozens while a cluster starts)
+    could take it: "Address already in use". Ports below the ephemeral range
+    are never used as source ports.
+    """
+    low, _ = _ephemeral_range()
+    floor = 10_000 if low > 12_000 else 1_024
+    for _ in range(1000):
+        port = random.randrange(floor, low)
+        if avoid and port in avoid:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind((host, 0))
-            port = s.getsockname()[1]
-        if not avoid or port not in avoid:
-            return port
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free TCP port between {floor} and {low} on {host}")
 
 
 def pid_alive(pid: int) -> bool:

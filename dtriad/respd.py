@@ -35,6 +35,7 @@ from .config import ClusterConfig
 from .core import DTCore
 from .exceptions import CommandError, DtriadError, ValueTooLargeError
 from .resp import OK, ProtocolError, RequestParser, TooLarge, encode, encode3, error
+from .ringstate import View
 from .steps import arun
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,8 @@ class RespServer:
         if name == "command":
             return self._command(args)
         if name == "info":
-            return encode(self._info(args).encode())
+            view = await arun(self.core.view_steps(), self.client)  # not the last request's
+            return encode(self._info(view, args).encode())
         if name == "config":
             if args[0].upper() == b"GET" and len(args) >= 2:
                 return b"*0\r\n"  # nothing of the backends' configuration is exposed
@@ -311,8 +313,7 @@ class RespServer:
         return error(f"ERR Unknown subcommand or wrong number of arguments for "
                      f"'{_text(args[0])}'. Try COMMAND HELP.")
 
-    def _info(self, args: list) -> str:
-        ring = self.core.view
+    def _info(self, ring: View, args: list) -> str:
         sections = {
             "server": [("redis_version", REDIS_VERSION), ("dtriad_version", _version()),
                        ("redis_mode", "dtriad"), ("process_id", os.getpid()),

@@ -73,8 +73,10 @@ def redis_backends(tmp_path):
             proc = start_redis(port, tmp_path / f"redis-{port}", PASSWORD, persist=False)
             started.append((proc.pid, str(port)))
             addresses.append(f"127.0.0.1:{port}")
+            start.pids[addresses[-1]] = proc.pid
         return addresses
 
+    start.pids = {}  # "host:port" -> pid, to pause or kill one
     yield start
     for pid, port in started:
         try:

@@ -16,7 +16,7 @@ import requests
 
 from dtriad import cluster as local
 from dtriad.check import check
-from dtriad.config import ClusterConfig
+from dtriad.config import ClusterConfig, parse_address
 from dtriad.procs import pid_alive, stop_pid, wait_until
 
 from ..conftest import backend
@@ -55,8 +55,12 @@ class Writers:
     """Threads writing through every DTServer; they record each acknowledged
     write, and what was attempted (maybe applied) after the last one."""
 
-    def __init__(self, config: ClusterConfig, threads: int = 4, keys: int = 200):
+    def __init__(self, config: ClusterConfig, threads: int = 4, keys: int = 200,
+                 via: str = "http"):
         self.urls = [n.http for n in config.nodes]
+        self.resp = [parse_address(n.extra["resp"]) for n in config.nodes]
+        self.password = config.password
+        self.via = via
         self.keys = [f"w{i}" for i in range(keys)]
         self.acked: dict[str, str] = {}
         self.attempted: dict[str, set[str]] = {}
@@ -70,6 +74,8 @@ class Writers:
     def _run(self, seed: int) -> None:
         rng = random.Random(seed)
         session = requests.Session()
+        clients = [redis.Redis(host=h, port=p, password=self.password, socket_timeout=5,
+                               protocol=2) for h, p in self.resp]
         i = 0
         while not self.stopping.is_set():
             i += 1
@@ -77,12 +83,14 @@ class Writers:
             value = f"{seed}-{i}"
             with self.lock:
                 self.attempted.setdefault(key, set()).add(value)
-            url = rng.choice(self.urls)
             try:
-                reply = session.post(f"{url}/set", data={"key": key, "value": value},
-                                     timeout=5)
-                ok = reply.status_code == 200
-            except requests.RequestException:
+                if self.via == "resp":
+                    ok = rng.choice(clients).set(key, value) is True
+                else:
+                    reply = session.post(f"{rng.choice(self.urls)}/set",
+                                         data={"key": key, "value": value}, timeout=5)
+                    ok = reply.status_code == 200
+            except (requests.RequestException, redis.RedisError):
                 ok = False
             with self.lock:
                 if ok:
@@ -249,6 +257,28 @@ def test_join_while_writing_with_two_workers_per_dtserver(cluster):
         epochs = {requests.get(f"{n.http}/ring", timeout=3).json()["epoch"]
                   for _ in range(8)}
         assert epochs == {1}
+
+
+def test_join_then_failure_while_writing_through_resp(cluster):
+    """The RESP front end follows ring changes like HTTP does: through the
+    state file its DTServer's HTTP worker saves, and the backends' fence."""
+    config = cluster(nodes=4)
+    writers = Writers(config, via="resp")
+    with writers:
+        node = local.add_node(config.extra["dir"], log=lambda *_: None)
+        wait_members(config, {"n1", "n2", "n3", "n4", node.name})
+        local.kill_node(config.extra["dir"], "n2")
+        wait_members(config, {"n1", "n3", "n4", node.name})
+        start = writers.acked_count()
+        wait_until(lambda: writers.acked_count() > start + 50, 30, "writes after both changes")
+    report = assert_nothing_lost(config, writers)
+    assert report.state.epoch == 2
+    for n in reload(config).nodes:
+        if n.name == "n2":
+            continue
+        host, port = parse_address(n.extra["resp"])
+        info = redis.Redis(host=host, port=port, password=config.password).info("dtriad")
+        assert info["ring_epoch"] == 2
 
 
 def test_failure_while_writing(cluster):

@@ -9,6 +9,7 @@ applications do: redis-py (pool, pipelines, ``decode_responses``), the
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -297,3 +298,24 @@ def test_writes_through_resp_stop_at_a_master_that_does_not_answer(cluster):
     wait_until(lambda: check(cluster).clean, 20, "the repair queue to converge the copies")
     values = {backend(cluster, node).get(keys[0]) for node in cluster.nodes}
     assert len(values) == 1 and values <= {b"before", b"during"}
+
+
+def test_hundreds_of_connections_at_once(cluster):
+    """200 clients connected together, each pipelining its own commands."""
+    port = resp_port(cluster, 2)
+    auth = hiredis.pack_command(("AUTH", cluster.password))
+
+    async def client(n: int) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(auth + hiredis.pack_command(("SET", f"conn:{n}", n))
+                     + hiredis.pack_command(("GET", f"conn:{n}")) + b"QUIT\r\n")
+        data = await reader.read()  # until the server closes after QUIT
+        writer.close()
+        return data
+
+    async def run_all() -> list[bytes]:
+        return await asyncio.gather(*(client(n) for n in range(200)))
+
+    replies = asyncio.run(run_all())
+    for n, data in enumerate(replies):
+        assert data == b"+OK\r\n+OK\r\n$%d\r\n%d\r\n+OK\r\n" % (len(str(n)), n)
