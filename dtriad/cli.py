@@ -266,7 +266,7 @@ def serve(cluster_path, node_name, host, port, workers, server, state_file):
         if node_name:
             spec = config.node(node_name)
             host, port = host or spec.http_host, port or spec.http_port
-            state_file = state_file or str(path.parent / node_name / "ring.json")
+            state_file = state_file or _state_file(path, node_name)
             if spec.extra.get("resp"):
                 resp = subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
                                          str(path), "--node", node_name,
@@ -304,12 +304,17 @@ def resp_command(cluster_path, node_name, host, port, state_file):
                 raise click.UsageError(f"{node_name} has no 'resp' address in {path}")
             node_host, node_port = parse_address(address)
             host, port = host or node_host, port or node_port
-            state_file = state_file or str(path.parent / node_name / "ring.json")
+            state_file = state_file or _state_file(path, node_name)
         if not host or not port:
             raise click.UsageError("give --node, or both --host and --port")
         run(str(path), host, port, state_file=state_file)
     except DtriadError as e:
         _fail(e)
+
+
+def _state_file(cluster_path: Path, node_name: str) -> str:
+    """Where a node's HTTP workers and RESP front end share the pushed ring."""
+    return str(cluster_path.parent / node_name / "ring.json")
 
 
 def _cluster_path(cluster_path: str) -> Path:

@@ -169,26 +169,18 @@ def split_args(line: bytes | str) -> list[bytes] | None:
                     return None
                 break
             c = data[i]
-            if quote == 0x22:  # "
-                if c == 0x5C and i + 3 < n and data[i + 1] == 0x78 and _hex(data[i + 2:i + 4]):
-                    current.append(int(data[i + 2:i + 4], 16))
+            if quote:
+                if c == 0x5C and quote == 0x22 and i + 3 < n and data[i + 1] == 0x78 \
+                        and _hex(data[i + 2:i + 4]):
+                    current.append(int(data[i + 2:i + 4], 16))  # "\xHH"
                     i += 3
-                elif c == 0x5C and i + 1 < n:
+                elif c == 0x5C and quote == 0x22 and i + 1 < n:
                     i += 1
                     current += _ESCAPES.get(data[i], bytes([data[i]]))
-                elif c == 0x22:
-                    if i + 1 < n and data[i + 1] not in _SPACE:
-                        return None
-                    quote = 0
+                elif c == 0x5C and quote == 0x27 and i + 1 < n and data[i + 1] == 0x27:
+                    current.append(0x27)  # \' inside single quotes
                     i += 1
-                    break
-                else:
-                    current.append(c)
-            elif quote == 0x27:  # '
-                if c == 0x5C and i + 1 < n and data[i + 1] == 0x27:
-                    current.append(0x27)
-                    i += 1
-                elif c == 0x27:
+                elif c == quote:
                     if i + 1 < n and data[i + 1] not in _SPACE:
                         return None
                     quote = 0
