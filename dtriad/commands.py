@@ -103,10 +103,21 @@ REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
 ]}
 
 
+def arity_error(command: RedisCommand, argc: int) -> str | None:
+    """Redis's error for ``argc`` arguments (the name included), or None if right."""
+    if not command.arity_ok(argc):
+        return f"ERR wrong number of arguments for '{command.name}' command"
+    if command.route is Route.PAIRS and argc % 2 == 0:  # Redis's own words for MSET
+        return f"ERR wrong number of arguments for {command.name.upper()}"
+    return None
+
+
 def reply_is_status(command: RedisCommand, argv: list[Any]) -> bool:
     """Whether a string reply to ``argv`` is a status (``+OK``) rather than a bulk string."""
     if command.name == "set":  # SET ... GET answers the old value
         return not any(_upper(a) == "GET" for a in argv[3:])
+    if command.name == "ping":  # PING answers +PONG, PING msg the message
+        return len(argv) == 1
     return command.status
 
 
@@ -178,10 +189,12 @@ API: dict[str, ApiMethod] = {m.name: m for m in [
 MULTI_KEY = {
     "mget": "values of several keys (repeat key=)",
     "mset": "store several keys (repeat key= and value= in pairs)",
+    "command": "any command of the table, as its Redis arguments (repeat arg=)",
 }
 ADMIN = {
     "ring": "the ring: epoch, replicas, nodes and their shares",
     "keyDist": "keys per node, as master and as backup",
+    "check": "both invariants over every backend, as 'dtriad check' reports them",
     "health": "reachability of every backend",
     "stats": "requests and errors served by this DTServer",
 }

@@ -35,7 +35,17 @@ from redis.exceptions import ResponseError
 
 from . import steps
 from .client import DOWN_ERRORS, DTClient, Outcome, describe
-from .commands import ADMIN, API, INTERNAL, MULTI_KEY, Kind, RedisCommand, lookup, method_names
+from .commands import (
+    ADMIN,
+    API,
+    INTERNAL,
+    MULTI_KEY,
+    Kind,
+    RedisCommand,
+    arity_error,
+    lookup,
+    method_names,
+)
 from .commands import Route as Routing
 from .config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
 from .exceptions import (
@@ -331,10 +341,9 @@ class DTCore:
         spec = lookup(argv[0])
         if spec is None:
             raise CommandError(f"ERR unknown or unsupported command '{_text(argv[0])}'")
-        if not spec.arity_ok(len(argv)):
-            raise CommandError(f"ERR wrong number of arguments for '{spec.name}' command")
-        if spec.route is Routing.PAIRS and len(argv) % 2 == 0:  # Redis's own words for MSET
-            raise CommandError(f"ERR wrong number of arguments for {spec.name.upper()}")
+        problem = arity_error(spec, len(argv))
+        if problem:
+            raise CommandError(problem)
         for value in argv[1:]:
             self.check_size("an argument" if spec.route is Routing.NONE else "value", value)
         if spec.name == "setrange":
@@ -619,7 +628,7 @@ class DTCore:
     def ring_info(self) -> dict:
         view = self._view()
         state, ring, pending = view.state, view.ring, view.pending
-        share = (pending or ring).share()
+        share, roles = (pending or ring).share(), (pending or ring).roles()
         nodes = []
         for name, address, http in self._catalog():
             in_ring, in_pending = address in ring.nodes, pending and address in pending.nodes
@@ -631,6 +640,7 @@ class DTCore:
                 "tokens": [format(t, "040x") for t in after.node_tokens(address)],
                 "share": {k: round(v, 6) for k, v in share.get(
                     address, {"master": 0.0, "backup": 0.0}).items()},
+                "arcs": roles.get(address, {"master": 0, "backup": 0}),
             })
         return {
             "epoch": state.epoch,
@@ -676,6 +686,10 @@ class DTCore:
             except DOWN_ERRORS as e:
                 result[name] = {"error": describe(e)}
         return result
+
+    def dbsize(self) -> int:
+        """Keys in the whole cluster, each counted once, on its master."""
+        return sum(counts.get("master", 0) for counts in self.key_dist().values())
 
     def close(self) -> None:
         self._stop.set()

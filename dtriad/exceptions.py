@@ -19,6 +19,18 @@ class DtriadError(Exception):
         super().__init__(message)
         self.message = message
 
+    @property
+    def line(self) -> str:
+        """The error as Redis would word it: see :func:`error_line`."""
+        return error_line(self.code, self.message)
+
+
+def error_line(code: str, message: str) -> str:
+    """A RESP error line: Redis's own errors keep their words (they start with
+    their code, ``WRONGTYPE Operation ...``); dtriad's get their code in front
+    (``QUORUM write to key 'k' is held by 1 of 3 copies ...``)."""
+    return message if message.split(" ", 1)[0] == code else f"{code} {message}"
+
 
 class ConfigurationError(DtriadError):
     """A configuration value or cluster file is invalid."""

@@ -52,11 +52,7 @@ def _text(value: Any) -> str:
 
 
 def error_reply(exc: DtriadError) -> bytes:
-    """Redis's errors keep their own words; dtriad's start with their code
-    (``-QUORUM write to key 'k' is held by 1 of 3 copies ...``)."""
-    if isinstance(exc, CommandError):
-        return error(exc.message)
-    return error(f"{exc.code} {exc.message}")
+    return error(exc.line)
 
 
 class Session(asyncio.Protocol):
@@ -342,8 +338,7 @@ class RespServer:
     async def _dbsize(self) -> int:
         """Keys in the whole cluster: each counted once, on its master (a SCAN
         of every backend, run off the event loop)."""
-        dist = await asyncio.get_running_loop().run_in_executor(None, self.core.key_dist)
-        return sum(counts.get("master", 0) for counts in dist.values())
+        return await asyncio.get_running_loop().run_in_executor(None, self.core.dbsize)
 
 
 def _version() -> str:

@@ -202,6 +202,14 @@ class Ring:
                 result[node]["master" if rank == 0 else "backup"] += fraction
         return result
 
+    def roles(self) -> dict[str, dict[str, int]]:
+        """How many arcs each node holds as master and as backup."""
+        result = {n: {"master": 0, "backup": 0} for n in self.nodes}
+        for arc in self.arcs():
+            for rank, node in enumerate(arc.owners):
+                result[node]["master" if rank == 0 else "backup"] += 1
+        return result
+
     def with_node(self, node: str) -> Ring:
         return Ring(self.nodes + (node,), self.replicas, self.vnodes, self.hash_fn)
 

@@ -7,6 +7,7 @@ Every method is a thin adapter over :class:`dtriad.core.DTCore`. Both
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -21,9 +22,14 @@ from spyne.protocol.http import HttpRpc
 from spyne.protocol.json import JsonDocument
 from spyne.server.wsgi import WsgiApplication
 
+from .check import check as run_check
+from .check import http_ring
+from .commands import Kind, lookup
+from .config import NodeSpec
 from .core import DTCore, method_names
 from .exceptions import (
     ArgumentError,
+    CommandError,
     DtriadError,
     UnknownMethodError,
     ValueTooLargeError,
@@ -94,6 +100,60 @@ def _cmd(ctx, method: str, **args) -> Any:
     return _call(ctx, method, lambda core: core.call(method, **args))
 
 
+def _json(value: Any) -> Any:
+    """A Redis reply as JSON: bulk strings as text (UTF-8), arrays as lists."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    return value
+
+
+def run_command(core: DTCore, argv: list[str], write_quorum: str | None = None,
+                read_quorum: str | None = None) -> Any:
+    """HTTP's ``command``: any data command of the table, plus PING, ECHO and
+    DBSIZE; the RESP port's connection commands (AUTH, HELLO ...) mean nothing here."""
+    spec = core.checked(argv)
+    if spec.kind is not Kind.LOCAL:
+        return core.command(argv, write_quorum, read_quorum)
+    if spec.name == "ping":
+        return argv[1] if len(argv) > 1 else "PONG"
+    if spec.name == "echo":
+        return argv[1]
+    if spec.name == "dbsize":
+        return core.dbsize()
+    raise CommandError(f"ERR '{spec.name}' is a command of the RESP port's connections, "
+                       f"not of the HTTP API; use 'ring', 'health' or 'stats' for what "
+                       f"this DTServer knows")
+
+
+def check_report(core: DTCore, own: tuple[str, int]) -> dict:
+    """``dtriad check`` run by a DTServer, over every node it knows; ``own``
+    (host, port) is this DTServer's, which answers for itself."""
+    nodes, names = [], set()
+    for name, redis, http in core._catalog():
+        if name not in names:
+            names.add(name)
+            nodes.append(NodeSpec(name, redis, http))
+    config = dataclasses.replace(core.config, nodes=tuple(nodes))
+
+    def ring_of(node: NodeSpec) -> dict:
+        if (node.http_host, node.http_port) == own:
+            return core.ring_info()
+        return http_ring(node)
+
+    report = run_check(config, ring_of=ring_of)
+    return report.as_dict({n.redis: n.name for n in nodes})
+
+
+def _own_address(ctx) -> tuple[str, int]:
+    environ = ctx.transport.req_env
+    host, _, port = environ.get("HTTP_HOST", "").rpartition(":")
+    if not host or not port.isdigit():
+        host, port = environ.get("SERVER_NAME", ""), environ.get("SERVER_PORT", "0")
+    return host, int(port)
+
+
 class DTService(ServiceBase):
     """The paper's eight methods, then dtriad's additions and admin methods.
 
@@ -162,6 +222,20 @@ class DTService(ServiceBase):
     def mset(ctx, key, value, write_quorum):
         return _text(_call(ctx, "mset",
                            lambda core: core.mset(key or [], value or [], write_quorum)))
+
+    @rpc(Array(Unicode), Unicode, Unicode, _returns=AnyDict)
+    def command(ctx, arg, read_quorum, write_quorum):
+        """Any command of the command table as its Redis argv, one ``arg`` each:
+        ``/command?arg=LRANGE&arg=l&arg=0&arg=-1`` answers ``["a", "b"]``."""
+        argv = [a if a is not None else "" for a in arg or []]
+        spec = lookup(argv[0]) if argv else None
+        return _call(ctx, f"command:{spec.name}" if spec else "command", lambda core: _json(
+            run_command(core, argv, write_quorum, read_quorum)))
+
+    @rpc(_returns=AnyDict)
+    def check(ctx):
+        """Both invariants over every backend (what ``dtriad check`` reports)."""
+        return _call(ctx, "check", lambda core: check_report(core, _own_address(ctx)))
 
     @rpc(_returns=AnyDict)
     def ring(ctx):

@@ -40,7 +40,7 @@ class FakeBackends:
 
     def pool(self, node: str) -> redis.ConnectionPool:
         return redis.ConnectionPool(connection_class=fakeredis.FakeRedisConnection,
-                                    server=self.servers[node])
+                                    server=self.servers[node], protocol=2)
 
     def direct(self, node: str) -> redis.Redis:
         return redis.Redis(connection_pool=self.pool(node))

@@ -237,3 +237,46 @@ def test_an_oversized_or_malformed_content_length_is_refused_unread(fake_cluster
                              "CONTENT_LENGTH": length, "wsgi.input": Unreadable()},
                             lambda s, h, e=None, seen=seen: seen.append(s)))
         assert seen[0].startswith(status) and json.loads(body)["code"] == code
+
+
+def command(client, *argv, **levels):
+    from werkzeug.datastructures import MultiDict
+
+    reply = client.post("/command", data=MultiDict([("arg", a) for a in argv]
+                                                   + list(levels.items())))
+    return reply.status_code, json.loads(reply.data)
+
+
+def test_command_runs_any_command_of_the_table(api):
+    client, core, backends = api
+    assert command(client, "SET", "k", "hello world") == (200, "OK")
+    assert command(client, "get", "k") == (200, "hello world")
+    assert command(client, "RPUSH", "l", "a", "", "c") == (200, 3)
+    assert command(client, "LRANGE", "l", "0", "-1") == (200, ["a", "", "c"])
+    assert command(client, "HSET", "h", "f", "1") == (200, 1)
+    assert command(client, "HGETALL", "h") == (200, ["f", "1"])
+    assert command(client, "MGET", "k", "none") == (200, ["hello world", None])
+    assert command(client, "INCRBY", "n", "9223372036854775807") == (200, 2**63 - 1)
+    assert command(client, "GET", "k", read_quorum="quorum") == (200, "hello world")
+    assert command(client, "PING") == (200, "PONG")
+    assert command(client, "PING", "hi") == (200, "hi")
+    assert command(client, "ECHO", "x y") == (200, "x y")
+    assert command(client, "DBSIZE") == (200, 4)
+    assert holders(core, backends, "l") == set(core.ring.preference_list("l"))
+
+
+def test_command_errors_read_as_redis_words(api):
+    client, _, _ = api
+    command(client, "RPUSH", "l", "a")
+    assert command(client, "INCR", "l") == (400, {
+        "error": "WRONGTYPE Operation against a key holding the wrong kind of value",
+        "code": "WRONGTYPE"})
+    assert command(client, "GET") == (400, {
+        "error": "ERR wrong number of arguments for 'get' command", "code": "ERR"})
+    assert command(client, "FLUSHALL")[1]["error"] == (
+        "ERR unknown or unsupported command 'FLUSHALL'")
+    status, body = command(client, "AUTH", "secret")
+    assert status == 400 and "not of the HTTP API" in body["error"]
+    assert command(client)[0] == 400
+    status, body = command(client, "GET", "k", read_quorum="most")
+    assert status == 400 and "read_quorum must be one of" in body["error"]

@@ -91,6 +91,11 @@ def test_arcs_cover_the_ring_once(nodes, r, vnodes):
     assert sum(arc.size for arc in ring.arcs()) == RING_SIZE
     share = ring.share()
     assert abs(sum(s["master"] for s in share.values()) - 1.0) < 1e-9
+    roles = ring.roles()
+    arcs = len(ring.arcs())
+    assert sum(r["master"] for r in roles.values()) == arcs
+    assert sum(r["backup"] for r in roles.values()) == arcs * (ring.copies - 1)
+    assert all(roles[n]["master"] <= vnodes for n in ring.nodes)
 
 
 def _check_single_node_change(small: Ring, big: Ring, node: str, joined: bool):
