@@ -183,8 +183,8 @@ def unknown_command(argv: list[str]) -> str:
 
 def typed(value: Any, plan: Plan) -> Reply:
     """A reply decoded from JSON, with its status replies marked (``OK``)."""
-    if isinstance(value, str) and plan.spec is not None and reply_is_status(
-            plan.spec, plan.argv):
+    if isinstance(value, str) and not isinstance(value, Error) and reply_is_status(
+            plan.spec, plan.argv):  # a Plan of Action.REDIS always has its spec
         return Status(value)
     return value
 

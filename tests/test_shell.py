@@ -99,6 +99,8 @@ def test_status_replies_are_marked():
     assert not isinstance(shell.typed("OK", shell.plan(["get", "k"])), Status)
     assert not isinstance(shell.typed("old", shell.plan(["set", "k", "v", "GET"])), Status)
     assert isinstance(shell.typed("PONG", shell.plan(["ping"])), Status)
+    error = shell.typed(Error("ERR syntax error"), shell.plan(["set", "k", "v", "xx", "nx"]))
+    assert type(error) is Error
     assert not isinstance(shell.typed("hi", shell.plan(["ping", "hi"])), Status)
 
 
