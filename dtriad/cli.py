@@ -73,7 +73,9 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
     for node in config.nodes:
         resp = f"  resp {node.extra['resp']}" if node.extra.get("resp") else ""
         click.echo(f"  {node.name}  redis {node.redis}  http {node.http}{resp}")
-    click.echo(f"try: curl '{config.nodes[0].http}/set?key=k&value=v'")
+    where = "" if str(directory) == local.DEFAULT_DIR else f" --cluster {directory}"
+    click.echo(f"try: dtriad cli{where}   (a redis-cli-like shell; 'help' lists the commands)")
+    click.echo(f"  or: curl '{config.nodes[0].http}/set?key=k&value=v'")
     if config.nodes[0].extra.get("resp"):
         host, port = config.nodes[0].extra["resp"].rsplit(":", 1)
         click.echo(f"  or: redis-cli -h {host} -p {port} --askpass set k v   "
