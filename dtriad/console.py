@@ -21,6 +21,7 @@ from urllib3.exceptions import NewConnectionError
 
 from . import shell
 from .commands import Kind
+from .exceptions import error_line
 from .resp import split_args
 from .shell import Action, Error, Plan, Refused
 
@@ -117,8 +118,6 @@ def _answer(reply: requests.Response, address: str) -> Any:
                      f"is it a DTServer?")
     if reply.status_code >= 400:
         if isinstance(body, dict) and "error" in body:
-            from .exceptions import error_line
-
             return Error(error_line(str(body.get("code", "ERR")), str(body["error"])))
         return Error(f"ERR {address} answered HTTP {reply.status_code}")
     return body
@@ -180,7 +179,7 @@ class Shell:
             self.err.write(f"{e}\n")
             self.err.flush()
             return False
-        self._print(plan, reply)
+        self._print(reply, plan.name if plan.action is Action.ADMIN else None)
         return not isinstance(reply, Error)
 
     def _call(self, plan: Plan) -> Any:
@@ -192,18 +191,19 @@ class Shell:
         return shell.typed(self.remote.post("command", data,
                                             idempotent=plan.spec.kind is not Kind.WRITE), plan)
 
-    def _print(self, plan: Plan, reply: Any) -> None:
+    def _print(self, reply: Any, admin: str | None = None) -> None:
+        """A reply in the session's mode; an admin command's answer as its table."""
         if self.mode == "json":
             self._write(shell.format_json(reply) + "\n")
-        elif plan.action is Action.ADMIN and not isinstance(reply, Error):
-            self._write(shell.ADMIN_FORMAT[plan.name](reply) + "\n")
+        elif admin and not isinstance(reply, Error):
+            self._write(shell.ADMIN_FORMAT[admin](reply) + "\n")
         elif self.mode == "raw":
             self._write(shell.format_raw(reply) + "\n")
         else:
             self._write(shell.format_tty(reply))
 
     def _error(self, line: str) -> bool:
-        self._print(Plan(Action.REDIS, [""]), Error(line))
+        self._print(Error(line))
         return False
 
     def _write(self, text: str) -> None:
