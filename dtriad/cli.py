@@ -257,8 +257,7 @@ def cli_shell(host, port, cluster_dir, mode, timeout, read_quorum, write_quorum,
     from . import console
 
     try:
-        urls = console.endpoints(host, port, cluster_dir, local.DEFAULT_DIR,
-                                 local.cluster_file)
+        urls = console.endpoints(host, port, cluster_dir)
     except DtriadError as e:
         _fail(e)
     sys.exit(console.main(urls, list(command), mode, timeout, read_quorum, write_quorum))

@@ -273,7 +273,7 @@ def repl(sh: Shell) -> None:
             text = ti.document.text
             if ti.document.cursor_position != len(text):
                 return Transformation(ti.fragments)
-            more = shell.hint(text, _split)
+            more = shell.hint(text)
             if not more:
                 return Transformation(ti.fragments)
             return Transformation(ti.fragments + [("class:hint", more)])
@@ -308,14 +308,9 @@ def repl(sh: Shell) -> None:
             sh.err.write("(interrupted: the command may still run on the DTServer)\n")
 
 
-def _split(line: str) -> list[str] | None:
-    args = split_args(line)
-    return None if args is None else [a.decode("utf-8", "replace") for a in args]
-
-
-def endpoints(host: str | None, port: int | None, cluster_dir: str | None,
-              default_dir: str, cluster_file: Callable[[str], Path]) -> list[str]:
+def endpoints(host: str | None, port: int | None, cluster_dir: str | None) -> list[str]:
     """The DTServers to try: ``-h/-p``, else every node of the cluster file."""
+    from .cluster import DEFAULT_DIR, cluster_file
     from .config import ClusterConfig
     from .exceptions import DtriadError
 
@@ -325,7 +320,7 @@ def endpoints(host: str | None, port: int | None, cluster_dir: str | None,
         if port is None:
             raise DtriadError("give the DTServer's HTTP port with -p (dtriad up prints it)")
         return [f"http://{host or '127.0.0.1'}:{port}"]
-    path = cluster_file(cluster_dir or default_dir)
+    path = cluster_file(cluster_dir or DEFAULT_DIR)
     if not path.exists():
         raise DtriadError(f"no cluster file at {path}: start a cluster with 'dtriad up', "
                           f"or point at one with --cluster DIR or -h HOST -p PORT")

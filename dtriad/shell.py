@@ -27,6 +27,7 @@ from importlib.resources import files
 from typing import Any
 
 from .commands import REDIS, Kind, RedisCommand, arity_error, reply_is_status
+from .resp import split_args
 
 
 class Status(str):
@@ -256,13 +257,12 @@ def format_json(reply: Reply) -> str:
 
 
 # ---------------------------------------------------------------------- hints
-def hint(line: str, split) -> str | None:
-    """The arguments still to type after ``line`` (redis-cli's ``hintsCallback``);
-    ``split`` is the shell's argument splitter."""
-    argv = split(line)
+def hint(line: str) -> str | None:
+    """The arguments still to type after ``line`` (redis-cli's ``hintsCallback``)."""
+    argv = split_args(line)
     if not argv:
         return None
-    entry = help_entries().get(argv[0].lower())
+    entry = help_entries().get(argv[0].decode("utf-8", "replace").lower())
     if entry is None:
         return None
     text = entry.params

@@ -26,6 +26,28 @@ settings.register_profile("dtriad", deadline=None)
 settings.load_profile("dtriad")
 
 
+def quiet_cluster(tmp_path_factory, name: str, max_value_bytes: int):
+    """A module's 3-node r=2 local cluster that nothing marks down during the
+    module (``down_after_ms`` of a minute); stopped when the module ends."""
+    directory = tmp_path_factory.mktemp(name)
+    config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False, workers=1,
+                                                 down_after_ms=60_000,
+                                                 max_value_bytes=max_value_bytes),
+                      log=lambda *_: None)
+    config.extra["dir"] = str(directory)
+    yield config
+    local.down(directory)
+
+
+@pytest.fixture(scope="module")
+def plain(cluster, tmp_path_factory):
+    """One plain redis-server with the module's ``cluster`` password: the reference."""
+    port = free_port()
+    proc = start_redis(port, tmp_path_factory.mktemp("plain"), cluster.password, persist=False)
+    yield port
+    stop_pid(proc.pid, needle=str(port))
+
+
 def make_nodes(count: int, base: int = 30000) -> tuple[NodeSpec, ...]:
     return tuple(NodeSpec(f"n{i}", f"127.0.0.1:{base + i}", f"http://127.0.0.1:{base + 100 + i}")
                  for i in range(1, count + 1))

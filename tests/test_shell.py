@@ -14,13 +14,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 from dtriad import shell
 from dtriad.commands import REDIS
 from dtriad.console import Remote, Shell, Unreachable
-from dtriad.resp import split_args
 from dtriad.shell import Action, Error, Refused, Status
-
-
-def split(line):
-    args = split_args(line)
-    return None if args is None else [a.decode() for a in args]
 
 
 def test_terminal_format_is_redis_clis():
@@ -106,14 +100,14 @@ def test_status_replies_are_marked():
 
 def test_hints_show_the_arguments_still_to_type():
     params = "[EX seconds|PX milliseconds|EXAT timestamp|PXAT milliseconds-timestamp|KEEPTTL]"
-    assert shell.hint("set", split) == f" key value {params} [NX|XX] [GET]"
-    assert shell.hint("set ", split) == f"key value {params} [NX|XX] [GET]"
-    assert shell.hint("SET k", split) == f" value {params} [NX|XX] [GET]"
-    assert shell.hint("set k v ", split) == f"{params} [NX|XX] [GET]"
-    assert shell.hint("set k v EX 10 ", split) == f"{params} [NX|XX] [GET]"
-    assert shell.hint("", split) is None
-    assert shell.hint("nosuch a", split) is None
-    assert shell.hint('set "a', split) is None  # unbalanced quotes
+    assert shell.hint("set") == f" key value {params} [NX|XX] [GET]"
+    assert shell.hint("set ") == f"key value {params} [NX|XX] [GET]"
+    assert shell.hint("SET k") == f" value {params} [NX|XX] [GET]"
+    assert shell.hint("set k v ") == f"{params} [NX|XX] [GET]"
+    assert shell.hint("set k v EX 10 ") == f"{params} [NX|XX] [GET]"
+    assert shell.hint("") is None
+    assert shell.hint("nosuch a") is None
+    assert shell.hint('set "a') is None  # unbalanced quotes
 
 
 def test_every_served_command_has_help_and_nothing_else_is_offered():

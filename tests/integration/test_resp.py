@@ -21,12 +21,11 @@ import hiredis
 import pytest
 import redis
 
-from dtriad import cluster as local
 from dtriad.check import check
 from dtriad.commands import REDIS
 from dtriad.config import parse_address
-from dtriad.procs import free_port, redis_server_binary, start_redis, stop_pid, wait_until
-from tests.conftest import backend
+from dtriad.procs import redis_server_binary, wait_until
+from tests.conftest import backend, quiet_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 MAX_VALUE = 64 * 1024
@@ -34,23 +33,7 @@ MAX_VALUE = 64 * 1024
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("resp")
-    config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False, workers=1,
-                                                 down_after_ms=60_000,
-                                                 max_value_bytes=MAX_VALUE),
-                      log=lambda *_: None)
-    config.extra["dir"] = str(directory)
-    yield config
-    local.down(directory)
-
-
-@pytest.fixture(scope="module")
-def plain(cluster, tmp_path_factory):
-    """One plain redis-server with the cluster's password: the reference."""
-    port = free_port()
-    proc = start_redis(port, tmp_path_factory.mktemp("plain"), cluster.password, persist=False)
-    yield port
-    stop_pid(proc.pid, needle=str(port))
+    yield from quiet_cluster(tmp_path_factory, "resp", MAX_VALUE)
 
 
 def resp_port(config, index: int = 0) -> int:

@@ -14,14 +14,15 @@ import json
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from dtriad import cluster as local
 from dtriad.check import check
-from dtriad.procs import free_port, redis_server_binary, start_redis, stop_pid
+from dtriad.procs import free_port, redis_server_binary
+from tests.conftest import quiet_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MAX_VALUE = 4096
@@ -29,23 +30,7 @@ MAX_VALUE = 4096
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("shell")
-    config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False, workers=1,
-                                                 down_after_ms=60_000,
-                                                 max_value_bytes=MAX_VALUE),
-                      log=lambda *_: None)
-    config.extra["dir"] = str(directory)
-    yield config
-    local.down(directory)
-
-
-@pytest.fixture(scope="module")
-def plain(cluster, tmp_path_factory):
-    """One plain redis-server: what redis-cli's output is compared with."""
-    port = free_port()
-    proc = start_redis(port, tmp_path_factory.mktemp("plain"), cluster.password, persist=False)
-    yield port
-    stop_pid(proc.pid, needle=str(port))
+    yield from quiet_cluster(tmp_path_factory, "shell", MAX_VALUE)
 
 
 def http_port(config) -> int:
@@ -200,17 +185,21 @@ def test_a_dtserver_down_fails_over_or_says_where_it_looked(cluster, tmp_path):
 PROMPT = r"127\.0\.0\.1:\d+>"
 
 
-def spawn(cluster, tmp_path, *args):
+@contextmanager
+def session(tmp_path, port: int):
+    """``dtriad cli -p PORT`` on a pseudo-terminal; closed (by its PID) at the end."""
     env = dict(os.environ, DTRIAD_HISTFILE=str(tmp_path / "history"), TERM="xterm",
                PROMPT_TOOLKIT_NO_CPR="1")  # no terminal here answers cursor-position queries
-    child = pexpect.spawn(sys.executable, ["-m", "dtriad", "cli", *args], env=env,
+    child = pexpect.spawn(sys.executable, ["-m", "dtriad", "cli", "-p", str(port)], env=env,
                           encoding="utf-8", timeout=30, dimensions=(40, 200))
-    return child
+    try:
+        yield child
+    finally:
+        child.close(force=True)
 
 
 def test_interactive_prompt(cluster, tmp_path):
-    child = spawn(cluster, tmp_path, "-p", str(http_port(cluster)))
-    try:
+    with session(tmp_path, http_port(cluster)) as child:
         child.expect(PROMPT)
         child.sendline('set tty:greeting "hello world"')  # quoting as in redis-cli
         child.expect("OK")
@@ -246,37 +235,28 @@ def test_interactive_prompt(cluster, tmp_path):
         child.expect(PROMPT)
         child.sendline("quit")
         child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
     assert child.exitstatus == 0
     assert dtriad_cli(cluster, "exists", "tty:cancelled").stdout == b"0\n"
 
     # History survives the session; Ctrl-D leaves.
     history = (tmp_path / "history").read_text()
     assert "set tty:greeting" in history and "help get" in history
-    child = spawn(cluster, tmp_path, "-p", str(http_port(cluster)))
-    try:
+    with session(tmp_path, http_port(cluster)) as child:
         child.expect(PROMPT)
         child.send("\x1b[A")
         child.sendline("")  # the last command of the previous session: quit
         child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
     assert child.exitstatus == 0
-    child = spawn(cluster, tmp_path, "-p", str(http_port(cluster)))
-    try:
+    with session(tmp_path, http_port(cluster)) as child:
         child.expect(PROMPT)
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
     assert child.exitstatus == 0
 
 
 def test_interactive_prompt_without_a_dtserver(cluster, tmp_path):
     closed = free_port()
-    child = spawn(cluster, tmp_path, "-p", str(closed))
-    try:
+    with session(tmp_path, closed) as child:
         child.expect("Connection refused")
         child.expect("not connected>")
         child.sendline("get k")
@@ -284,6 +264,4 @@ def test_interactive_prompt_without_a_dtserver(cluster, tmp_path):
         child.expect("not connected>")
         child.sendline("exit")
         child.expect(pexpect.EOF)
-    finally:
-        child.close(force=True)
     assert child.exitstatus == 0
