@@ -115,9 +115,11 @@ class AsyncClient:
     """Pipelined connections to every backend; ``suspects`` (the core's
     DTClient) is shared, so both clients skip the same failed backends."""
 
-    def __init__(self, suspects, password: str | None = None, timeout: float = 1.0):
+    def __init__(self, suspects, password: str | None = None, timeout: float = 1.0,
+                 username: str | None = None):
         self.suspects = suspects
         self.password = password
+        self.username = username
         self.timeout = timeout
         self._links: dict[str, _Link] = {}
         self._connecting: dict[str, asyncio.Future] = {}
@@ -140,8 +142,8 @@ class AsyncClient:
                 raise RedisTimeoutError(f"Timeout connecting to {node}") from None
             except OSError as e:
                 raise RedisConnectionError(f"Error connecting to {node}: {e}") from e
-            if self.password:
-                link.send(("AUTH", self.password))  # pipelined ahead of every command
+            if self.password:  # pipelined ahead of every command
+                link.send(("AUTH", *filter(None, (self.username, self.password))))
             self._links[node] = link
             waiting.set_result(link)
             return link

@@ -90,16 +90,25 @@ def _text(key: bytes) -> str:
     return key.decode("utf-8", "replace")
 
 
-def http_ring(node: NodeSpec) -> dict:
-    """A DTServer's ``ring`` answer, over HTTP."""
-    return requests.get(f"{node.http}/ring", timeout=3).json()
+def http_ring(node: NodeSpec, headers: dict[str, str]) -> dict:
+    """A DTServer's ``ring`` answer, over HTTP (an admin method: ``headers``
+    carry the cluster secret)."""
+    reply = requests.get(f"{node.http}/ring", headers=headers, timeout=3)
+    body = reply.json()
+    if not reply.ok:
+        raise ValueError(body.get("error") if isinstance(body, dict) else reply.reason)
+    return body
 
 
 def check(config: ClusterConfig, repair: bool = False, batch: int = 500,
-          ring_of: Callable[[NodeSpec], dict] = http_ring) -> Report:
+          ring_of: Callable[[NodeSpec], dict] | None = None) -> Report:
     """``ring_of(node)`` asks a DTServer which ring it routes by (a DTServer
     running the check answers for itself without a request to itself)."""
-    client = DTClient(password=config.password, timeout=5.0, cooldown=0)
+    if ring_of is None:
+        def ring_of(node: NodeSpec) -> dict:
+            return http_ring(node, config.admin_headers())
+    client = DTClient(password=config.password, username=config.username, timeout=5.0,
+                      cooldown=0)
     try:
         return _check(config, client, repair, batch, ring_of)
     finally:
@@ -129,8 +138,9 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
             info = ring_of(n)
         except (requests.RequestException, ValueError) as e:
             if n.redis in ring.nodes:
-                report.problems.append(f"DTServer {n.name} at {n.http} unreachable "
-                                       f"({type(e).__name__})")
+                why = str(e) if type(e) is ValueError else type(e).__name__
+                report.problems.append(f"DTServer {n.name} at {n.http} did not tell its "
+                                       f"ring ({why})")
             continue
         if info.get("token") != state.token:
             report.problems.append(f"DTServer {n.name} routes by epoch {info.get('epoch')}, "

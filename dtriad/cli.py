@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 
 from . import cluster as local
 from .config import ClusterConfig
+from .deploy import CONFIG_PATH
 from .exceptions import DtriadError
 from .procs import stop_pid
 
@@ -207,15 +209,17 @@ def _wait_ring(directory, done, timeout: float, what: str) -> None:
 
 @main.command()
 @dir_option
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="A host's dtriad.toml instead of a local cluster's directory.")
 @click.option("--repair", is_flag=True,
               help="Overwrite missing and differing copies from the first live copy; "
                    "delete misplaced ones.")
-def check(directory, repair):
+def check(directory, config_path, repair):
     """Verify both invariants on the live cluster; exit 1 on any problem."""
     from .check import check as run_check
 
     try:
-        config = ClusterConfig.load(local.cluster_file(directory))
+        config = ClusterConfig.load(config_path or local.cluster_file(directory))
         report = run_check(config, repair=repair)
     except DtriadError as e:
         _fail(e)
@@ -230,9 +234,10 @@ def check(directory, repair):
                                        "allow_interspersed_args": False})
 @click.option("-h", "host", help="A DTServer's host (default 127.0.0.1 when -p is given).")
 @click.option("-p", "port", type=click.IntRange(1, 65535), help="A DTServer's HTTP port.")
-@click.option("--cluster", "cluster_dir", type=click.Path(file_okay=False),
-              help=f"Directory of a local cluster's cluster.json (default: {local.DEFAULT_DIR}); "
-                   f"its DTServers are tried in turn.")
+@click.option("--cluster", "cluster_dir", type=click.Path(),
+              help=f"A local cluster's directory (default: {local.DEFAULT_DIR}) or a host's "
+                   f"dtriad.toml; its DTServers are tried in turn, and its secret "
+                   f"unlocks the admin commands (with -h/-p: $DTRIAD_SECRET).")
 @click.option("--raw", "mode", flag_value="raw",
               help="Print bare values (the default when output is not a terminal).")
 @click.option("--no-raw", "mode", flag_value="tty",
@@ -257,10 +262,11 @@ def cli_shell(host, port, cluster_dir, mode, timeout, read_quorum, write_quorum,
     from . import console
 
     try:
-        urls = console.endpoints(host, port, cluster_dir)
+        urls, secret = console.endpoints(host, port, cluster_dir)
     except DtriadError as e:
         _fail(e)
-    sys.exit(console.main(urls, list(command), mode, timeout, read_quorum, write_quorum))
+    sys.exit(console.main(urls, list(command), mode, timeout, read_quorum, write_quorum,
+                          secret))
 
 
 @main.command("dtsentinel")
@@ -359,6 +365,113 @@ def _state_file(cluster_path: Path, node_name: str) -> str:
 def _cluster_path(cluster_path: str) -> Path:
     path = Path(cluster_path)
     return path / local.CLUSTER_FILE if path.is_dir() else path
+
+
+@main.group()
+def host():
+    """A production host's parts, each read from one dtriad.toml (what the
+    systemd units that 'dtriad host install' writes run)."""
+
+
+config_option = click.option(
+    "--config", "config_path", default=str(CONFIG_PATH), show_default=True,
+    type=click.Path(dir_okay=False), help="The host's dtriad.toml.")
+
+
+def _exec(make_argv) -> None:
+    try:
+        argv = make_argv()
+    except DtriadError as e:
+        _fail(e)
+    os.execv(argv[0], argv)  # systemd then watches and signals redis-server itself
+
+
+@host.command("backend")
+@config_option
+def host_backend(config_path):
+    """Run this host's Redis backend in the foreground (as [host] node)."""
+    from .host import backend_command
+
+    _exec(lambda: backend_command(config_path))
+
+
+@host.command("sentinel")
+@config_option
+def host_sentinel(config_path):
+    """Run this host's Redis Sentinel in the foreground (on [host] sentinel)."""
+    from .host import sentinel_command
+
+    _exec(lambda: sentinel_command(config_path))
+
+
+@host.command("register")
+@config_option
+@click.option("--timeout", default=600.0, show_default=True, type=click.FloatRange(1),
+              help="Seconds to keep retrying backends that do not answer yet.")
+def host_register(config_path, timeout):
+    """Have this host's Sentinel monitor every backend of the file (idempotent)."""
+    from .host import register
+
+    try:
+        register(config_path, timeout=timeout, log=click.echo)
+    except DtriadError as e:
+        _fail(e)
+
+
+@host.command("server")
+@config_option
+@click.pass_context
+def host_server(ctx, config_path):
+    """Run this host's DTServer in the foreground (and its RESP front end)."""
+    from .host import load, state_file
+
+    try:
+        _, roles = load(config_path)
+        if not roles.node:
+            raise click.UsageError(f"{config_path}: [host] has no node")
+    except DtriadError as e:
+        _fail(e)
+    ctx.invoke(serve, cluster_path=config_path, node_name=roles.node, workers=roles.workers,
+               state_file=state_file(roles))
+
+
+@host.command("dtsentinel")
+@config_option
+@click.pass_context
+def host_dtsentinel(ctx, config_path):
+    """Run the DTSentinel in the foreground (its progress in the data directory)."""
+    from .host import load
+
+    try:
+        _, roles = load(config_path)
+    except DtriadError as e:
+        _fail(e)
+    state = Path(roles.data_dir) / "dtsentinel"
+    state.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ctx.invoke(dtsentinel, cluster_path=config_path, state_path=str(state / "progress.json"))
+
+
+@host.command("install")
+@config_option
+@click.option("--root", default="/", show_default=True, type=click.Path(file_okay=False),
+              help="Install under this directory instead (to inspect the files).")
+@click.option("--no-systemctl", is_flag=True,
+              help="Only write the files: no user, no systemctl.")
+def host_install(config_path, root, no_systemctl):
+    """Install the config (0600) and this host's systemd units; enable and start
+    them, restarting only what changed. Running it twice changes nothing."""
+    from .host import install
+
+    try:
+        report = install(config_path, root=root, systemctl=not no_systemctl)
+    except (DtriadError, OSError, subprocess.CalledProcessError) as e:
+        _fail(e)
+    for path in report.changed:
+        click.echo(f"wrote {path}")
+    for path in report.removed:
+        click.echo(f"removed {path}")
+    if not report.changed and not report.removed:
+        click.echo("nothing changed")
 
 
 @main.command()

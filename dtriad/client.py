@@ -80,10 +80,12 @@ class DTClient:
     """
 
     def __init__(self, nodes: Iterable[str] = (), *, password: str | None = None,
+                 username: str | None = None,
                  timeout: float = 1.0, max_connections: int = 64,
                  pool_factory: PoolFactory | None = None, cooldown: float | None = None,
                  clock: Callable[[], float] = time.monotonic, db: int = 0):
         self.password = password
+        self.username = username  # an ACL user; None: the default user
         self.db = db
         self.timeout = timeout
         self.cooldown = max(1.0, timeout) if cooldown is None else cooldown
@@ -99,7 +101,7 @@ class DTClient:
     def _default_pool(self, node: str) -> redis.ConnectionPool:
         host, port = parse_address(node)
         return redis.BlockingConnectionPool(
-            host=host, port=port, password=self.password, db=self.db,
+            host=host, port=port, username=self.username, password=self.password, db=self.db,
             socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0), max_connections=self.max_connections,
             timeout=self.timeout, protocol=2)  # flat replies, as RESP2 clients expect them

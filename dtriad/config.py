@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -85,6 +87,7 @@ class ClusterConfig:
     vnodes: int = 1
     password: str | None = None
     secret: str | None = None
+    username: str | None = None
     write_quorum: str = "all"
     read_quorum: str = "one"
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
@@ -110,6 +113,17 @@ class ClusterConfig:
         if not isinstance(self.max_value_bytes, int) or self.max_value_bytes < 1:
             raise ConfigurationError(
                 f"max_value_bytes must be a positive integer, got {self.max_value_bytes!r}")
+        if self.username is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.username):
+            raise ConfigurationError(
+                f"username must be letters, digits, '_', '.' or '-', got {self.username!r}")
+        for what in ("password", "secret"):
+            value = getattr(self, what)
+            if value is not None and not re.fullmatch(r"[!-~]+", value):
+                raise ConfigurationError(
+                    f"{what} must be printable ASCII without spaces "
+                    f"(try: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+        if self.username and not self.password:
+            raise ConfigurationError("a username needs a password")
         if not self.backend_timeout > 0:
             raise ConfigurationError(
                 f"backend_timeout must be > 0 seconds, got {self.backend_timeout!r}")
@@ -127,6 +141,10 @@ class ClusterConfig:
         raise ConfigurationError(
             f"no node named {name!r}; nodes are {', '.join(n.name for n in self.nodes)}")
 
+    def admin_headers(self) -> dict[str, str]:
+        """What an HTTP call to a DTServer's admin methods must carry."""
+        return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+
     def required_copies(self, total: int, level: str | None = None) -> int:
         """Acknowledgements a write needs out of ``total`` copies."""
         return required_copies(total, level or self.write_quorum)
@@ -135,7 +153,8 @@ class ClusterConfig:
     def from_dict(cls, data: dict) -> ClusterConfig:
         if not isinstance(data, dict):
             raise ConfigurationError("cluster configuration must be a JSON object")
-        known = {"replicas", "vnodes", "password", "secret", "write_quorum", "read_quorum",
+        known = {"replicas", "vnodes", "password", "secret", "username", "write_quorum",
+                 "read_quorum",
                  "max_value_bytes", "backend_timeout", "epoch"}
         try:
             nodes = tuple(
@@ -151,7 +170,8 @@ class ClusterConfig:
         out = dict(self.extra)
         out.update({
             "replicas": self.replicas, "vnodes": self.vnodes, "password": self.password,
-            "secret": self.secret, "write_quorum": self.write_quorum,
+            "secret": self.secret, "username": self.username,
+            "write_quorum": self.write_quorum,
             "read_quorum": self.read_quorum,
             "max_value_bytes": self.max_value_bytes, "backend_timeout": self.backend_timeout,
             "epoch": self.epoch,
@@ -162,17 +182,29 @@ class ClusterConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> ClusterConfig:
+        """``cluster.json`` (a local cluster) or a host's ``dtriad.toml`` (same keys)."""
         path = Path(path)
         if path.is_dir():
             path = path / "cluster.json"
         try:
-            data = json.loads(path.read_text())
+            text = path.read_text()
         except FileNotFoundError as e:
             raise ConfigurationError(
                 f"no cluster file at {path}; start a cluster with 'dtriad up' "
                 f"or pass --dir") from e
-        except json.JSONDecodeError as e:
-            raise ConfigurationError(f"{path} is not valid JSON: {e}") from e
+        except PermissionError as e:
+            raise ConfigurationError(
+                f"cannot read {path} (it holds secrets, mode 0600): run as its owner") from e
+        if path.suffix == ".toml":
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as e:
+                raise ConfigurationError(f"{path} is not valid TOML: {e}") from e
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ConfigurationError(f"{path} is not valid JSON: {e}") from e
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike) -> None:

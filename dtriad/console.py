@@ -42,13 +42,15 @@ class Remote:
 
     def __init__(self, urls: list[str], timeout: float = 30.0,
                  on_failover: Callable[[str, str, str], None] | None = None,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None, secret: str | None = None):
         self.urls = [u.rstrip("/") for u in urls]
         self.timeout = timeout
         self.current = 0
         self.connected = True
         self.on_failover = on_failover or (lambda *_: None)
         self.session = session or requests.Session()
+        if secret:  # admin commands (ring, keydist, check, stats) need it
+            self.session.headers["Authorization"] = f"Bearer {secret}"
 
     @property
     def url(self) -> str:
@@ -308,27 +310,34 @@ def repl(sh: Shell) -> None:
             sh.err.write("(interrupted: the command may still run on the DTServer)\n")
 
 
-def endpoints(host: str | None, port: int | None, cluster_dir: str | None) -> list[str]:
-    """The DTServers to try: ``-h/-p``, else every node of the cluster file."""
+def endpoints(host: str | None, port: int | None,
+              cluster: str | None) -> tuple[list[str], str | None]:
+    """The DTServers to try and the cluster secret: ``-h/-p`` (secret from
+    ``$DTRIAD_SECRET``), else every node of the cluster file (a local cluster's
+    directory, or a host's ``dtriad.toml``)."""
+    from pathlib import Path
+
     from .cluster import DEFAULT_DIR, cluster_file
     from .config import ClusterConfig
     from .exceptions import DtriadError
 
     if port is not None or host is not None:
-        if cluster_dir is not None:
+        if cluster is not None:
             raise DtriadError("give either -h/-p or --cluster, not both")
         if port is None:
             raise DtriadError("give the DTServer's HTTP port with -p (dtriad up prints it)")
-        return [f"http://{host or '127.0.0.1'}:{port}"]
-    path = cluster_file(cluster_dir or DEFAULT_DIR)
+        return [f"http://{host or '127.0.0.1'}:{port}"], os.environ.get("DTRIAD_SECRET")
+    path = Path(cluster) if cluster and Path(cluster).is_file() else cluster_file(
+        cluster or DEFAULT_DIR)
     if not path.exists():
         raise DtriadError(f"no cluster file at {path}: start a cluster with 'dtriad up', "
                           f"or point at one with --cluster DIR or -h HOST -p PORT")
-    return [n.http for n in ClusterConfig.load(str(path)).nodes]
+    config = ClusterConfig.load(str(path))
+    return [n.http for n in config.nodes], config.secret
 
 
 def main(urls: list[str], command: list[str], mode: str | None, timeout: float,
-         read_quorum: str | None, write_quorum: str | None) -> int:
+         read_quorum: str | None, write_quorum: str | None, secret: str | None = None) -> int:
     """``dtriad cli``: one command, piped lines, or the prompt. The exit status."""
     stdin_tty, stdout_tty = sys.stdin.isatty(), sys.stdout.isatty()
     interactive = not command and stdin_tty
@@ -337,7 +346,7 @@ def main(urls: list[str], command: list[str], mode: str | None, timeout: float,
         if interactive:
             sys.stderr.write(f"{before} does not answer ({why}); trying {after}\n")
 
-    remote = Remote(urls, timeout=timeout, on_failover=failover)
+    remote = Remote(urls, timeout=timeout, on_failover=failover, secret=secret)
     sh = Shell(remote, mode or ("tty" if stdout_tty else "raw"), sys.stdout.buffer,
                sys.stderr, read_quorum, write_quorum)
     if command:

@@ -175,6 +175,7 @@ class DTCore:
         self.config = config
         self.client = client or DTClient([n.redis for n in config.nodes],
                                          password=config.password,
+                                         username=config.username,
                                          timeout=config.backend_timeout)
         self.stats = Stats()
         self.state_file = Path(state_file) if state_file else None
@@ -261,11 +262,19 @@ class DTCore:
             return True
         return False
 
+    def authorize(self, secret: str | None, what: str) -> None:
+        """Admin and internal methods need the cluster secret (when it has one)."""
+        if self.config.secret is None:
+            return
+        if not hmac.compare_digest(str(secret or "").encode(), self.config.secret.encode()):
+            raise AuthError(f"{what} needs the cluster secret ('secret' in cluster.json or "
+                            f"dtriad.toml), sent as 'Authorization: Bearer <secret>'")
+
     def install(self, secret: str | None, state_json: str | None) -> dict:
         """A ring pushed by the DTSentinel: authenticated, never older than ours."""
-        if not self.config.secret or not hmac.compare_digest(
-                str(secret or "").encode(), self.config.secret.encode()):
-            raise AuthError("ring updates need the cluster secret (cluster.json 'secret')")
+        if not self.config.secret:
+            raise AuthError("this DTServer has no cluster secret, so it takes no ring updates")
+        self.authorize(secret, "ringUpdate")
         if not state_json:
             raise ArgumentError("missing argument 'state'; usage: ringUpdate secret state")
         state = RingState.from_json(state_json)

@@ -13,8 +13,8 @@ from .check import check
 from .procs import wait_until
 
 
-def _ring(entry: str) -> dict:
-    return requests.get(f"{entry}/ring", timeout=5).json()
+def _ring(entry: str, headers: dict[str, str]) -> dict:
+    return requests.get(f"{entry}/ring", headers=headers, timeout=5).json()
 
 
 def _show_check(config, echo) -> None:
@@ -34,9 +34,11 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
         ring = config.ring()
         names = {n.redis: n.name for n in config.nodes}
         entry = config.nodes[0].http
+        admin = config.admin_headers()  # 'ring' is an admin method: it needs the secret
         for node in config.nodes:
             echo(f"   {node.name}: redis {node.redis}, http {node.http}")
         backends = {n.redis: redis.Redis(host=n.redis_host, port=n.redis_port,
+                                         username=config.username,
                                          password=config.password, socket_timeout=2)
                     for n in config.nodes}
 
@@ -73,9 +75,10 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
             raise RuntimeError("some keys were not readable")
 
         echo("\n== Sentinel calls it down; the DTSentinel rebuilds the ring without it")
-        wait_until(lambda: _ring(entry)["epoch"] >= 1 and not _ring(entry)["pending_epoch"],
+        wait_until(lambda: _ring(entry, admin)["epoch"] >= 1
+                   and not _ring(entry, admin)["pending_epoch"],
                    60, "the ring to be repaired", interval=0.1)
-        info = _ring(entry)
+        info = _ring(entry, admin)
         echo(f"   ring epoch {info['epoch']}: "
              f"{', '.join(n['name'] for n in info['nodes'] if n['state'] == 'up')}")
         _show_check(config, echo)
@@ -87,9 +90,9 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
         echo("\n== adding a node: it joins, and its arcs are copied to it")
         spec = local.add_node(directory, log=lambda *_: None)
         wait_until(lambda: any(n["name"] == spec.name and n["state"] == "up"
-                               for n in _ring(entry)["nodes"]) and not _ring(entry)[
+                               for n in _ring(entry, admin)["nodes"]) and not _ring(entry, admin)[
             "pending_epoch"], 60, f"{spec.name} to join", interval=0.1)
-        info = _ring(entry)
+        info = _ring(entry, admin)
         echo(f"   ring epoch {info['epoch']}: "
              f"{', '.join(n['name'] for n in info['nodes'] if n['state'] == 'up')}")
         migration = info.get("migration") or {}

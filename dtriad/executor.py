@@ -40,6 +40,7 @@ class Executor:
 
     client: DTClient
     password: str | None = None
+    username: str | None = None  # an ACL user (MIGRATE ... AUTH2 user password)
     versions: DTClient | None = None  # on database 2; None: versions do not move
     scan_count: int = 1000
     timeout_ms: int = 10_000
@@ -94,7 +95,8 @@ class Executor:
     def migrate(self, source: str, dest: str, keys: list[bytes], replace: bool = True) -> None:
         """One batched MIGRATE; without ``replace``, keys the target has are kept."""
         host, port = parse_address(dest)
-        auth = ("AUTH", self.password) if self.password else ()
+        auth = (("AUTH2", self.username, self.password) if self.username
+                else ("AUTH", self.password) if self.password else ())
         options = ("COPY", "REPLACE") if replace else ("COPY",)
         for client, db in ((self.client, 0), (self.versions, VERSION_DB)):
             if client is None:

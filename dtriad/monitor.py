@@ -24,7 +24,8 @@ def sentinel_client(address: str, password: str | None, timeout: float = 2.0) ->
 
 
 def register(sentinels: list[str], name: str, backend: str, password: str | None,
-             down_after_ms: int = 1000, timeout: float = 15.0) -> None:
+             down_after_ms: int = 1000, timeout: float = 15.0,
+             username: str | None = None) -> None:
     """Make every Sentinel monitor ``backend`` as master ``name`` (idempotent).
 
     A new master is first monitored with a long down-after period, and the
@@ -45,6 +46,8 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
             if not known:
                 client.sentinel_monitor(name, host, port, quorum)
                 client.sentinel_set(name, "down-after-milliseconds", 60_000)
+            if username:
+                client.sentinel_set(name, "auth-user", username)
             if password:
                 client.sentinel_set(name, "auth-pass", password)
             client.sentinel_set(name, "failover-timeout", FAILOVER_TIMEOUT_MS)

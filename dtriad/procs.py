@@ -171,21 +171,28 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
 
 
 def redis_config(port: int, directory: Path, password: str | None, persist: bool,
-                 host: str = "127.0.0.1") -> str:
+                 host: str = "127.0.0.1", username: str | None = None,
+                 logfile: str | None = None) -> str:
+    """A backend's redis.conf. With ``username``, that ACL user is the only way in
+    (the default user is switched off); else ``requirepass``. ``logfile`` ""
+    logs to stdout (systemd's journal); None: DIRECTORY/redis.log."""
+    logfile = str(directory / "redis.log") if logfile is None else logfile
     lines = [
         f"bind {host}", f"port {port}", f"dir {directory}", "daemonize no",
-        "save ''", "protected-mode yes", f"logfile {directory / 'redis.log'}",
+        "save ''", "protected-mode yes", f"logfile \"{logfile}\"",
     ]
     if persist:
         lines += ["appendonly yes", "appendfsync everysec", "appendfilename appendonly.aof"]
     else:
         lines += ["appendonly no"]
-    if password:
+    if username:
+        lines += ["user default off", f"user {username} on >{password} ~* &* +@all"]
+    elif password:
         lines += [f"requirepass {password}", f"masterauth {password}"]
     return "\n".join(lines) + "\n"
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (configuration holding a password)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -193,12 +200,14 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _launch(args: list[str], directory: Path, host: str, port: int, password: str | None,
-            timeout: float, what: str, log: Path) -> subprocess.Popen:
+            timeout: float, what: str, log: Path, username: str | None = None
+            ) -> subprocess.Popen:
     """Start a Redis process in its own session; return once it answers PING."""
     proc = subprocess.Popen(args, cwd=directory, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    client = redis.Redis(host=host, port=port, password=password, socket_timeout=1)
+    client = redis.Redis(host=host, port=port, username=username, password=password,
+                         socket_timeout=1)
     try:
         wait_until(client.ping, timeout, what, proc=proc, log=log)
     except (TimeoutError, RuntimeError):
@@ -210,13 +219,26 @@ def _launch(args: list[str], directory: Path, host: str, port: int, password: st
 
 
 def start_redis(port: int, directory: Path, password: str | None = None, persist: bool = True,
-                host: str = "127.0.0.1", timeout: float = 10.0) -> subprocess.Popen:
+                host: str = "127.0.0.1", timeout: float = 10.0,
+                username: str | None = None) -> subprocess.Popen:
     """Start ``redis-server`` in its own session; return once it answers PING."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "redis.conf"
-    _write_private(conf, redis_config(port, directory, password, persist, host))
+    write_private(conf, redis_config(port, directory, password, persist, host, username))
     return _launch([redis_server_binary(), str(conf)], directory, host, port, password,
-                   timeout, f"redis-server on port {port}", directory / "redis.log")
+                   timeout, f"redis-server on port {port}", directory / "redis.log", username)
+
+
+def sentinel_config(port: int, directory: Path, password: str | None,
+                    host: str = "127.0.0.1", logfile: str | None = None) -> str:
+    """A Sentinel's starting file (it rewrites it as it learns); ``logfile`` as
+    for :func:`redis_config`."""
+    logfile = str(directory / "sentinel.log") if logfile is None else logfile
+    lines = [f"bind {host}", f"port {port}", f"dir {directory}", "daemonize no",
+             f"logfile \"{logfile}\"", "sentinel deny-scripts-reconfig yes"]
+    if password:
+        lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
+    return "\n".join(lines) + "\n"
 
 
 def start_sentinel(port: int, directory: Path, password: str | None = None,
@@ -224,12 +246,8 @@ def start_sentinel(port: int, directory: Path, password: str | None = None,
     """Start a Redis Sentinel (``redis-server FILE --sentinel``) in its own session."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "sentinel.conf"
-    lines = [f"bind {host}", f"port {port}", f"dir {directory}", "daemonize no",
-             f"logfile {directory / 'sentinel.log'}", "sentinel deny-scripts-reconfig yes"]
-    if password:
-        lines += [f"requirepass {password}", f"sentinel sentinel-pass {password}"]
     if not conf.exists():  # Sentinel rewrites its file; a restart keeps what it learnt
-        _write_private(conf, "\n".join(lines) + "\n")
+        write_private(conf, sentinel_config(port, directory, password, host))
     return _launch([redis_server_binary(), str(conf), "--sentinel"], directory, host, port,
                    password, timeout, f"Redis Sentinel on port {port}",
                    directory / "sentinel.log")

@@ -357,7 +357,7 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
     loop = asyncio.get_running_loop()
     core = DTCore(config, state_file=state_file)
     core.start_repairs()
-    client = AsyncClient(core.client, password=config.password,
+    client = AsyncClient(core.client, password=config.password, username=config.username,
                          timeout=config.backend_timeout)
     server = RespServer(core, client, port)
     listener = await loop.create_server(lambda: Session(server), host, port,

@@ -171,10 +171,10 @@ class DTSentinel:
         self.config = ClusterConfig.load(self.cluster_file)
         self.sentinels = sentinels or SentinelView(
             self.config.extra.get("sentinels", []), self.config.password)
-        self.client = DTClient(password=self.config.password, timeout=10.0, cooldown=0)
-        self.versions = DTClient(password=self.config.password, timeout=10.0, cooldown=0,
-                                 db=VERSION_DB)
-        self.executor = Executor(self.client, self.config.password, versions=self.versions)
+        auth = {"password": self.config.password, "username": self.config.username}
+        self.client = DTClient(**auth, timeout=10.0, cooldown=0)
+        self.versions = DTClient(**auth, timeout=10.0, cooldown=0, db=VERSION_DB)
+        self.executor = Executor(self.client, **auth, versions=self.versions)
         self.push_timeout = push_timeout
         self.settle = settle
         self.sleep = sleep

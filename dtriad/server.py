@@ -81,9 +81,17 @@ class DtJsonDocument(JsonDocument):
         return status_line(as_dtriad_error(fault).http_status)
 
 
-def _call(ctx, method: str, run) -> Any:
+def bearer(environ: dict) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if any."""
+    scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
+
+
+def _call(ctx, method: str, run, admin: bool = False) -> Any:
     core: DTCore = ctx.udc
     try:
+        if admin:
+            core.authorize(bearer(ctx.transport.req_env), method)
         result = run(core)
     except DtriadError as e:
         core.stats.record(method, e.code)
@@ -140,7 +148,7 @@ def check_report(core: DTCore, own: tuple[str, int]) -> dict:
     def ring_of(node: NodeSpec) -> dict:
         if (node.http_host, node.http_port) == own:
             return core.ring_info()
-        return http_ring(node)
+        return http_ring(node, config.admin_headers())
 
     report = run_check(config, ring_of=ring_of)
     return report.as_dict({n.redis: n.name for n in nodes})
@@ -235,15 +243,16 @@ class DTService(ServiceBase):
     @rpc(_returns=AnyDict)
     def check(ctx):
         """Both invariants over every backend (what ``dtriad check`` reports)."""
-        return _call(ctx, "check", lambda core: check_report(core, _own_address(ctx)))
+        return _call(ctx, "check", lambda core: check_report(core, _own_address(ctx)),
+                     admin=True)
 
     @rpc(_returns=AnyDict)
     def ring(ctx):
-        return _call(ctx, "ring", lambda core: core.ring_info())
+        return _call(ctx, "ring", lambda core: core.ring_info(), admin=True)
 
     @rpc(_returns=AnyDict)
     def keyDist(ctx):
-        return _call(ctx, "keyDist", lambda core: core.key_dist())
+        return _call(ctx, "keyDist", lambda core: core.key_dist(), admin=True)
 
     @rpc(_returns=AnyDict)
     def health(ctx):
@@ -260,7 +269,8 @@ class DTService(ServiceBase):
     @rpc(_returns=AnyDict)
     def stats(ctx):
         return _call(ctx, "stats", lambda core: {**core.stats.snapshot(),
-                                                  "repairs": core.repairs.snapshot()})
+                                                  "repairs": core.repairs.snapshot()},
+                     admin=True)
 
 
 def make_wsgi_app(core: DTCore) -> WsgiApplication:

@@ -171,6 +171,26 @@ def test_admin_methods(api):
     assert stats["requests"]["set"] == 1 and stats["total"] >= 4
 
 
+@pytest.mark.parametrize("method", ["ring", "keyDist", "stats", "check"])
+def test_admin_methods_need_the_cluster_secret(fake_cluster, method):
+    core, _ = fake_cluster(secret="cluster-secret-1")
+    client = Client(make_wsgi_app(core))
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
+        reply = client.get(f"/{method}", headers=headers)
+        body = json.loads(reply.data)
+        assert reply.status_code == 401 and body["code"] == "NOAUTH", body
+        assert "Authorization: Bearer" in body["error"]
+        assert "cluster-secret-1" not in reply.data.decode()
+    # The secret in the query string is not how: it would end up in access logs.
+    assert client.get(f"/{method}?secret=cluster-secret-1").status_code == 401
+    if method != "check":  # check would ask the other (fake) DTServers over HTTP
+        ok = client.get(f"/{method}", headers={"Authorization": "Bearer cluster-secret-1"})
+        assert ok.status_code == 200, ok.data
+        assert "cluster-secret-1" not in ok.data.decode()
+    # A liveness probe (a load balancer's) has no secret to send.
+    assert client.get("/health").status_code == 200
+
+
 def test_health_reports_degraded_and_down(api):
     client, core, backends = api
     backends.down(core.ring.nodes[0])

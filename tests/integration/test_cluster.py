@@ -44,7 +44,8 @@ def test_500_keys_land_on_exactly_their_three_backends(cluster5):
         holders = {addr for addr, r in direct.items() if r.get(f"k{i}") == f"v{i}".encode()}
         assert holders == set(ring.preference_list(f"k{i}"))
         assert len(holders) == 3
-    dist = session.get(f"{cluster5.nodes[0].http}/keyDist").json()
+    dist = session.get(f"{cluster5.nodes[0].http}/keyDist",
+                       headers=cluster5.admin_headers()).json()
     assert sum(d["misplaced"] for d in dist.values()) == 0
     assert sum(d["master"] for d in dist.values()) >= 500
 

@@ -185,7 +185,8 @@ def test_a_backup_paused_mid_load_is_repaired_and_no_acknowledged_write_is_lost(
     assert sum(len(acked[k]) for k in keys if ring.master(k) != victim.redis) > 0
 
     def repaired() -> bool:
-        stats = [requests.get(f"{n.http}/stats", timeout=5).json()["repairs"]
+        stats = [requests.get(f"{n.http}/stats", headers=cluster3.admin_headers(),
+                              timeout=5).json()["repairs"]
                  for n in cluster3.nodes for _ in range(4)]  # reach both workers
         return all(s["pending"] == 0 for s in stats)
 
@@ -216,7 +217,7 @@ def test_a_quorum_read_returns_the_newest_copy(cluster3):
     assert master.get(key) == b"new"  # repaired by the read
     bad = requests.get(f"{http}/get", params={"key": key, "read_quorum": "all"})
     assert bad.status_code == 400 and "read_quorum must be one of one, quorum" in bad.text
-    ring = requests.get(f"{http}/ring").json()
+    ring = requests.get(f"{http}/ring", headers=cluster3.admin_headers()).json()
     assert (ring["write_quorum"], ring["read_quorum"]) == ("all", "one")
 
 

@@ -254,7 +254,8 @@ def test_join_while_writing_with_two_workers_per_dtserver(cluster):
     assert keys and all(backend(config, node).get(k) == before[k].encode() for k in keys)
     # Both workers of every DTServer use the new ring.
     for n in reload(config).nodes:
-        epochs = {requests.get(f"{n.http}/ring", timeout=3).json()["epoch"]
+        epochs = {requests.get(f"{n.http}/ring", headers=config.admin_headers(),
+                               timeout=3).json()["epoch"]
                   for _ in range(8)}
         assert epochs == {1}
 
@@ -355,10 +356,11 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
         wait_until(lambda: json.loads(state.read_text())["phase"] == "copying", CONVERGE,
                    "the migration to start copying", interval=0.02)
         # The pending ring is pushed right after it is persisted: DTServers show it.
-        url = f"{config.nodes[0].http}/ring"
-        wait_until(lambda: requests.get(url, timeout=5).json()["pending_epoch"] == 1, 10,
+        url, admin = f"{config.nodes[0].http}/ring", config.admin_headers()
+        wait_until(lambda: requests.get(url, headers=admin,
+                                        timeout=5).json()["pending_epoch"] == 1, 10,
                    "the DTServer to show the pending ring", interval=0.01)
-        ring = requests.get(url, timeout=5).json()
+        ring = requests.get(url, headers=admin, timeout=5).json()
         assert ring["migration"]["phase"] == "copying"
         assert {n["name"]: n["state"] for n in ring["nodes"]}["n2"] == "leaving"
         pid = reload(config).extra["dtsentinel_pid"]

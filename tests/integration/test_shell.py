@@ -37,9 +37,13 @@ def http_port(config) -> int:
     return config.nodes[0].http_port
 
 
-def dtriad_cli(config, *args, stdin: bytes | None = None):
+def dtriad_cli(config, *args, stdin: bytes | None = None, secret: bool = True):
+    """``dtriad cli -p PORT``; the admin commands' secret from $DTRIAD_SECRET."""
+    env = {k: v for k, v in os.environ.items() if k != "DTRIAD_SECRET"}
+    if secret:
+        env["DTRIAD_SECRET"] = config.secret
     return subprocess.run([sys.executable, "-m", "dtriad", "cli", "-p", str(http_port(config)),
-                           *args], input=stdin, capture_output=True, timeout=60)
+                           *args], input=stdin, capture_output=True, timeout=60, env=env)
 
 
 def redis_cli(port: int, password: str, *args, stdin: bytes | None = None):
@@ -145,6 +149,13 @@ def test_admin_commands(cluster):
     assert "requests: " in dtriad_cli(cluster, "stats").stdout.decode()
     wrong = dtriad_cli(cluster, "ring", "extra")
     assert wrong.returncode == 1 and wrong.stderr == b"usage: RING\n"
+    for command in ("ring", "keydist", "check", "stats"):  # admin: the secret is needed
+        refused = dtriad_cli(cluster, command, secret=False)
+        assert refused.returncode == 1 and refused.stdout.startswith(b"NOAUTH "), refused
+        assert b"needs the cluster secret" in refused.stdout
+    assert dtriad_cli(cluster, "health", secret=False).returncode == 0
+    shown = dtriad_cli(cluster, "--json", "ring").stdout.decode()
+    assert cluster.secret not in shown and cluster.password not in shown
 
 
 def test_bad_input_is_refused_with_a_reason(cluster):
