@@ -21,7 +21,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis[lua]>=2.20",
-                 "pexpect>=4.9"],
+                 "pexpect>=4.9", "moto[ec2]>=5.0", "boto3>=1.34", "tomli-w>=1.0"],
+        # deploy/aws: launching EC2 hosts, and writing each one's dtriad.toml
+        "aws": ["boto3>=1.34", "tomli-w>=1.0"],
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={"console_scripts": ["dtriad=dtriad.cli:main"]},

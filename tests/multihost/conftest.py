@@ -109,8 +109,8 @@ class Cluster:
         for _, proc in self.procs:
             stop_pid(proc.pid, timeout=5)
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+    def logs(self, tail: int = 3000) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-tail:]}"
                          for p in sorted(self.workdir.glob("*.log")))
 
     # --------------------------------------------------------------- client

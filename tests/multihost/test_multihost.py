@@ -55,6 +55,10 @@ def test_a_dead_host_is_repaired_around_and_nothing_acknowledged_is_lost(hosts):
     report = hosts.check()
     assert report.returncode == 0, report.stdout + report.stderr
     assert "[OK]" in report.stdout
+    # Every process's log (Redis, Sentinel, DTServers, DTSentinel): no secret in it.
+    logs = hosts.logs(tail=10**7)
+    assert "monitors n4" in logs and "epoch 1" in logs
+    assert hosts.config.password not in logs and hosts.config.secret not in logs
 
 
 @pytest.mark.parametrize("hosts", [60_000], indirect=True)  # no eviction during the cut
