@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,7 +136,9 @@ def install(config_path: str | os.PathLike, root: str | os.PathLike = "/",
     run = run or (lambda argv: subprocess.run(argv, check=True))
     root = Path(root)
     report = InstallReport()
-    dtriad = dtriad or shutil.which("dtriad") or "/opt/dtriad/bin/dtriad"
+    beside = Path(sys.executable).parent / "dtriad"  # this install's own script
+    dtriad = dtriad or (str(beside) if beside.exists() else shutil.which("dtriad")
+                        or "/opt/dtriad/bin/dtriad")
     etc_config = root / CONFIG_PATH.relative_to("/")
     config_changed = _put(etc_config, Path(config_path), None, 0o600, report)
     if systemctl:

@@ -227,7 +227,8 @@ class RespServer:
         if len(args) > 2:
             return error("ERR syntax error")
         user, password = (b"default", args[0]) if len(args) == 1 else args
-        if user != b"default" or not hmac.compare_digest(password, self.password.encode()):
+        users = {b"default", (self.core.config.username or "default").encode()}
+        if user not in users or not hmac.compare_digest(password, self.password.encode()):
             return error("WRONGPASS invalid username-password pair or user is disabled.")
         session.authed = True
         return OK

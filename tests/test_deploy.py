@@ -122,3 +122,20 @@ def test_a_host_file_in_toml_loads_like_cluster_json(tmp_path):
     bad.write_text("replicas = \n")
     with pytest.raises(ConfigurationError, match="is not valid TOML"):
         ClusterConfig.load(bad)
+
+
+def test_dtriad_host_install_command_says_what_it_wrote_then_nothing(tmp_path):
+    from click.testing import CliRunner
+
+    from dtriad.cli import main
+
+    source = write(tmp_path / "s.toml", {"sentinel": "10.0.0.20:26379", "dtsentinel": True})
+    args = ["host", "install", "--config", str(source), "--root", str(tmp_path / "r"),
+            "--no-systemctl"]
+    first = CliRunner().invoke(main, args)
+    assert first.exit_code == 0, first.output
+    assert first.output.count("wrote ") == 4  # the file and three units
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0 and again.output == "nothing changed\n"
+    missing = CliRunner().invoke(main, ["host", "backend", "--config", str(source)])
+    assert missing.exit_code == 1 and "[host] has no node" in missing.output
