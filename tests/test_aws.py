@@ -146,14 +146,31 @@ def test_the_newest_debian_image_is_found(ec2):
         cloud.debian_ami(ec2, owner=account, pattern="debian-99-*")
 
 
+def aws_cli():
+    """deploy/aws/__main__.py's click group, loaded as 'python deploy/aws' runs it."""
+    spec = importlib.util.spec_from_file_location("dtriad_aws_cli", AWS / "__main__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def test_without_credentials_the_cli_says_so(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                 "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    result = CliRunner().invoke(aws_cli(), ["teardown", "--name", "x", "--region", REGION])
+    assert result.exit_code == 1
+    assert "AWS refused: Unable to locate credentials" in result.output
+
+
 def test_dry_run_prints_the_whole_plan_without_calling_aws(monkeypatch):
     import boto3 as module
 
     monkeypatch.setattr(module, "client", lambda *a, **k: pytest.fail("AWS was called"))
-    spec = importlib.util.spec_from_file_location("dtriad_aws_cli", AWS / "__main__.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # deploy/aws/__main__.py, as 'python deploy/aws' runs it
-    aws = module.main
+    aws = aws_cli()
 
     result = CliRunner().invoke(aws, ["provision", "--name", "demo", "--nodes", "4",
                                       "--key-name", "ops", "--client-cidr", "203.0.113.0/24",

@@ -17,6 +17,12 @@ def _ec2(region: str):
     return boto3.client("ec2", region_name=region)
 
 
+def _aws_errors():
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return BotoCoreError, ClientError
+
+
 @click.group()
 def main():
     """dtriad on EC2: N node hosts and a Sentinel host, installed at first boot."""
@@ -50,6 +56,10 @@ def provision_command(dry_run, region, **kwargs):
         cluster = provision(_ec2(region), options, log=click.echo)
     except DtriadError as e:
         raise click.ClickException(str(e)) from e
+    except _aws_errors() as e:
+        raise click.ClickException(
+            f"AWS refused: {e}\nanything already created is tagged; remove it with: "
+            f"python deploy/aws teardown --name {kwargs['name']} --region {region}") from e
     click.echo(f"\ncluster {options.name}: security group {cluster.security_group}")
     for host in cluster.hosts:
         where = host.public_ip or host.address
@@ -69,7 +79,10 @@ def provision_command(dry_run, region, **kwargs):
 @click.option("--dry-run", is_flag=True, help="List what would be removed.")
 def teardown_command(name, region, dry_run):
     """Terminate the cluster's instances and delete its security group (by tag)."""
-    teardown(_ec2(region), name, dry_run=dry_run, log=click.echo)
+    try:
+        teardown(_ec2(region), name, dry_run=dry_run, log=click.echo)
+    except _aws_errors() as e:
+        raise click.ClickException(f"AWS refused: {e}") from e
 
 
 if __name__ == "__main__":
