@@ -43,6 +43,11 @@ def required_copies(total: int, level: str) -> int:
     return total
 
 
+def admin_headers(secret: str | None) -> dict[str, str]:
+    """The header a DTServer's admin methods need: the cluster secret as a Bearer token."""
+    return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+
 @dataclass(frozen=True)
 class NodeSpec:
     """One node: its Redis backend and its DTServer."""
@@ -143,7 +148,7 @@ class ClusterConfig:
 
     def admin_headers(self) -> dict[str, str]:
         """What an HTTP call to a DTServer's admin methods must carry."""
-        return {"Authorization": f"Bearer {self.secret}"} if self.secret else {}
+        return admin_headers(self.secret)
 
     def required_copies(self, total: int, level: str | None = None) -> int:
         """Acknowledgements a write needs out of ``total`` copies."""

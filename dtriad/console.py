@@ -50,7 +50,9 @@ class Remote:
         self.on_failover = on_failover or (lambda *_: None)
         self.session = session or requests.Session()
         if secret:  # admin commands (ring, keydist, check, stats) need it
-            self.session.headers["Authorization"] = f"Bearer {secret}"
+            from .config import admin_headers
+
+            self.session.headers.update(admin_headers(secret))
 
     @property
     def url(self) -> str:

@@ -96,16 +96,20 @@ def pick_addresses(cidr: str, used: set[str], count: int) -> list[str]:
 
 
 def cluster_dict(options: Options, addresses: list[str], password: str,
-                 secret: str) -> dict:
-    """The cluster part of every host's dtriad.toml (nodes, then the Sentinel host)."""
+                 secret: str, public: dict[str, str] | None = None) -> dict:
+    """The cluster part of every host's dtriad.toml (nodes, then the Sentinel host).
+    ``public`` (private -> public address) is where clients outside the VPC reach
+    the DTServers; the Redis address, the node's place on the ring, stays private."""
     *node_ips, sentinel_ip = addresses
+    reach = public or {}
     return {
         "replicas": options.replicas, "vnodes": options.vnodes,
         "write_quorum": options.write_quorum, "read_quorum": "one",
         "username": "dtriad", "password": password, "secret": secret,
         "sentinels": [f"{sentinel_ip}:{PORTS['sentinel']}"],
         "nodes": [{"name": f"n{i}", "redis": f"{ip}:{PORTS['redis']}",
-                   "http": f"http://{ip}:{PORTS['http']}", "resp": f"{ip}:{PORTS['resp']}"}
+                   "http": f"http://{reach.get(ip, ip)}:{PORTS['http']}",
+                   "resp": f"{reach.get(ip, ip)}:{PORTS['resp']}"}
                   for i, ip in enumerate(node_ips, 1)],
     }
 
@@ -304,13 +308,8 @@ def provision(ec2, options: Options, out_dir: Path = Path("."), wait: bool = Tru
              for i in r["Instances"]}
     for host in cluster.hosts:
         host.public_ip = found[host.instance_id].get("PublicIpAddress")
-    client = cluster_dict(options, addresses, password, secret)
-    if options.public_ip:  # the operator reaches the DTServers by their public address
-        public = {h.address: h.public_ip for h in cluster.hosts if h.public_ip}
-        for node in client["nodes"]:
-            for key in ("http", "resp"):
-                for private, pub in public.items():
-                    node[key] = node[key].replace(f"{private}:", f"{pub}:")
+    client = cluster_dict(options, addresses, password, secret,
+                          public={h.address: h.public_ip for h in cluster.hosts if h.public_ip})
     path = out_dir / f"dtriad-{options.name}.toml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the secrets
     with os.fdopen(fd, "w") as f:
