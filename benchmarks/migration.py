@@ -163,7 +163,7 @@ def throughput(keys: int, workdir: Path) -> list[dict]:
         found, cursor = 0, b"0"
         ranges = arc_ranges([(start_pos, end_pos, "a")])
         while True:
-            reply = src.eval(SCAN_ARCS, 0, cursor, 1000, "copy", *ranges)
+            reply = src.eval(SCAN_ARCS, 0, cursor, 1000, "copy", "", 0, *ranges)
             found += (len(reply) - 1) // 2
             cursor = reply[0]
             if cursor in (b"0", 0):

@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .client import DOWN_ERRORS, Outcome, SuspectedDown, _by_sha, _noscript
+from .client import DOWN_ERRORS, Outcome, SuspectedDown, _by_sha, _noscript, check_incarnation
 from .config import parse_address
 from .steps import Execute, Fanout
 
@@ -144,6 +144,13 @@ class AsyncClient:
                 raise RedisConnectionError(f"Error connecting to {node}: {e}") from e
             if self.password:  # pipelined ahead of every command
                 link.send(("AUTH", *filter(None, (self.username, self.password))))
+            expected = self.suspects.incarnations(node)
+            if expected is not None:  # a restarted backend is not served (see client.py)
+                try:
+                    check_incarnation(node, await link.send(("INFO", "server")), expected)
+                except BaseException:
+                    link._fail(RedisConnectionError(f"connection to {node} closed"))
+                    raise
             self._links[node] = link
             waiting.set_result(link)
             return link

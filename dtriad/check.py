@@ -172,7 +172,12 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
         if len(present) > 1 and not _same([digests[(key, n)] for n in present]):
             report.differing.append((key, present))
     if repair:
-        report.repaired = _repair(client, state, report, holders, digests)
+        if state.pending is not None:
+            report.problems.append("not repaired: a migration is running; the repair would "
+                                   "judge copies by the ring it replaces. Run it again "
+                                   "once 'dtriad status' shows no migration")
+        else:
+            report.repaired = _repair(client, state, report, holders, digests)
     return report
 
 
@@ -187,8 +192,12 @@ def _repair(client: DTClient, state: RingState, report: Report,
     ring = state.ring()
     repaired = 0
     for key, node in report.misplaced:
-        client.execute(node, "EVAL", DROP, 1, key)
-        repaired += 1
+        try:  # fenced: refused if a migration began since the ring was read
+            client.execute(node, "EVAL", DROP, 1, key, state.token)
+            repaired += 1
+        except (*DOWN_ERRORS, ResponseError) as e:
+            report.problems.append(f"could not delete {_text(key)!r} on {node}: "
+                                   f"{describe(e)}")
     stale: dict[bytes, set[str]] = defaultdict(set)
     for key, node in report.missing:
         stale[key].add(node)

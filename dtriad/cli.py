@@ -56,17 +56,20 @@ def main():
               help="Redis Sentinels (3 gives a quorum of 2).")
 @click.option("--down-after-ms", default=1000, show_default=True, type=click.IntRange(100),
               help="How long a backend must be unreachable before Sentinel calls it down.")
+@click.option("--dtsentinels", default=1, show_default=True, type=click.IntRange(1, 7),
+              help="DTSentinels: one leads (a lease on a majority of backends), the "
+                   "others take over if it stops.")
 @click.option("--no-persist", is_flag=True, help="Run backends without the append-only file.")
 @dir_option
 def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quorum,
-       backend_timeout, sentinels, down_after_ms, no_persist, directory):
+       backend_timeout, sentinels, down_after_ms, dtsentinels, no_persist, directory):
     """Start a local cluster on loopback and write DIR/cluster.json."""
     try:
         config = local.up(directory, local.UpOptions(
             nodes=nodes, replicas=replicas, vnodes=vnodes, workers=workers,
             max_value_bytes=max_value_bytes, write_quorum=write_quorum,
             read_quorum=read_quorum, backend_timeout=backend_timeout,
-            sentinels=sentinels, down_after_ms=down_after_ms,
+            sentinels=sentinels, down_after_ms=down_after_ms, dtsentinels=dtsentinels,
             persist=not no_persist), log=click.echo)
     except (DtriadError, RuntimeError, TimeoutError) as e:
         _fail(e)

@@ -70,6 +70,59 @@ class SuspectedDown(RedisConnectionError):
     """A backend that failed moments ago is skipped until its cooldown ends."""
 
 
+class Restarted(RedisConnectionError):
+    """A backend answered with another incarnation than the ring admitted: it
+    restarted (or was replaced) and no longer holds what the ring says it
+    holds, so it is treated as down until the DTSentinel brings it back."""
+
+    def __init__(self, node: str, run_id: str, expected: str):
+        super().__init__(f"{node} restarted (run_id {run_id[:8]}..., the ring admitted "
+                         f"{expected[:8]}...): not served until the DTSentinel brings it back")
+        self.node, self.run_id, self.expected = node, run_id, expected
+
+
+def run_id_of(info: Any) -> str:
+    """The ``run_id`` field of an ``INFO server`` reply (raw or parsed)."""
+    if isinstance(info, dict):
+        return str(info.get("run_id", ""))
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("run_id:"):
+            return line[7:].strip()
+    return ""
+
+
+def check_incarnation(node: str, info: Any, expected: str | None) -> None:
+    """Raise :class:`Restarted` unless ``INFO server``'s ``run_id`` is ``expected``."""
+    if expected is None:
+        return
+    run_id = run_id_of(info)
+    if run_id != expected:
+        raise Restarted(node, run_id, expected)
+
+
+class CheckedConnection(redis.Connection):
+    """A connection that, once connected, checks the backend's incarnation
+    against the one the ring admitted (``expected()``; None: no check).
+
+    A backend that restarted has necessarily dropped every connection, so
+    checking each new connection is enough: the connections of the old
+    incarnation are gone, and every new one is checked.
+    """
+
+    def __init__(self, *args: Any, expected: Callable[[], str | None] = lambda: None,
+                 **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._expected = expected
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        super().on_connect_check_health(check_health=check_health)
+        expected = self._expected()
+        if expected is not None:
+            self.send_command("INFO", "server")
+            check_incarnation(f"{self.host}:{self.port}", self.read_response(), expected)
+
+
 class DTClient:
     """Connection pools to every backend, keyed by ``"host:port"``.
 
@@ -94,6 +147,8 @@ class DTClient:
         self.max_connections = max_connections
         self._pool_factory = pool_factory or self._default_pool
         self._pools: dict[str, redis.ConnectionPool] = {}
+        # node -> the run_id the ring admitted it with (set by the request core)
+        self.incarnations: Callable[[str], str | None] = lambda node: None
         self._lock = threading.Lock()
         for node in nodes:
             self.pool(node)
@@ -104,7 +159,8 @@ class DTClient:
             host=host, port=port, username=self.username, password=self.password, db=self.db,
             socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
             retry=Retry(NoBackoff(), 0), max_connections=self.max_connections,
-            timeout=self.timeout, protocol=2)  # flat replies, as RESP2 clients expect them
+            timeout=self.timeout, protocol=2,  # flat replies, as RESP2 clients expect them
+            connection_class=CheckedConnection, expected=lambda: self.incarnations(node))
 
     def pool(self, node: str) -> redis.ConnectionPool:
         pool = self._pools.get(node)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import requests
 
+from .client import DOWN_ERRORS, DTClient, run_id_of
 from .config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec, parse_address
+from .core import newest_ring
 from .exceptions import ConfigurationError
 from .monitor import register, unregister
 from .procs import (
@@ -50,8 +52,11 @@ class UpOptions:
     server: str = "granian"
     sentinels: int = 1
     down_after_ms: int = 1000
+    dtsentinels: int = 1
 
     def __post_init__(self):
+        if self.dtsentinels < 1:
+            raise ConfigurationError(f"--dtsentinels must be at least 1, got {self.dtsentinels}")
         if self.sentinels < 1:
             raise ConfigurationError(f"--sentinels must be at least 1, got {self.sentinels}")
         if self.nodes < 1:
@@ -73,10 +78,16 @@ def _running(config: ClusterConfig) -> list[str]:
         for role, pid in pids.items():
             if pid and pid_alive(pid):
                 alive.append(f"{node.name}/{role} (pid {pid})")
-    for pid in config.extra.get("sentinel_pids", []) + [config.extra.get("dtsentinel_pid")]:
+    for pid in config.extra.get("sentinel_pids", []) + _dtsentinel_pids(config):
         if pid and pid_alive(pid):
             alive.append(f"sentinel (pid {pid})")
     return alive
+
+
+def _dtsentinel_pids(config: ClusterConfig) -> list[int]:
+    """Every DTSentinel's PID: ``dtsentinel_pid`` is the first one's."""
+    pids = [config.extra.get("dtsentinel_pid")] + list(config.extra.get("dtsentinel_pids", []))
+    return list(dict.fromkeys(p for p in pids if p))
 
 
 def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterConfig:
@@ -121,6 +132,7 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                extra={"sentinels": [f"127.0.0.1:{port()}"
                                                     for _ in range(options.sentinels)],
                                       "sentinel_pids": [], "dtsentinel_pid": None,
+                                      "dtsentinels": options.dtsentinels,
                                       "down_after_ms": options.down_after_ms,
                                       "workers": options.workers, "server": options.server})
     try:
@@ -139,12 +151,33 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
         for node, proc in servers:
             _wait_server(directory, node, proc)
         config.save(path)
-        _start_dtsentinel(directory, path, config)
-        config.save(path)
+        for index in range(1, int(config.extra.get("dtsentinels", 1)) + 1):
+            _start_dtsentinel(directory, path, config, index)
+            config.save(path)
+        wait_until(lambda: admitted(config), 60, "the DTSentinel to admit every backend",
+                   interval=0.1, log=directory / "dtsentinel" / "dtsentinel.log")
     except BaseException:
         _stop_all(config, path)
         raise
     return config
+
+
+def admitted(config: ClusterConfig) -> bool:
+    """Does the stored ring name every member's current incarnation? (After a
+    restart every backend has a new one, and the DTSentinel admits them again.)"""
+    client = DTClient(password=config.password, username=config.username, timeout=2.0)
+    try:
+        state, _ = newest_ring(client, [n.redis for n in config.nodes])
+        if state is None or state.pending is not None:
+            return False
+        for member in state.nodes:
+            if member.run_id != run_id_of(client.execute(member.redis, "INFO", "server")):
+                return False
+        return True
+    except DOWN_ERRORS:
+        return False
+    finally:
+        client.close()
 
 
 def _start_sentinels(directory: Path, config: ClusterConfig) -> None:
@@ -158,19 +191,66 @@ def _start_sentinels(directory: Path, config: ClusterConfig) -> None:
                  config.extra.get("down_after_ms", 1000))
 
 
-def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig) -> None:
-    home = directory / "dtsentinel"
+def dtsentinel_home(directory: Path, index: int = 1) -> Path:
+    """The state and log directory of the ``index``-th DTSentinel."""
+    return directory / ("dtsentinel" if index == 1 else f"dtsentinel{index}")
+
+
+def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig,
+                      index: int = 1) -> None:
+    """Start one DTSentinel. The first waits until one of them leads (its state
+    file exists); the others until they are up, as standbys or leaders."""
+    home = dtsentinel_home(directory, index)
     home.mkdir(exist_ok=True)
     state = home / "state.json"
     log_path = home / "dtsentinel.log"
+    started = log_path.stat().st_size if log_path.exists() else 0
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dtriad", "dtsentinel", "--cluster", str(path),
              "--state", str(state)],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True)
-    config.extra["dtsentinel_pid"] = proc.pid
-    wait_until(state.exists, 30, "the DTSentinel", proc=proc, log=log_path)
+    pids = list(config.extra.get("dtsentinel_pids", []))
+    pids += [None] * (index - len(pids))
+    pids[index - 1] = proc.pid  # by index: dtsentinel_pids[i - 1] runs in dtsentinel_home(i)
+    config.extra["dtsentinel_pids"] = pids
+    if index == 1:
+        config.extra["dtsentinel_pid"] = proc.pid
+    if index == 1:
+        wait_until(lambda: any(dtsentinel_home(directory, i).joinpath("state.json").exists()
+                               for i in range(1, 8)), 30, "the DTSentinel", proc=proc,
+                   log=log_path)
+    else:
+        wait_until(lambda: b"started" in log_path.read_bytes()[started:], 30,
+                   f"DTSentinel {index}", proc=proc, log=log_path)
+
+
+def restart_dtsentinel(directory: str | os.PathLike, index: int = 1) -> int:
+    """Start the ``index``-th DTSentinel again (after it was killed); its PID."""
+    directory = Path(directory).resolve()
+    path = cluster_file(directory)
+    config = ClusterConfig.load(path)
+    _start_dtsentinel(directory, path, config, index)
+    config.save(path)
+    return config.extra["dtsentinel_pids"][index - 1]
+
+
+def leading_dtsentinel(directory: str | os.PathLike) -> tuple[int, int | None]:
+    """``(index, pid)`` of the DTSentinel whose log last said it leads (pid None
+    if no running one did)."""
+    directory = Path(directory).resolve()
+    config = ClusterConfig.load(cluster_file(directory))
+    pids = config.extra.get("dtsentinel_pids") or [config.extra.get("dtsentinel_pid")]
+    for index, pid in enumerate(pids, start=1):
+        if not pid or not pid_alive(pid):
+            continue
+        log_path = dtsentinel_home(directory, index) / "dtsentinel.log"
+        lines = [line for line in log_path.read_text(errors="replace").splitlines()
+                 if " leading: " in line or " standby: " in line]
+        if lines and " leading: " in lines[-1]:
+            return index, pid
+    return 1, None
 
 
 def _wait_server(directory: Path, node: NodeSpec, proc: subprocess.Popen) -> None:
@@ -217,11 +297,11 @@ def _stop_server(pid: int, path: Path) -> None:
 
 def _stop_all(config: ClusterConfig, path: Path) -> list[str]:
     stopped = []
-    pid = config.extra.get("dtsentinel_pid")
-    if pid:
+    for pid in _dtsentinel_pids(config):
         stop_pid(pid, needle=str(path), timeout=10)
         stopped.append(f"dtsentinel (pid {pid})")
-        config.extra["dtsentinel_pid"] = None
+    config.extra["dtsentinel_pid"] = None
+    config.extra["dtsentinel_pids"] = []
     for node in config.nodes:
         pids = node.extra.get("pids", {})
         if pids.get("server"):
@@ -359,11 +439,15 @@ def stop_node(directory: str | os.PathLike, name: str) -> list[str]:
 
 def sentinel_progress(directory: str | os.PathLike) -> dict | None:
     """The DTSentinel's persisted state (ring epoch, phase, progress), if any."""
-    state = Path(directory).resolve() / "dtsentinel" / "state.json"
-    try:
-        return json.loads(state.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    newest = None
+    for home in sorted(Path(directory).resolve().glob("dtsentinel*")):
+        try:
+            progress = json.loads((home / "state.json").read_text())
+        except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+            continue
+        if newest is None or progress["ring"]["token"] > newest["ring"]["token"]:
+            newest = progress
+    return newest
 
 
 def start_node(directory: str | os.PathLike, name: str) -> NodeSpec:

@@ -184,6 +184,8 @@ class DTCore:
         self._file_signature: tuple | None = None
         self._lock = threading.Lock()
         self.view = View(RingState.initial(config))
+        # a backend that restarted since the ring admitted it is not served
+        self.client.incarnations = lambda node: self.view.run_ids.get(node)
         self._next_poll = 0.0
         self._next_file_check = 0.0
         self.repairs = Repairs()
@@ -238,14 +240,20 @@ class DTCore:
 
     def _adopt(self, state: RingState, progress: bool = False) -> bool:
         """Use ``state`` if it is newer than the ring in force (or, with
-        ``progress``, the same ring with fresher migration progress)."""
+        ``progress``, the same ring with fresher migration progress). At the
+        same token, the published ring also replaces the cluster file's
+        (``RingState.initial``): it names every member's incarnation."""
         with self._lock:
             current = self.view.state
-            if state.token < current.token or (state.token == current.token and not (
-                    progress and state.migration != current.migration)):
+            if state.token < current.token or (state.token == current.token and state == current
+                                               and not (progress and
+                                                        state.migration != current.migration)):
                 return False
+            before = self.view.run_ids
             for member in state.members().values():
                 self.client.pool(member.redis)
+                if before.get(member.redis, member.run_id) != member.run_id:
+                    self.client.clear(member.redis)  # refused as restarted; admitted now
             self.view = View(state)
             return True
 

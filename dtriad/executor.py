@@ -25,7 +25,7 @@ from .config import parse_address
 from .migration import Cleanup, Transfer
 from .ring import Ring
 from .ringstate import Member, RingState
-from .scripts import PUBLISH_META, SCAN_ARCS, VERSION_DB, WIPE, arc_ranges
+from .scripts import FENCE_ONLY, PUBLISH_META, SCAN_ARCS, VERSION_DB, WIPE, arc_ranges
 
 Progress = Callable[[int], None]
 
@@ -45,20 +45,22 @@ class Executor:
     scan_count: int = 1000
     timeout_ms: int = 10_000
     max_keys_per_s: float | None = None
+    holder: str = ""  # the leading DTSentinel's id: backends refuse another's (leader.py)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
     # ------------------------------------------------------------------- copy
     def _scan(self, node: str, arcs: list[tuple[int, int, str]], mode: str,
-              stop: Callable[[], bool] | None = None):
-        """Yield the script's reply for each chunk of ``node``'s keyspace."""
+              stop: Callable[[], bool] | None = None, token: int = 0):
+        """Yield the script's reply for each chunk of ``node``'s keyspace
+        (deletions are fenced at ring ``token``)."""
         ranges = arc_ranges(arcs)
         cursor = b"0"
         while True:
             if stop is not None and stop():
                 raise Interrupted(f"stopped while scanning {node}")
             reply = self.client.execute(node, "EVAL", SCAN_ARCS, 0, cursor, self.scan_count,
-                                        mode, *ranges)
+                                        mode, self.holder, token, *ranges)
             yield reply
             cursor = reply[0]
             if cursor in (b"0", 0, "0"):
@@ -108,16 +110,18 @@ class Executor:
                 if replace or "BUSYKEY" not in str(e):
                     raise
 
-    def cleanup(self, cleanups: Iterable[Cleanup],
-                stop: Callable[[], bool] | None = None) -> int:
-        """Delete the copies nodes no longer hold; all server side."""
+    def cleanup(self, cleanups: Iterable[Cleanup], stop: Callable[[], bool] | None = None,
+                token: int = 0) -> int:
+        """Delete the copies nodes no longer hold; all server side. Refused
+        (``STALERING``) on a backend fenced above ``token``: a newer ring
+        may need those copies."""
         by_node: dict[str, list[tuple[int, int, str]]] = {}
         for c in cleanups:
             by_node.setdefault(c.node, []).append((c.start, c.end, "x"))
         deleted = 0
         for node, arcs in by_node.items():
             arcs = sorted(set(arcs))
-            for reply in self._scan(node, arcs, "delete", stop):
+            for reply in self._scan(node, arcs, "delete", stop, token):
                 deleted += int(reply[1])
         return deleted
 
@@ -138,9 +142,23 @@ class Executor:
 
     def wipe(self, node: str) -> None:
         """Empty a node's keyspace and versions before it joins afresh."""
-        self.client.execute(node, "EVAL", WIPE, 0)
+        self.client.execute(node, "EVAL", WIPE, 0, self.holder)
 
     # ------------------------------------------------------------ ring state
+    def fence(self, nodes: Iterable[str], token: int) -> dict[str, str]:
+        """Raise every reachable backend's fence to ``token`` without storing
+        the ring: writes by an older ring are refused from then on, and no
+        DTServer can learn the new ring from a backend yet (docs/membership.md).
+
+        Returns the nodes that could not be reached, with the reason.
+        """
+        failed = {}
+        for outcome in self.client.fanout(list(nodes), "EVAL", FENCE_ONLY, 0, token,
+                                          self.holder):
+            if not outcome.ok:
+                failed[outcome.node] = describe(outcome.error)
+        return failed
+
     def publish(self, nodes: Iterable[str], state: RingState) -> dict[str, str]:
         """Store the ring and its fence token in every reachable backend.
 
@@ -149,7 +167,7 @@ class Executor:
         failed = {}
         text = state.to_json()
         for outcome in self.client.fanout(list(nodes), "EVAL", PUBLISH_META, 0, state.token,
-                                          text):
+                                          text, self.holder):
             if not outcome.ok:
                 failed[outcome.node] = describe(outcome.error)
         return failed

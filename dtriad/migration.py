@@ -98,4 +98,13 @@ def plan(old: Ring, new: Ring, previous: Iterable[Ring] = ()) -> Plan:
     return Plan(old, new, tuple(transfers), tuple(cleanups), tuple(lost))
 
 
-__all__ = ["Cleanup", "Plan", "Transfer", "plan", "source_for"]
+def strays(ring: Ring) -> list[Cleanup]:
+    """Every copy a node of ``ring`` may hold outside its own arcs: for each
+    arc, a cleanup on each node that does not own it. A DTSentinel that takes
+    over a committed ring does not know which ring came before, so it cleans
+    everything the ring does not want (a full scan, once)."""
+    return [Cleanup(node, arc.start, arc.end) for arc in ring.arcs()
+            for node in ring.nodes if node not in arc.owners]
+
+
+__all__ = ["Cleanup", "Plan", "Transfer", "plan", "source_for", "strays"]

@@ -25,13 +25,30 @@ from .ring import Ring
 
 @dataclass(frozen=True)
 class Member:
+    """A node of a ring. ``run_id`` is its backend's incarnation (Redis's
+    ``run_id``) when it was admitted: a backend answering with another one has
+    restarted and no longer holds what the ring says it holds."""
+
     name: str
     redis: str
     http: str
+    run_id: str | None = None
 
     @classmethod
-    def of(cls, node: NodeSpec) -> Member:
-        return cls(node.name, node.redis, node.http)
+    def of(cls, node: NodeSpec, run_id: str | None = None) -> Member:
+        return cls(node.name, node.redis, node.http, run_id)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "redis": self.redis, "http": self.http}
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Member:
+        run_id = data.get("run_id")
+        return cls(str(data["name"]), str(data["redis"]), str(data["http"]),
+                   None if run_id is None else str(run_id))
 
 
 @dataclass(frozen=True)
@@ -70,10 +87,11 @@ class RingState:
         return Ring([m.redis for m in self.pending], self.replicas, self.vnodes)
 
     def members(self) -> dict[str, Member]:
-        """Every node of the committed and pending rings, by Redis address."""
+        """Every node of the committed and pending rings, by Redis address
+        (a node in both is given as the pending ring has it)."""
         out = {m.redis: m for m in self.nodes}
         for m in self.pending or ():
-            out.setdefault(m.redis, m)
+            out[m.redis] = m
         return out
 
     @classmethod
@@ -83,7 +101,7 @@ class RingState:
 
     def to_dict(self) -> dict:
         def members(ms):
-            return [{"name": m.name, "redis": m.redis, "http": m.http} for m in ms]
+            return [m.to_dict() for m in ms]
 
         return {"epoch": self.epoch, "token": self.token, "replicas": self.replicas,
                 "vnodes": self.vnodes, "nodes": members(self.nodes),
@@ -97,8 +115,7 @@ class RingState:
     def from_dict(cls, data: Any) -> RingState:
         try:
             def members(items):
-                return tuple(Member(str(m["name"]), str(m["redis"]), str(m["http"]))
-                             for m in items)
+                return tuple(Member.from_dict(m) for m in items)
 
             state = cls(int(data["epoch"]), int(data["replicas"]), int(data["vnodes"]),
                         members(data["nodes"]),
@@ -146,7 +163,9 @@ class View:
         self.state = state
         self.ring = state.ring()
         self.pending = state.pending_ring()
-        self.names = {m.redis: m.name for m in state.members().values()}
+        members = state.members().values()
+        self.names = {m.redis: m.name for m in members}
+        self.run_ids = {m.redis: m.run_id for m in members if m.run_id is not None}
         self._routes: dict[tuple, Route] = {}
 
     @property

@@ -61,9 +61,49 @@ local function now_us()
 end
 """.replace("TOMBSTONE_MS", str(TOMBSTONE_MS))
 
+# Leadership among DTSentinels (dtriad/leader.py): ``dtriad:leader`` in
+# database 1 names the DTSentinel holding the lease on this backend. The
+# scripts that change a member's data or its ring (WIPE, FENCE_ONLY,
+# PUBLISH_META, SCAN_ARCS delete) take the caller's holder id and refuse with
+# NOTLEADER if another DTSentinel holds the lease here; '' skips the check.
+_LEADER = """
+local function not_leader(holder)
+  if holder == '' then return false end
+  redis.call('SELECT', 1)
+  local current = redis.call('GET', 'dtriad:leader')
+  redis.call('SELECT', 0)
+  return current and current ~= holder
+end
+"""
+
+# ARGV[1] = holder id, ARGV[2] = lease in ms. Grant (or renew) the lease on
+# this backend unless another holder has it. -> 1, or the current holder.
+LEASE = """
+redis.call('SELECT', 1)
+local current = redis.call('GET', 'dtriad:leader')
+if current and current ~= ARGV[1] then return current end
+redis.call('SET', 'dtriad:leader', ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# ARGV[1] = holder id: give the lease up on this backend if it is ours.
+RELEASE = """
+redis.call('SELECT', 1)
+if redis.call('GET', 'dtriad:leader') == ARGV[1] then redis.call('DEL', 'dtriad:leader') end
+return 1
+"""
+
+# A backend with no fence at all lost its ring metadata (restarted without
+# its data, or flushed from outside) while writers know a ring: it is not a
+# copy of anything until the DTSentinel brings it back.
 _FENCE = """
 redis.call('SELECT', 1)
-local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+local fence = redis.call('GET', 'dtriad:fence')
+if not fence and tonumber(ARGV[1]) > 0 then
+  return redis.error_reply('NOTADMITTED this backend lost its data (restarted empty or ' ..
+    'flushed); it is not served until the DTSentinel brings it back')
+end
+fence = tonumber(fence or '0')
 if tonumber(ARGV[1]) < fence then return redis.error_reply('STALERING ' .. fence) end
 redis.call('SELECT', 0)
 """
@@ -160,7 +200,9 @@ return {fmt(v), 1, reply}
 """
 
 # Empty a node's keyspace and its versions (a node joining afresh).
-WIPE = """
+# ARGV[1] = holder id (see _LEADER).
+WIPE = _LEADER + """
+if not_leader(ARGV[1]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
 redis.call('SELECT', 2)
 redis.call('FLUSHDB')
 redis.call('SELECT', 0)
@@ -174,8 +216,27 @@ redis.call('SELECT', 1)
 return {tonumber(redis.call('GET', 'dtriad:fence') or '0'), redis.call('GET', 'dtriad:ring')}
 """
 
-# ARGV[1] = token, ARGV[2] = ring JSON. Never goes back: -> the fence in force.
-PUBLISH_META = """
+# ARGV[1] = token, ARGV[2] = holder id. Raise the fence only (the ring JSON
+# stays): from here on this backend refuses writes by an older ring, while no
+# DTServer can learn the new ring from it yet. -> the fence in force.
+FENCE_ONLY = _LEADER + """
+if not_leader(ARGV[2]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
+redis.call('SELECT', 1)
+local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+local token = tonumber(ARGV[1])
+if token > fence then
+  redis.call('SET', 'dtriad:fence', token)
+  return token
+end
+return fence
+"""
+
+# ARGV[1] = token, ARGV[2] = ring JSON, ARGV[3] = holder id (optional).
+# Never goes back: -> the fence in force.
+PUBLISH_META = _LEADER + """
+if not_leader(ARGV[3] or '') then
+  return redis.error_reply('NOTLEADER another DTSentinel leads')
+end
 redis.call('SELECT', 1)
 local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
 local token = tonumber(ARGV[1])
@@ -190,14 +251,25 @@ return fence
 # Scan one chunk of database 0 and keep the keys whose ring position falls in
 # one of the given ranges. ARGV[1] = cursor, ARGV[2] = COUNT, ARGV[3] = "copy"
 # (return matching keys and their range index) or "delete" (UNLINK them and
-# their versions, and return how many), ARGV[4..] = sorted, non-overlapping ranges as pairs of
-# 40-digit hex positions (start, end], each followed by its label:
-# start1, end1, label1, start2, ... A wrapping arc is given as two ranges.
+# their versions, and return how many), ARGV[4] = holder id and ARGV[5] = the
+# ring token the deletion is judged by (delete only: refused with NOTLEADER,
+# or STALERING once a newer ring, which may need the copies, is fenced),
+# ARGV[6..] = sorted, non-overlapping ranges as pairs of 40-digit hex
+# positions (start, end], each followed by its label: start1, end1, label1,
+# start2, ... A wrapping arc is given as two ranges.
 # -> {next cursor, key1, label1, key2, label2, ...} or {next cursor, count}.
-SCAN_ARCS = """
+SCAN_ARCS = _LEADER + """
+if ARGV[3] == 'delete' then
+  if not_leader(ARGV[4]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
+  redis.call('SELECT', 1)
+  local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+  redis.call('SELECT', 0)
+  if tonumber(ARGV[5]) < fence then return redis.error_reply('STALERING ' .. fence) end
+end
 local res = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
 local out = {res[1]}
-local n = (#ARGV - 3) / 3
+local B = 5
+local n = (#ARGV - B) / 3
 local deleted = 0
 local doomed = {}
 for _, key in ipairs(res[2]) do
@@ -211,15 +283,15 @@ for _, key in ipairs(res[2]) do
   local lo, hi = 1, n
   while lo < hi do
     local mid = math.floor((lo + hi) / 2)
-    if ARGV[3 + 3 * mid - 1] < pos then lo = mid + 1 else hi = mid end
+    if ARGV[B + 3 * mid - 1] < pos then lo = mid + 1 else hi = mid end
   end
-  if n > 0 and pos <= ARGV[3 + 3 * lo - 1] and pos > ARGV[3 + 3 * lo - 2] then
+  if n > 0 and pos <= ARGV[B + 3 * lo - 1] and pos > ARGV[B + 3 * lo - 2] then
     if ARGV[3] == 'delete' then
       deleted = deleted + 1
       doomed[deleted] = key
     else
       out[#out + 1] = key
-      out[#out + 1] = ARGV[3 + 3 * lo]
+      out[#out + 1] = ARGV[B + 3 * lo]
     end
   end
 end
@@ -290,7 +362,9 @@ def arc_ranges(arcs: list[tuple[int, int, str]]) -> list[str]:
     return flat
 
 # Delete a copy that is not where the ring wants it, and its version.
-DROP = """
+# ARGV[1] = the ring token the caller judged by: refused once a newer ring
+# (a migration) is in force, since that ring may need the copy.
+DROP = _FENCE + """
 redis.call('UNLINK', KEYS[1])
 redis.call('SELECT', 2)
 return redis.call('UNLINK', KEYS[1])

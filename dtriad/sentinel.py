@@ -38,13 +38,15 @@ from pathlib import Path
 
 import redis
 
-from .client import DOWN_ERRORS, DTClient, describe
+from .client import DOWN_ERRORS, DTClient, describe, run_id_of
 from .config import ClusterConfig, parse_address
+from .core import newest_ring
 from .executor import Executor, Interrupted, Rate, push
-from .migration import Cleanup, Plan, Transfer, plan
+from .leader import Lease, holder_id
+from .migration import Cleanup, Plan, Transfer, plan, strays
 from .ring import Ring
 from .ringstate import Member, RingState
-from .scripts import VERSION_DB
+from .scripts import READ_META, VERSION_DB
 
 log = logging.getLogger("dtriad.sentinel")
 EVENTS = ("+monitor", "+sdown", "-sdown", "+odown", "-odown", "+reset-master")
@@ -54,6 +56,11 @@ class Phase(enum.Enum):
     IDLE = "idle"
     COPYING = "copying"
     CLEANUP = "cleanup"
+
+
+class Unfenced(Exception):
+    """A ring member could not be fenced at a new ring's token: the ring is
+    not published until it is (or until it is known down and leaves)."""
 
 
 def transfer_id(t: Transfer) -> str:
@@ -165,7 +172,7 @@ class DTSentinel:
     def __init__(self, cluster_file: str | os.PathLike, state_path: str | os.PathLike,
                  sentinels: SentinelView | None = None, push_timeout: float = 3.0,
                  settle: float = 1.5, sleep: Callable[[float], None] = time.sleep,
-                 check_every: float = 0.3):
+                 check_every: float = 0.3, lease_s: float = 4.0):
         self.cluster_file = Path(cluster_file)
         self.state_path = Path(state_path)
         self.config = ClusterConfig.load(self.cluster_file)
@@ -180,16 +187,55 @@ class DTSentinel:
         self.sleep = sleep
         self.check_every = check_every
         self.stopping = False
+        self.restarted: dict[str, str] = {}  # ring members answering as another incarnation
+        self.lease = Lease(self.client, holder_id(), duration=lease_s)
+        self.executor.holder = self.lease.holder
+        self.leading: bool | None = None  # None: not asked yet
+        self._lost_since: float | None = None  # when arcs were first found with no copy
+        self._kept: list[str] = []  # members kept as sole holders, for the log
+        self.progress: Progress | None = None
         if self.state_path.exists():
             self.progress = Progress.from_dict(json.loads(self.state_path.read_text()))
             log.info("resuming at epoch %d (phase %s)", self.progress.ring.epoch,
                      self.progress.phase.value)
-        else:
-            self.progress = Progress(RingState.initial(self.config))
-            self.executor.publish(self._catalog(), self.progress.ring)
-            self._save()
-            log.info("bootstrapped ring epoch %d with %d nodes", self.progress.ring.epoch,
-                     len(self.progress.ring.nodes))
+        log.info("DTSentinel %s started", self.lease.holder)
+
+    def _bootstrap(self) -> str:
+        """The first step as leader without a state file: take the ring the
+        backends hold, or, if none holds one, publish the cluster file's."""
+        newest, _ = newest_ring(self.client, list(self._catalog()))
+        if newest is not None:
+            self.progress = Progress(newest)
+            self._take_over(newest)
+            log.info("took over the cluster's ring at epoch %d", newest.epoch)
+            return "took over"
+        initial = RingState.initial(self.config)
+        nodes = tuple(Member.of(n, (self._probe(n.redis) or (None, False))[0])
+                      for n in self.config.nodes)
+        self.progress = Progress(RingState(initial.epoch, initial.replicas, initial.vnodes,
+                                           nodes))
+        self.executor.publish(self._catalog(), self.progress.ring)
+        self._save()
+        log.info("bootstrapped ring epoch %d with %d nodes", self.progress.ring.epoch,
+                 len(self.progress.ring.nodes))
+        return "bootstrapped"
+
+    def _lead(self) -> bool:
+        """Renew the lease; log when leadership changes hands."""
+        leading = self.lease.renew(list(self._catalog()))
+        if leading != self.leading:
+            self.leading = leading
+            if leading:
+                log.info("leading: this DTSentinel holds the lease")
+            else:
+                log.info("standby: %s holds the lease", self.lease.other or "another DTSentinel")
+        return leading
+
+    def _still_leading(self) -> bool:
+        """A stop check for long work: renew when due; False once the lease is lost."""
+        if self.lease.due():
+            self._lead()
+        return self.lease.held()
 
     # ------------------------------------------------------------- the world
     def _catalog(self) -> dict[str, Member]:
@@ -198,15 +244,20 @@ class DTSentinel:
 
     def live(self) -> dict[str, Member] | None:
         """Backends Sentinel monitors and finds up, at the address the cluster file
-        gives. One that is not in the ring must also answer our own PING before
-        it may join; one in the ring is down only when Sentinel says so (a PING
-        lost between us and it must not evict it). None if no Sentinel answers."""
+        gives, each with its current incarnation. One that is not in the ring
+        must also answer our own probe before it may join. One in the ring is
+        down only when Sentinel says so (a probe lost between us and it must not
+        evict it), or when it answers as another incarnation than the ring
+        admitted, or without the ring's metadata: it restarted (or was flushed)
+        and holds nothing the ring can trust (``self.restarted``). None if no
+        Sentinel answers."""
         flags = self.sentinels.down_flags()
         if flags is None:
             return None
         catalog = {m.name: m for m in self._catalog().values()}
-        members = self._members()
-        live = {}
+        admitted = self.progress.ring.members()
+        committed = {m.redis for m in self.progress.ring.nodes}  # they hold a ring
+        live, restarted = {}, {}
         for name, (address, down) in flags.items():
             member = catalog.get(name)
             if member is None or member.redis != address:
@@ -215,15 +266,36 @@ class DTSentinel:
                 continue
             if down:
                 continue
-            if address in members:
-                live[address] = member
+            probe = self._probe(address)
+            ours = admitted.get(address)
+            if ours is None:
+                if probe is not None:
+                    live[address] = Member.of(member, probe[0])
                 continue
-            try:
-                self.client.execute(address, "PING")
-            except (*DOWN_ERRORS, redis.ResponseError):
+            if probe is None:  # Sentinel finds it up: our probe was lost
+                live[address] = Member(member.name, address, member.http, ours.run_id)
                 continue
-            live[address] = member
+            run_id, has_ring = probe
+            if ((ours.run_id is not None and run_id != ours.run_id)
+                    or (address in committed and not has_ring)):
+                if address not in self.restarted:
+                    log.warning("%s restarted or lost its data (run_id %s, admitted as %s): "
+                                "it leaves the ring and rejoins afresh", name, run_id,
+                                ours.run_id)
+                restarted[address] = run_id
+                continue
+            live[address] = Member(member.name, address, member.http, ours.run_id or run_id)
+        self.restarted = restarted
         return live
+
+    def _probe(self, address: str) -> tuple[str, bool] | None:
+        """``(run_id, holds a ring)`` of a backend, or None if it does not answer."""
+        try:
+            info = self.client.execute(address, "INFO", "server")
+            meta = self.client.execute(address, "EVAL", READ_META, 0)
+        except (*DOWN_ERRORS, redis.ResponseError):
+            return None
+        return run_id_of(info), bool(meta[1])
 
     def _members(self) -> set[str]:
         ring = self.progress.ring
@@ -235,6 +307,12 @@ class DTSentinel:
     # ------------------------------------------------------------------ steps
     def run_once(self) -> str:
         """One step towards the live set; returns what it did (for logs/tests)."""
+        if not self._lead():
+            return "standby"
+        if self.progress is None:
+            return self._bootstrap()
+        if self._behind():
+            return "adopted the cluster's newer ring"
         live = self.live()
         if live is None:
             return "no Sentinel reachable"
@@ -247,18 +325,124 @@ class DTSentinel:
             p.tainted |= newly
             self._save()
         if p.phase is Phase.CLEANUP:  # resumed: make sure every DTServer has the commit
-            self._announce(p.ring)
+            try:
+                self._announce(p.ring)
+            except Unfenced as e:
+                log.warning("%s", e)
+                return "announce failed"
             return self._cleanup()
         # A node out of the ring holds nothing we trust: when back, it joins afresh.
         p.tainted = {n for n in p.tainted if n in members}
         target = {n: live[n] for n in live if n not in p.tainted}
         if not target:
-            return "no live node to build a ring from"
+            return self._readmit(live)
+        target = self._keep_sole_holders(target, live)
+        if target is None:
+            return "waiting before declaring arcs lost"
         if ring.pending is not None and {m.redis for m in ring.pending} == set(target):
             return self._migrate(resume=True)
         if ring.pending is None and {m.redis for m in ring.nodes} == set(target):
             return "idle"
         return self._migrate(target=target)
+
+    def _keep_sole_holders(self, target: dict[str, Member],
+                           live: dict[str, Member]) -> dict[str, Member] | None:
+        """Never declare live data lost. If the ring towards ``target`` would
+        lose every copy of some arc, its old holders that still answer our own
+        probe (as the incarnation the ring admitted) stay in the ring, whatever
+        Sentinel says. If none answers, the arcs are committed as lost only
+        after ``lost_after_ms`` (cluster file; 10 s by default) of silence;
+        until then this returns None and the ring does not change: writes to
+        those arcs fail with a clear error, and reads are served by any copy
+        that answers."""
+        p = self.progress
+        new = Ring(list(target), p.ring.replicas, p.ring.vnodes)
+        lost = plan(p.ring.ring(), new).lost
+        if not lost:
+            self._lost_since = None
+            return target
+        admitted = p.ring.members()
+        holders = {n for change in lost for n in change.old_owners}
+        answering = {}
+        for node in sorted(holders - set(target) - set(self.restarted)):
+            probe = self._probe(node)
+            member = admitted.get(node)
+            if probe is not None and member is not None and probe[0] == member.run_id:
+                answering[node] = member
+        if answering:
+            kept = sorted(m.name for m in answering.values())
+            if kept != self._kept:
+                log.warning("keeping %s in the ring: called down, but answering, and holding "
+                            "the only copies of %d arcs", ", ".join(kept), len(lost))
+                self._kept = kept
+            p.tainted -= set(answering)
+            return self._keep_sole_holders({**target, **answering}, live)
+        now = time.monotonic()
+        if self._lost_since is None:
+            self._lost_since = now
+            log.error("%d arcs have no copy that answers; they are declared lost after "
+                      "%.0f s unless a holder answers", len(lost), self._lost_after())
+        if now - self._lost_since < self._lost_after():
+            return None
+        return target
+
+    def _lost_after(self) -> float:
+        return float(self.config.extra.get("lost_after_ms", 10_000)) / 1000
+
+    def _behind(self) -> bool:
+        """If the backends hold a newer ring than ours (another DTSentinel acted,
+        or our state file is old), adopt it instead of acting on our own."""
+        newest, _ = newest_ring(self.client, list(self._catalog()))
+        p = self.progress
+        if newest is None or newest.token <= p.ring.token:
+            return False
+        log.warning("the cluster's ring (token %d) is newer than this DTSentinel's (token %d): "
+                    "adopting it", newest.token, p.ring.token)
+        p.ring, p.done, p.history = newest, set(), []
+        p.tainted &= {m.redis for m in newest.nodes} | {m.redis for m in newest.pending or ()}
+        self._take_over(newest)
+        return True
+
+    def _take_over(self, state: RingState) -> None:
+        """Continue from a ring another DTSentinel put in force: a pending one
+        is copied again (copies are idempotent); after a committed one, every
+        copy it does not want is cleaned up (we do not know the ring before)."""
+        p = self.progress
+        if state.pending is not None:
+            p.phase, p.cleanups = Phase.COPYING, []
+        else:
+            p.phase = Phase.CLEANUP
+            p.cleanups = [[c.node, c.start, c.end] for c in strays(state.ring())]
+        self._save()
+
+    def _readmit(self, live: dict[str, Member]) -> str:
+        """Every member was seen down or restarted: none holds better data
+        than another. Once every node of the committed ring answers again,
+        they are admitted as they are (their current incarnations) in a new
+        epoch, so the DTSentinel never stalls for good; until then it waits."""
+        p = self.progress
+        nodes = p.ring.nodes
+        current = {**{n: run_id for n, run_id in self.restarted.items()},
+                   **{n: m.run_id for n, m in live.items()}}
+        if not nodes or any(m.redis not in current for m in nodes):
+            return "no live node to build a ring from"
+        epoch = (p.ring.pending_epoch or p.ring.epoch) + 1
+        state = RingState(epoch, p.ring.replicas, p.ring.vnodes,
+                          tuple(Member(m.name, m.redis, m.http, current[m.redis])
+                                for m in nodes))
+        if p.ring.pending is not None:
+            p.history.append([m.redis for m in p.ring.pending])
+        p.ring, p.phase, p.done, p.tainted = state, Phase.IDLE, set(), set()
+        self._save()
+        log.error("every member was down or restarted at once: epoch %d admits %s with the "
+                  "data they hold now (run 'dtriad check --repair' to reconcile copies)",
+                  epoch, _names(nodes))
+        try:
+            self._announce(state)
+        except Unfenced as e:
+            log.warning("%s", e)
+            return "announce failed"
+        return "readmitted"
 
     def _migrate(self, target: dict[str, Member] | None = None, resume: bool = False) -> str:
         p = self.progress
@@ -288,7 +472,11 @@ class DTSentinel:
         for change in the_plan.lost:
             log.error("arc (%040x, %040x] lost every copy (%s); it comes back if one of "
                       "them returns", change.start, change.end, ", ".join(change.old_owners))
-        self._announce(state)
+        try:
+            self._announce(state)
+        except Unfenced as e:
+            log.warning("%s", e)
+            return "announce failed"
         try:
             moved = self._copy(the_plan, state)
         except Interrupted as e:
@@ -308,16 +496,29 @@ class DTSentinel:
                 log.info("recovered %d keys of a lost arc from returning %s", count, node)
                 p.lost.remove(entry)
                 self._save()
+        log.info("wiping %s: it joins afresh", node)
         self.executor.wipe(node)
 
     def _announce(self, state: RingState) -> dict[str, str]:
-        """Push ``state`` to every DTServer, then fence every live backend at it."""
+        """Put ``state`` in force (docs/membership.md): first fence every
+        backend at its token, and only when every untainted member confirmed,
+        store the ring in the backends and push it to every DTServer. So no
+        DTServer can route by ``state`` while a backend still takes writes by
+        an older ring. Raises :class:`Unfenced` if a member did not confirm."""
         catalog = self._catalog()
+        tainted = self.progress.tainted
+        reachable = [n for n in catalog if n not in tainted]
+        required = (set(state.members()) | self._members()) - tainted
+        failed = self.executor.fence(reachable, state.token)
+        blocking = {n: why for n, why in failed.items() if n in required}
+        if blocking:
+            raise Unfenced(f"epoch token {state.token} not published: could not fence " +
+                           ", ".join(f"{n} ({why})" for n, why in sorted(blocking.items())))
+        self.executor.publish(reachable, state)
         unconfirmed = push(catalog.values(), self.config.secret or "", state, self.push_timeout)
         for name, why in unconfirmed.items():
             log.warning("DTServer %s did not confirm epoch token %d: %s", name, state.token,
                         why)
-        self.executor.publish([n for n in catalog if n not in self.progress.tainted], state)
         return unconfirmed
 
     def _copy(self, the_plan: Plan, state: RingState) -> int:
@@ -365,6 +566,8 @@ class DTSentinel:
         def stop() -> bool:
             if self.stopping:
                 raise Interrupted("stopping")
+            if not self._still_leading():
+                raise Interrupted("lost the lease: another DTSentinel leads")
             if time.monotonic() < next_check[0]:
                 return False
             next_check[0] = time.monotonic() + self.check_every
@@ -391,7 +594,11 @@ class DTSentinel:
         p.cleanups = [[c.node, c.start, c.end] for c in the_plan.cleanups]
         p.history = []
         self._save()
-        unconfirmed = self._announce(committed)
+        try:
+            unconfirmed = self._announce(committed)
+        except Unfenced as e:  # the next step announces it again (phase CLEANUP)
+            log.warning("%s", e)
+            return "announce failed"
         log.info("epoch %d committed: %d keys copied in %d transfers", committed.epoch, moved,
                  len(the_plan.transfers))
         if unconfirmed:  # they learn it within their poll interval; then clean up
@@ -403,7 +610,11 @@ class DTSentinel:
         items = [Cleanup(node, start, end) for node, start, end in p.cleanups
                  if node not in p.tainted]
         try:
-            deleted = self.executor.cleanup(items)
+            deleted = self.executor.cleanup(items, stop=lambda: not self._still_leading(),
+                                            token=p.ring.token)
+        except Interrupted as e:
+            log.info("cleanup stopped: %s", e)
+            return "cleanup failed"
         except (*DOWN_ERRORS, redis.ResponseError) as e:
             log.warning("cleanup failed (%s); will retry", describe(e))
             return "cleanup failed"
@@ -424,10 +635,18 @@ class DTSentinel:
                 result = self.run_once()
             except Interrupted:
                 continue
+            except (*DOWN_ERRORS, redis.ResponseError) as e:  # a backend failed mid-step
+                log.warning("step failed (%s); will try again", describe(e))
+                result = "copy failed"
             if result in ("idle", "no Sentinel reachable", "no live node to build a ring from",
-                          "copy failed", "cleanup failed"):
+                          "copy failed", "cleanup failed", "announce failed", "standby"):
                 for event in self.sentinels.wait_event(idle_wait):
                     log.info("sentinel event: %s", event)
+        if self.leading:  # a clean stop hands over at once
+            try:
+                self.lease.release(list(self._catalog()))
+            except (*DOWN_ERRORS, redis.ResponseError):
+                pass
         self.sentinels.close()
         self.client.close()
         self.versions.close()

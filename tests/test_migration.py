@@ -3,7 +3,7 @@
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dtriad.migration import plan
+from dtriad.migration import plan, strays
 from dtriad.ring import Ring
 
 node_ids = st.builds(lambda a, p: f"10.0.{a // 250}.{a % 250}:{p}",
@@ -108,3 +108,17 @@ def _arc(item):
     from dtriad.ring import Arc
 
     return Arc(item.start, item.end, ())
+
+
+@given(st.sets(node_ids, min_size=1, max_size=12), st.integers(0, 3), st.sampled_from([1, 4]),
+       st.lists(positions, min_size=1, max_size=20))
+def test_strays_clean_exactly_what_a_node_does_not_own(nodes, r, vnodes, sample):
+    """A DTSentinel taking over a committed ring cleans, on every node, every
+    position the node does not own, and never one it owns."""
+    from dtriad.ring import Arc
+
+    ring = Ring(nodes, r, vnodes)
+    cleanups = strays(ring)
+    for position in sample:
+        cleaned = {c.node for c in cleanups if position in Arc(c.start, c.end, ())}
+        assert cleaned == set(ring.nodes) - holders(ring, position)

@@ -112,9 +112,11 @@ def test_during_a_migration_writes_reach_old_and_new_owners(redis_backends):
     old = members(config, {"n1", "n2", "n3", "n4"})
     new = members(config, {"n1", "n2", "n3", "n4", "n5"})
     pending = RingState(1, 2, 1, old, new, 2)
+    direct = {a: redis.Redis.from_url(f"redis://:{PASSWORD}@{a}") for a in addresses}
+    for r in direct.values():  # as the DTSentinel does: fenced and stored, then pushed
+        r.eval(PUBLISH_META, 0, pending.token, pending.to_json())
     core.install(SECRET, pending.to_json())
     view = View(pending)
-    direct = {a: redis.Redis.from_url(f"redis://:{PASSWORD}@{a}") for a in addresses}
     joining = addresses[4]
     keys = [k for k in (f"k{i}" for i in range(2000))
             if joining in view.pending.preference_list(k)]

@@ -25,26 +25,6 @@ pytestmark = pytest.mark.integration
 CONVERGE = 90  # seconds; Sentinel needs ~1 s to call a backend down
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    """A fresh 5-node r=2 cluster per test (tests change its membership)."""
-    started = []
-
-    def start(nodes=5, replicas=2, **options) -> ClusterConfig:
-        directory = tmp_path / f"cluster{len(started)}"
-        options = {"persist": False, "workers": 1, **options}
-        config = local.up(directory, local.UpOptions(nodes=nodes, replicas=replicas,
-                                                     **options),
-                          log=lambda *_: None)
-        started.append(directory)
-        config.extra["dir"] = str(directory)
-        return config
-
-    yield start
-    for directory in started:
-        local.down(directory)
-
-
 def reload(config: ClusterConfig) -> ClusterConfig:
     fresh = ClusterConfig.load(local.cluster_file(config.extra["dir"]))
     fresh.extra["dir"] = config.extra["dir"]
