@@ -65,6 +65,9 @@ class Lease:
             self.until = sent + self.duration * self.margin
             return True
         self.until = 0.0
+        if granted:  # a minority: give it back, or the leader's scripts are refused there
+            self.client.fanout([o.node for o in outcomes if o.ok and o.value == 1],
+                               "EVAL", RELEASE, 0, self.holder)
         return False
 
     def due(self) -> bool:

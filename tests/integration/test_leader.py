@@ -35,9 +35,9 @@ def three(redis_backends):
     client.close()
 
 
-def direct(node: str) -> redis.Redis:
+def direct(node: str, db: int = 0) -> redis.Redis:
     host, port = node.rsplit(":", 1)
-    return redis.Redis(host=host, port=int(port), password=PASSWORD)
+    return redis.Redis(host=host, port=int(port), password=PASSWORD, db=db)
 
 
 def test_one_holder_at_a_time_and_a_release_hands_over(three):
@@ -52,6 +52,19 @@ def test_one_holder_at_a_time_and_a_release_hands_over(three):
     assert not a.held()
     assert b.renew(nodes) and b.held()
     assert not a.renew(nodes)
+
+
+def test_a_minority_grant_is_given_back(three):
+    """A standby that got the lease only on a backend that had none (one that
+    just restarted) gives it back, so the leader's scripts are not refused there."""
+    _, nodes, client = three
+    clock = Clock()
+    a, b = Lease(client, "a", clock=clock), Lease(client, "b", clock=clock)
+    assert a.renew(nodes)
+    direct(nodes[0]).execute_command("FLUSHALL")  # as if it restarted empty
+    assert not b.renew(nodes)
+    assert a.renew(nodes)
+    assert direct(nodes[0], db=1).get("dtriad:leader") == b"a"
 
 
 def test_a_majority_is_enough_and_less_is_not(three):
