@@ -23,6 +23,7 @@ Replies are raw Redis replies (bytes, int, list, None); front ends encode them.
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import threading
 import time
@@ -62,11 +63,15 @@ from .exceptions import (
 )
 from .repair import Repairs
 from .ringstate import RingState, Route, View
-from .scripts import READ_META, READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
+from .scripts import CLEAN, READ_META, READ_VERSIONED, SWEEP, WRITE_BACKUP, WRITE_MASTER
 from .steps import Execute, Fanout, Steps
 
 COMMANDS = API  # the HTTP API's methods (dtriad.commands.API)
 FILE_CHECK_S = 0.002  # how often a worker looks for a ring saved by another
+SWEEP_EVERY_S = 5.0  # how often the repair thread looks for old repair intents
+INTENT_AGE_S = 10.0  # an intent this old was left by a writer that stopped
+SWEEP_BATCH = 500  # intents reconciled per member and sweep
+log = logging.getLogger("dtriad.core")
 
 
 def newest_ring_steps(nodes: Sequence[str]) -> Steps:
@@ -188,6 +193,7 @@ class DTCore:
         self.client.incarnations = lambda node: self.view.run_ids.get(node)
         self._next_poll = 0.0
         self._next_file_check = 0.0
+        self._next_sweep = 0.0
         self.repairs = Repairs()
         self._stop = threading.Event()
         self._view()
@@ -195,9 +201,45 @@ class DTCore:
     def start_repairs(self, interval: float = 1.0) -> threading.Thread:
         """Reconcile queued keys in a background thread until :meth:`close`."""
         thread = threading.Thread(target=self.repairs.run_forever, name="dtriad-repairs",
-                                  args=(self.reconcile, interval, self._stop), daemon=True)
+                                  args=(self.reconcile, interval, self._stop, self.intents),
+                                  daemon=True)
         thread.start()
         return thread
+
+    def intents(self) -> None:
+        """Clear the repair intents of writes every copy holds (in batches),
+        and, every ``SWEEP_EVERY_S``, reconcile the keys of intents older
+        than ``INTENT_AGE_S`` on every member: their writer stopped mid-write,
+        or a copy missed the write (``dtriad/repair.py``)."""
+        for master, pending in self.repairs.take_settled().items():
+            items = [x for pair in pending.items() for x in pair]
+            try:
+                for i in range(0, len(items), 1000):
+                    self.client.execute(master, "EVAL", CLEAN, 0, *items[i:i + 1000])
+            except (*DOWN_ERRORS, ResponseError) as e:  # the sweep clears them later
+                log.debug("clearing intents on %s deferred: %s", master, describe(e))
+        now = self._clock()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY_S
+        for node in self._view().state.members():
+            try:
+                found = self.client.execute(node, "EVAL", SWEEP, 0, int(INTENT_AGE_S * 1e6),
+                                            SWEEP_BATCH)
+            except (*DOWN_ERRORS, ResponseError):
+                continue
+            done = []
+            for key, version in zip(found[::2], found[1::2], strict=True):
+                try:
+                    if self.reconcile(key):
+                        done += [key, version]
+                except (DtriadError, *DOWN_ERRORS, ResponseError) as e:
+                    log.debug("repair of %r deferred: %s", key, e)
+            if done:
+                try:
+                    self.client.execute(node, "EVAL", CLEAN, 0, *done)
+                except (*DOWN_ERRORS, ResponseError):
+                    pass
 
     # --------------------------------------------------------------- the ring
     def run(self, work: Steps) -> Any:
@@ -487,7 +529,8 @@ class DTCore:
         for node in route.copy_to:  # gaining the key in a migration: the resulting state
             if (yield from self._sync(keys, master, node, view.token, failures)):
                 held.add(node)
-        self._check_quorum(keys, route, held, failures, level)
+        if self._check_quorum(keys, route, held, failures, level):
+            self.repairs.settle(master, keys, version)  # its intent is cleared
         return result
 
     def _ring_moved(self, keys: Sequence[Any], master: str, result: Any, level: str) -> Steps:
@@ -512,12 +555,13 @@ class DTCore:
         return result
 
     def _check_quorum(self, keys: Sequence[Any], route: Route, held: set[str],
-                      failures: dict[str, str], level: str, sent: bool = True) -> None:
+                      failures: dict[str, str], level: str, sent: bool = True) -> bool:
         """Raise :class:`QuorumError` unless enough copies hold the write; a
-        write ``sent`` that some copy missed is queued for repair."""
+        write ``sent`` that some copy missed is queued for repair. True if
+        every copy holds it."""
         owners = route.owners
         if all(n in held for n in owners):
-            return
+            return True
         if sent:
             self.repairs.add(keys)
         copies = sum(1 for n in owners if n in held)
@@ -527,6 +571,7 @@ class DTCore:
             missing = {names.get(n, n): failures.get(names.get(n, n), "did not take it")
                        for n in owners if n not in held}
             raise QuorumError(_text(keys[0]), copies, required, len(owners), missing)
+        return False
 
     def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,
               failures: dict[str, str]) -> Steps:

@@ -126,6 +126,11 @@ local top = 0
 for _, v in ipairs(prev) do if v > top then top = v end end
 local version = math.max(top + 1, now_us())
 stamp(KEYS, version)
+-- the durable repair intent: cleared (CLEAN) once every copy holds this
+-- version, else found by any DTServer's sweep (SWEEP) and reconciled
+redis.call('SELECT', 1)
+for _, k in ipairs(KEYS) do redis.call('ZADD', 'dtriad:dirty', fmt(version), k) end
+redis.call('SELECT', 0)
 local out = {reply, fmt(version)}
 for i, v in ipairs(prev) do out[i + 2] = fmt(v) end
 if whole then out[#out + 1] = 'int' end
@@ -153,6 +158,32 @@ if type(reply) == 'table' and reply.err then return {'failed', reply.err} end
 reply = exact(reply, 3 + n)
 stamp(KEYS, version)
 return {'applied', reply}
+"""
+
+# Repair intents (``dtriad:dirty`` in database 1: key -> the version its
+# master gave it). ARGV = key1, version1, key2, version2, ...: forget each
+# intent whose version is still that one (every copy holds it); a newer
+# write's intent stays. -> how many were forgotten.
+CLEAN = """
+redis.call('SELECT', 1)
+local n = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', 'dtriad:dirty', ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    n = n + redis.call('ZREM', 'dtriad:dirty', ARGV[i])
+  end
+end
+return n
+"""
+
+# ARGV[1] = age in microseconds, ARGV[2] = at most this many. -> {key1,
+# version1, ...}: intents older than the age (their writer had time to clear
+# them: it stopped, or a copy missed the write).
+SWEEP = _PRELUDE + """
+local before = now_us() - tonumber(ARGV[1])
+redis.call('SELECT', 1)
+return redis.call('ZRANGEBYSCORE', 'dtriad:dirty', '-inf', fmt(before), 'WITHSCORES',
+                  'LIMIT', 0, tonumber(ARGV[2]))
 """
 
 # KEYS[1] -> {version, serialized value or false, ms to live}: one copy's state.

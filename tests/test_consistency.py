@@ -178,3 +178,41 @@ def test_the_repair_queue_is_bounded_and_keeps_what_it_cannot_repair():
     assert queue.run_once(lambda key: key != "c") == 2
     assert len(queue) == 1
     assert queue.snapshot() == {"pending": 1, "repaired": 2, "dropped": 1}
+
+
+def intents(backends, node) -> dict:
+    db1 = redis.Redis(connection_pool=backends.pool(node))
+    db1.execute_command("SELECT", 1)
+    return {k: int(v) for k, v in db1.zrange("dtriad:dirty", 0, -1, withscores=True)}
+
+
+def test_a_write_leaves_its_repair_intent_until_every_copy_holds_it(fake_cluster):
+    """The master records the intent with the write; a write every copy took
+    clears it in the next batch, one a copy missed keeps it for the sweep."""
+    core, backends = fake_cluster()
+    core.write("k", "SET", "k", "v")
+    master, b1, _ = core.ring.preference_list("k")
+    assert set(intents(backends, master)) == {b"k"}
+    assert not intents(backends, b1)  # only the master records it
+    core.intents()
+    assert not intents(backends, master)
+    backends.down(b1)
+    with pytest.raises(QuorumError):
+        core.write("k", "SET", "k", "w")
+    core.intents()
+    assert set(intents(backends, master)) == {b"k"}
+    assert core.repairs.take_settled() == {}
+
+
+def test_a_newer_writes_intent_survives_the_clearing_of_an_older_one(fake_cluster):
+    from dtriad.scripts import CLEAN
+
+    core, backends = fake_cluster()
+    master = core.ring.preference_list("k")[0]
+    m = backends.direct(master)
+    first = m.eval(WRITE_MASTER, 1, "k", 0, "SET", "k", "a")
+    second = m.eval(WRITE_MASTER, 1, "k", 0, "SET", "k", "b")
+    assert m.eval(CLEAN, 0, "k", first[1]) == 0
+    assert intents(backends, master) == {b"k": int(second[1])}
+    assert m.eval(CLEAN, 0, "k", second[1]) == 1
+    assert not intents(backends, master)
