@@ -94,6 +94,33 @@ class Executor:
                     self.sleep(ahead)
         return moved
 
+    def newest_first(self, survivors: list[str], arcs: list[tuple[int, int]], token: int,
+                     stop: Callable[[], bool] | None = None) -> int:
+        """For arcs whose master was lost: give every surviving copy each
+        key's newest version among them (highest version; the first of equals
+        in ``survivors``' order), before the arcs are copied from the first.
+        A backup that missed an acknowledged write (``write_quorum`` below
+        ``all``) so never hands its older version on. -> keys brought up."""
+        if self.versions is None or len(survivors) < 2:
+            return 0
+        ranges = [(start, end, "x") for start, end in arcs]
+        keys: set[bytes] = set()
+        for node in survivors:
+            for reply in self._scan(node, ranges, "copy", stop):
+                keys.update(reply[1::2])
+        ordered, fixed = sorted(keys), 0
+        for i in range(0, len(ordered), 1000):
+            chunk = ordered[i:i + 1000]
+            versions = {n: [int(v or 0) for v in self.versions.execute(n, "MGET", *chunk)]
+                        for n in survivors}
+            for j, key in enumerate(chunk):
+                best = max(survivors, key=lambda n, j=j: versions[n][j])
+                for node in survivors:
+                    if versions[node][j] < versions[best][j]:
+                        self.client.sync_key(best, node, key, token)
+                        fixed += 1
+        return fixed
+
     def migrate(self, source: str, dest: str, keys: list[bytes], replace: bool = True) -> None:
         """One batched MIGRATE; without ``replace``, keys the target has are kept."""
         host, port = parse_address(dest)

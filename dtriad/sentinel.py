@@ -528,6 +528,11 @@ class DTSentinel:
         moved = 0
         last_report = [time.monotonic()]
         stop = self._changed(set(m.redis for m in state.pending))
+        for survivors, arcs in _masterless(the_plan).items():
+            fixed = self.executor.newest_first(list(survivors), arcs, state.token, stop)
+            if fixed:
+                log.info("%d keys were newer on another surviving copy than on %s", fixed,
+                         survivors[0])
         for source, transfers in the_plan.by_source().items():
             todo = [t for t in transfers if transfer_id(t) not in p.done]
             if not todo:
@@ -650,6 +655,21 @@ class DTSentinel:
         self.sentinels.close()
         self.client.close()
         self.versions.close()
+
+
+def _masterless(the_plan: Plan) -> dict[tuple[str, ...], list[tuple[int, int]]]:
+    """Arcs whose master is not in the new ring, grouped by their surviving
+    copies (in ring order; the first is the arc's copy source), where more
+    than one survives: they may differ, and the newest must win."""
+    live = set(the_plan.new.nodes)
+    groups: dict[tuple[str, ...], list[tuple[int, int]]] = {}
+    for arc in the_plan.old.arcs():
+        if arc.owners[0] in live:
+            continue
+        survivors = tuple(n for n in arc.owners if n in live)
+        if len(survivors) > 1:
+            groups.setdefault(survivors, []).append((arc.start, arc.end))
+    return groups
 
 
 def _names(members) -> str:

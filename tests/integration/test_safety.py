@@ -15,7 +15,10 @@ import redis
 from dtriad import cluster as local
 from dtriad.check import check, http_ring
 from dtriad.config import parse_address
+from dtriad.core import DTCore
 from dtriad.procs import pid_alive, stop_pid, wait_until
+from dtriad.scripts import WRITE_BACKUP, WRITE_MASTER
+from dtriad.steps import Execute
 
 from ..conftest import backend
 from .test_membership import (
@@ -23,6 +26,8 @@ from .test_membership import (
     dtsentinel_log,
     populate,
     reload,
+    report_ring,
+    ring_members,
     wait_members,
 )
 
@@ -246,3 +251,65 @@ def test_an_arc_whose_holders_sentinel_calls_down_but_answer_is_not_declared_los
             sentinel.execute_command("SENTINEL", "SET", name, "auth-pass", config.password)
     converge(config)
     assert_keys_and_counters(client, 200)
+
+
+def test_a_dtserver_that_dies_between_master_and_backups_leaves_a_repair_behind(cluster):
+    """Hypothesis 5: the repair intent lived in the DTServer's memory. A
+    DTServer that stopped after the master applied a write and before the
+    backups did left copies that differ with nothing to repair them. Here a
+    request core in this process is stopped at exactly that step (its steps
+    are abandoned after the master's reply, as a SIGKILL would); the master
+    recorded the intent with the write, and the cluster's DTServers find it
+    and repair the backups."""
+    config = cluster(nodes=3, replicas=2, down_after_ms=60_000)
+    client = resp(config)
+    assert client.set("k", "before") is True
+    core = DTCore(reload(config))
+    try:
+        work = core.command_steps(["APPEND", "k", "+after"])
+        effect = work.send(None)
+        while not (isinstance(effect, Execute) and WRITE_MASTER in effect.args):
+            effect = work.send(core.client.perform(effect))
+        core.client.perform(effect)  # the master applies it; then the writer "dies"
+        work.close()
+        master = effect.node
+    finally:
+        core.close()
+    copies = {n.name: backend(config, n).get("k") for n in config.nodes}
+    assert sorted(copies.values()) == [b"before", b"before", b"before+after"], copies
+    assert copies[reload(config).node_by_redis()[master].name] == b"before+after"
+    converge(config)  # within the sweep's period, by any DTServer
+    assert {backend(config, n).get("k") for n in config.nodes} == {b"before+after"}
+
+
+def test_after_a_masters_failure_each_key_comes_from_its_newest_copy(cluster):
+    """Hypothesis 6: with ``write_quorum`` below ``all``, a write is
+    acknowledged while one backup misses it. If the master then fails before
+    a repair, the migration copied the arc from the first surviving backup,
+    the one that missed it, and its older version won. The copies are set up
+    exactly so (the write applied on the master and the second backup with
+    the replication scripts themselves; the DTServer that made it is gone,
+    with its repair queue); then the master is killed."""
+    config = cluster(nodes=4, replicas=2, write_quorum="quorum")
+    client = resp(config)
+    ring = report_ring(config)
+    keys = [k for k in (f"q{i}" for i in range(500))]
+    for key in keys:
+        assert client.set(key, "old") is True
+    victim = ring.preference_list(keys[0])[0]
+    moved = [k for k in keys if ring.preference_list(k)[0] == victim]
+    fresh = reload(config)
+    by_redis = fresh.node_by_redis()
+    token = int(meta(fresh, by_redis[victim]).get("dtriad:fence"))
+    for key in moved:  # acknowledged by the master and the second backup only
+        master, _, second = ring.preference_list(key)
+        reply = backend(fresh, by_redis[master]).eval(WRITE_MASTER, 1, key, token,
+                                                      "SET", key, "new")
+        assert backend(fresh, by_redis[second]).eval(
+            WRITE_BACKUP, 1, key, token, reply[1], *reply[2:], "SET", key, "new")[0] == b"applied"
+    local.kill_node(config.extra["dir"], by_redis[victim].name)
+    wait_until(lambda: by_redis[victim].name not in ring_members(config) and
+               ring_members(config), 60, "the ring to drop the dead master", interval=0.1)
+    assert client.mget(moved) == [b"new"] * len(moved)
+    converge(config)
+    assert client.mget(moved) == [b"new"] * len(moved)
