@@ -106,14 +106,17 @@ def unit_name(service: str) -> str:
 
 
 def unit(service: str, dtriad: str, config_path: str = str(CONFIG_PATH),
-         data_dir: str = str(DATA_DIR)) -> str:
-    """One systemd unit: ``dtriad host SERVICE --config FILE`` as the dtriad user."""
-    after = " ".join(["network-online.target", *map(unit_name, AFTER.get(service, []))])
+         data_dir: str = str(DATA_DIR), services: list[str] | None = None) -> str:
+    """One systemd unit: ``dtriad host SERVICE --config FILE`` as the dtriad user.
+    It depends on the units of ``AFTER`` this host runs (``services``; all if None):
+    a DTSentinel on a node host, a standby one, has no ``register`` unit there."""
+    needs = [s for s in AFTER.get(service, []) if services is None or s in services]
+    after = " ".join(["network-online.target", *map(unit_name, needs)])
     command = shlex.join([dtriad, "host", service, "--config", config_path])
     lines = ["[Unit]", f"Description={DESCRIPTIONS[service]}", f"After={after}",
              "Wants=network-online.target"]
-    if service in AFTER:
-        lines.append("Requires=" + " ".join(map(unit_name, AFTER[service])))
+    if needs:
+        lines.append("Requires=" + " ".join(map(unit_name, needs)))
     lines += ["", "[Service]"]
     if service == "register":  # runs once per boot; retried until every backend is in
         lines += ["Type=oneshot", "RemainAfterExit=yes"]
@@ -131,6 +134,7 @@ def unit(service: str, dtriad: str, config_path: str = str(CONFIG_PATH),
 
 def units(roles: Roles, dtriad: str, config_path: str = str(CONFIG_PATH)) -> dict[str, str]:
     """``unit file name -> text`` for every service of this host."""
-    return {unit_name(s): unit(s, dtriad, config_path, roles.data_dir)
-            for s in roles.services()}
+    services = roles.services()
+    return {unit_name(s): unit(s, dtriad, config_path, roles.data_dir, services)
+            for s in services}
 

@@ -86,6 +86,8 @@ def test_provision_launches_tagged_hosts_that_install_themselves(ec2, tmp_path):
         assert config.username == "dtriad" and len(config.password) >= 32
         if host.name == "sentinel":
             assert roles.services() == ["sentinel", "register", "dtsentinel"]
+        elif host.name == "n1":  # a standby DTSentinel too
+            assert roles.node == "n1" and roles.services() == ["backend", "server", "dtsentinel"]
         else:
             assert roles.node == host.name and roles.services() == ["backend", "server"]
     # The secrets live in the client file (0600) and are never printed.

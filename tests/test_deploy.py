@@ -35,6 +35,15 @@ def test_roles_say_what_runs_and_in_what_order():
         "sentinel", "register", "dtsentinel"]
 
 
+def test_a_standby_dtsentinel_on_a_node_host_needs_no_register_unit():
+    texts = units(roles(node="n1", dtsentinel=True), "/opt/dtriad/bin/dtriad")
+    assert set(texts) == {"dtriad-backend.service", "dtriad-server.service",
+                          "dtriad-dtsentinel.service"}
+    assert "register" not in texts["dtriad-dtsentinel.service"]
+    with_sentinel = units(roles(sentinel="10.0.0.20:26379", dtsentinel=True), "/x/dtriad")
+    assert "Requires=dtriad-register.service" in with_sentinel["dtriad-dtsentinel.service"]
+
+
 @pytest.mark.parametrize("host, message", [
     ({}, "[host] runs nothing"),
     ({"node": "n9"}, "no node named 'n9'"),

@@ -121,6 +121,9 @@ def host_files(options: Options, addresses: list[str], password: str,
     files = {}
     for i in range(1, options.nodes + 1):
         files[f"n{i}"] = {**cluster, "host": {"node": f"n{i}"}}
+    # a second DTSentinel, on the first node's host: it stands by, and leads if
+    # the Sentinel host's stops (one leads at a time: dtriad/leader.py)
+    files["n1"]["host"]["dtsentinel"] = True
     files["sentinel"] = {**cluster, "host": {"sentinel": cluster["sentinels"][0],
                                              "dtsentinel": True}}
     for data in files.values():
