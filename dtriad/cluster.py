@@ -198,8 +198,7 @@ def dtsentinel_home(directory: Path, index: int = 1) -> Path:
 
 def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig,
                       index: int = 1) -> None:
-    """Start one DTSentinel. The first waits until one of them leads (its state
-    file exists); the others until they are up, as standbys or leaders."""
+    """Start one DTSentinel; return once it knows whether it leads or stands by."""
     home = dtsentinel_home(directory, index)
     home.mkdir(exist_ok=True)
     state = home / "state.json"
@@ -217,13 +216,9 @@ def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig,
     config.extra["dtsentinel_pids"] = pids
     if index == 1:
         config.extra["dtsentinel_pid"] = proc.pid
-    if index == 1:
-        wait_until(lambda: any(dtsentinel_home(directory, i).joinpath("state.json").exists()
-                               for i in range(1, 8)), 30, "the DTSentinel", proc=proc,
-                   log=log_path)
-    else:
-        wait_until(lambda: b"started" in log_path.read_bytes()[started:], 30,
-                   f"DTSentinel {index}", proc=proc, log=log_path)
+    said = (b" leading: ", b" standby: ")  # its first lease decision
+    wait_until(lambda: any(s in log_path.read_bytes()[started:] for s in said), 30,
+               f"the DTSentinel in {home}", proc=proc, log=log_path)
 
 
 def restart_dtsentinel(directory: str | os.PathLike, index: int = 1) -> int:
@@ -246,9 +241,11 @@ def leading_dtsentinel(directory: str | os.PathLike) -> tuple[int, int | None]:
         if not pid or not pid_alive(pid):
             continue
         log_path = dtsentinel_home(directory, index) / "dtsentinel.log"
-        lines = [line for line in log_path.read_text(errors="replace").splitlines()
-                 if " leading: " in line or " standby: " in line]
-        if lines and " leading: " in lines[-1]:
+        lines = log_path.read_text(errors="replace").splitlines()
+        starts = [i for i, line in enumerate(lines) if line.endswith(" started")]
+        mine = lines[starts[-1]:] if starts else []  # this process's lines, not a predecessor's
+        said = [line for line in mine if " leading: " in line or " standby: " in line]
+        if said and " leading: " in said[-1]:
             return index, pid
     return 1, None
 

@@ -4,23 +4,29 @@ Redis Sentinel monitors every backend (each registered as its own "master").
 The DTSentinel subscribes to its pub/sub (``+monitor``, ``+sdown``/``-sdown``,
 ``+odown``/``-odown``), but events are only a trigger: each step re-reads the
 monitored set from every reachable Sentinel (``SENTINEL MASTERS``), keeps only
-backends named in the cluster file at the address the file gives, and checks
-them with its own PING before letting one join. A step then moves the ring
-towards the live set, one migration at a time:
+backends named in the cluster file at the address the file gives, and probes
+each itself (its ``run_id`` and stored ring). A step acts only if this
+DTSentinel holds the lease (:mod:`dtriad.leader`) and no backend holds a
+newer ring than its own; it then moves the ring towards the live set, one
+migration at a time:
 
 1. copy out arcs whose only copy is on a returning node, then wipe joiners;
-2. persist and push the pending ring to every DTServer, then fence every
-   backend at its token (writes by an older ring are refused from then on);
-3. copy the arcs of the plan, server to server (:class:`Executor`);
-4. commit: persist and push the new ring, fence it;
+2. put the pending ring in force: fence every member at its token, then
+   store it in the backends, then push it to every DTServer;
+3. copy the arcs of the plan, server to server (:class:`Executor`), each
+   key's newest surviving copy first where a master was lost;
+4. commit: persist the new ring and put it in force the same way;
 5. clean up copies that no longer belong anywhere.
 
-Progress is persisted after every step and batch group, so a DTSentinel
-killed at any point finishes the job when restarted. A membership change
-during a copy interrupts it; the next step plans again from the committed
-ring to the new live set (the abandoned ring's nodes are cleaned too).
+Why this order keeps one master per key, whatever step it stops at, is in
+``docs/membership.md``. Progress is persisted after every step and batch
+group, so a DTSentinel killed at any point finishes the job when restarted.
+A membership change during a copy interrupts it; the next step plans again
+from the committed ring to the new live set (the abandoned ring's nodes are
+cleaned too).
 
-A backend seen down while in the ring is *tainted*: it leaves the ring, and
+A backend seen down while in the ring, or answering as another incarnation
+than the ring admitted (it restarted), is *tainted*: it leaves the ring, and
 when it comes back it joins afresh (wiped), never served with stale data.
 """
 
@@ -336,7 +342,7 @@ class DTSentinel:
         target = {n: live[n] for n in live if n not in p.tainted}
         if not target:
             return self._readmit(live)
-        target = self._keep_sole_holders(target, live)
+        target = self._keep_sole_holders(target)
         if target is None:
             return "waiting before declaring arcs lost"
         if ring.pending is not None and {m.redis for m in ring.pending} == set(target):
@@ -345,8 +351,7 @@ class DTSentinel:
             return "idle"
         return self._migrate(target=target)
 
-    def _keep_sole_holders(self, target: dict[str, Member],
-                           live: dict[str, Member]) -> dict[str, Member] | None:
+    def _keep_sole_holders(self, target: dict[str, Member]) -> dict[str, Member] | None:
         """Never declare live data lost. If the ring towards ``target`` would
         lose every copy of some arc, its old holders that still answer our own
         probe (as the incarnation the ring admitted) stay in the ring, whatever
@@ -376,7 +381,7 @@ class DTSentinel:
                             "the only copies of %d arcs", ", ".join(kept), len(lost))
                 self._kept = kept
             p.tainted -= set(answering)
-            return self._keep_sole_holders({**target, **answering}, live)
+            return self._keep_sole_holders({**target, **answering})
         now = time.monotonic()
         if self._lost_since is None:
             self._lost_since = now
@@ -644,7 +649,8 @@ class DTSentinel:
                 log.warning("step failed (%s); will try again", describe(e))
                 result = "copy failed"
             if result in ("idle", "no Sentinel reachable", "no live node to build a ring from",
-                          "copy failed", "cleanup failed", "announce failed", "standby"):
+                          "copy failed", "cleanup failed", "announce failed", "standby",
+                          "waiting before declaring arcs lost"):
                 for event in self.sentinels.wait_event(idle_wait):
                     log.info("sentinel event: %s", event)
         if self.leading:  # a clean stop hands over at once
