@@ -64,7 +64,7 @@ from .exceptions import (
 from .repair import Repairs
 from .ringstate import RingState, Route, View
 from .scripts import CLEAN, READ_META, READ_VERSIONED, SWEEP, WRITE_BACKUP, WRITE_MASTER
-from .steps import Execute, Fanout, Steps
+from .steps import Execute, Fanout, Pause, Steps
 
 COMMANDS = API  # the HTTP API's methods (dtriad.commands.API)
 FILE_CHECK_S = 0.002  # how often a worker looks for a ring saved by another
@@ -476,14 +476,21 @@ class DTCore:
                                              self.level("write_quorum", quorum)))
 
     def replicate_steps(self, keys: Sequence[Any], command: Sequence[Any], level: str,
-                        attempts: int = 4) -> Steps:
-        """One replicated write of ``command`` on ``keys`` (keys of one route)."""
-        for _ in range(attempts):
+                        attempts: int = 8) -> Steps:
+        """One replicated write of ``command`` on ``keys`` (keys of one route).
+
+        A write refused by a fence is routed again by the newest ring the
+        backends hold. If they hold none newer yet (the DTSentinel has fenced
+        the members and not yet stored the ring, ``docs/membership.md``), it
+        backs off (10 ms, doubling up to 200 ms: 0.7 s in all) rather than
+        fail at once."""
+        for attempt in range(attempts):
             view = yield from self.view_steps()
             try:
                 return (yield from self._write_once(view, keys, command, level))
             except _Stale:
-                yield from self.refresh_steps()
+                if not (yield from self.refresh_steps()) and attempt + 1 < attempts:
+                    yield Pause(min(0.2, 0.01 * 2 ** attempt))
         raise RingChangingError(f"the ring changed {attempts} times during one write to "
                                 f"{_text(keys[0])!r}; retry")
 
@@ -570,7 +577,11 @@ class DTCore:
             names = self.view.names
             missing = {names.get(n, n): failures.get(names.get(n, n), "did not take it")
                        for n in owners if n not in held}
-            raise QuorumError(_text(keys[0]), copies, required, len(owners), missing)
+            total, authority = len(owners), route.direct[0]
+            if authority not in owners:  # it is leaving the key; a migration copies it on
+                total += 1
+                copies += authority in held
+            raise QuorumError(_text(keys[0]), copies, required, total, missing)
         return False
 
     def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,

@@ -4,15 +4,18 @@ The request core (:mod:`dtriad.core`) never talks to a backend itself. Its
 methods are generators that ``yield`` what they need done, an
 :class:`Execute` (one command on one backend) or a :class:`Fanout` (one
 command on several backends at once), and receive the reply (or the
-backend's exception, thrown back into the generator). A *driver* performs the
-effects: :func:`run` with the threaded :class:`~dtriad.client.DTClient`
-(HTTP workers, the DTSentinel, ``dtriad check``), :func:`arun` with the
-asyncio :class:`~dtriad.aclient.AsyncClient` (the RESP front end). So routing,
+backend's exception, thrown back into the generator); a :class:`Pause` asks
+for a backoff. A *driver* performs the effects: :func:`run` with the
+threaded :class:`~dtriad.client.DTClient` (HTTP workers, the DTSentinel,
+``dtriad check``), :func:`arun` with the asyncio
+:class:`~dtriad.aclient.AsyncClient` (the RESP front end). So routing,
 replication and repair exist once, whichever transport asked.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +40,15 @@ class Fanout:
     args: tuple
 
 
-Steps = Generator[Execute | Fanout, Any, Any]
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait ``seconds`` before the next step (a backoff); the driver sleeps
+    (``time.sleep`` in threads, ``asyncio.sleep`` in the event loop)."""
+
+    seconds: float
+
+
+Steps = Generator[Execute | Fanout | Pause, Any, Any]
 
 
 def run(steps: Steps, client) -> Any:
@@ -50,6 +61,10 @@ def run(steps: Steps, client) -> Any:
         except StopIteration as done:
             return done.value
         error = None
+        if isinstance(effect, Pause):
+            time.sleep(effect.seconds)
+            reply = None
+            continue
         try:
             reply = client.perform(effect)
         except Exception as e:  # noqa: BLE001 - handed to the steps, which decide
@@ -66,6 +81,10 @@ async def arun(steps: Steps, client) -> Any:
         except StopIteration as done:
             return done.value
         error = None
+        if isinstance(effect, Pause):
+            await asyncio.sleep(effect.seconds)
+            reply = None
+            continue
         try:
             reply = await client.perform(effect)
         except Exception as e:  # noqa: BLE001 - handed to the steps, which decide

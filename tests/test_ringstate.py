@@ -152,3 +152,50 @@ def test_malformed_states_are_refused():
     with pytest.raises(Exception, match="newer"):
         RingState(3, 2, 1, (Member("n1", "127.0.0.1:1", "http://127.0.0.1:2"),),
                   pending=(), pending_epoch=3)
+
+
+def test_a_write_fenced_before_the_ring_is_stored_backs_off_until_it_is(tmp_path):
+    """The DTSentinel fences every member, then stores the ring: a write in
+    between is refused everywhere and finds no newer ring, so it waits (a
+    Pause step) instead of failing, and goes through once the ring is stored;
+    if it never is, it fails with RINGCHANGING having applied nothing."""
+    from dtriad.exceptions import RingChangingError
+    from dtriad.scripts import FENCE_ONLY
+    from dtriad.steps import Pause
+
+    config, core, backends = build()
+    four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
+    for node in backends.servers:
+        backends.direct(node).eval(FENCE_ONLY, 0, four.token, "")
+
+    def drive(work, on_pause):
+        reply, error, pauses = None, None, []
+        while True:
+            try:
+                effect = work.throw(error) if error is not None else work.send(reply)
+            except StopIteration as done:
+                return done.value, pauses
+            reply, error = None, None
+            if isinstance(effect, Pause):
+                pauses.append(effect.seconds)
+                on_pause(len(pauses))
+                continue
+            try:
+                reply = core.client.perform(effect)
+            except Exception as e:  # noqa: BLE001 - handed back, as the drivers do
+                error = e
+
+    def store_on_second_pause(n):
+        if n == 2:
+            for node in backends.servers:
+                backends.direct(node).eval(PUBLISH_META, 0, four.token, four.to_json())
+
+    reply, pauses = drive(core.command_steps(["SET", "k", "v"]), store_on_second_pause)
+    assert reply == b"OK" and pauses == [0.01, 0.02]
+    assert core.view.token == four.token
+    five = RingState(2, 2, 1, members(config, {"n1", "n2", "n3", "n4", "n5"}))
+    for node in backends.servers:
+        backends.direct(node).eval(FENCE_ONLY, 0, five.token, "")
+    with pytest.raises(RingChangingError):
+        drive(core.command_steps(["SET", "k", "w"]), lambda n: None)
+    assert {backends.direct(n).get("k") for n in core.ring.preference_list("k")} == {b"v"}
