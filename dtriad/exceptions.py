@@ -8,6 +8,8 @@ copies) so callers never have to pick apart a message.
 
 from __future__ import annotations
 
+import re
+
 
 class DtriadError(Exception):
     """Root of every dtriad error."""
@@ -79,10 +81,20 @@ class CommandError(DtriadError):
 
     @classmethod
     def from_redis(cls, exc: Exception) -> CommandError:
+        """A backend's error reply, worded as Redis 6.2 words it (the
+        semantics dtriad serves, whichever Redis the backends run)."""
         text = str(exc)
+        for pattern, wording in REDIS_62_WORDING:
+            text = pattern.sub(wording, text)
         head = text.split(" ", 1)[0]
         code = head if head.isupper() and head.isalpha() else "ERR"
         return cls(text if code != "ERR" or text.startswith("ERR") else f"ERR {text}", code)
+
+
+# Error replies Redis 7 words differently from 6.2, as (7's, 6.2's).
+REDIS_62_WORDING = [
+    (re.compile(r"^(ERR invalid expire time in) '(\w+)' command$"), r"\1 \2"),
+]
 
 
 class BackendError(DtriadError):

