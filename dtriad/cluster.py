@@ -163,8 +163,9 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
 
 
 def admitted(config: ClusterConfig) -> bool:
-    """Does the stored ring name every member's current incarnation? (After a
-    restart every backend has a new one, and the DTSentinel admits them again.)"""
+    """Does the stored ring name every member's current incarnation, and does
+    every running DTServer route by it? (After a restart every backend has a
+    new one, and the DTSentinel admits them again.)"""
     client = DTClient(password=config.password, username=config.username, timeout=2.0)
     try:
         state, _ = newest_ring(client, [n.redis for n in config.nodes])
@@ -173,11 +174,20 @@ def admitted(config: ClusterConfig) -> bool:
         for member in state.nodes:
             if member.run_id != run_id_of(client.execute(member.redis, "INFO", "server")):
                 return False
-        return True
     except DOWN_ERRORS:
         return False
     finally:
         client.close()
+    for node in config.nodes:
+        if node.extra.get("pids", {}).get("server"):
+            try:
+                reply = requests.get(f"{node.http}/ring", headers=config.admin_headers(),
+                                     timeout=2)
+                if reply.json().get("token") != state.token:
+                    return False
+            except (requests.RequestException, ValueError):
+                return False
+    return True
 
 
 def _start_sentinels(directory: Path, config: ClusterConfig) -> None:

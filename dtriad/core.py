@@ -54,6 +54,7 @@ from .exceptions import (
     AuthError,
     CommandError,
     DtriadError,
+    MasterMovedError,
     QuorumError,
     RingChangingError,
     StaleRingError,
@@ -544,15 +545,17 @@ class DTCore:
         """The master applied a write but a backup's fence says the ring moved.
 
         If the new ring keeps the same master, its history still holds: every
-        copy of the new route gets its state. Otherwise the write is routed
-        again (its copies are reconciled to the new master by that retry, or
-        by the repair queue)."""
+        copy of the new route gets its state. Otherwise the write is *not*
+        routed again: the new master may already hold it (a migration copied
+        the old master's state), and applying it there again would apply it
+        twice (the fault suite caught an INCR counted twice this way). The
+        caller gets an ambiguous error, and the key is queued for repair."""
         yield from self.refresh_steps()
         view = yield from self.view_steps()
         route = view.route(keys[0])
         if route.direct[0] != master:
             self.repairs.add(keys)
-            raise _Stale
+            raise MasterMovedError(_text(keys[0]))
         failures: dict[str, str] = {}
         held = {master}
         for node in route.direct[1:] + route.copy_to:

@@ -171,3 +171,18 @@ class RingChangingError(BackendError):
     """The ring changed under a request more often than it could follow."""
 
     code = "TRYAGAIN"
+
+
+class MasterMovedError(BackendError):
+    """The key's master applied a write, then the ring gave the key another
+    master before the copies took it: the write is not sent again (it could
+    apply twice), so whether the new master holds it is unknown."""
+
+    code = "QUORUM"
+
+    def __init__(self, key: str):
+        super().__init__(
+            f"write to key {key!r} was applied by its master, then the ring gave the key "
+            f"another master before every copy took it; it is not sent again (it could "
+            f"apply twice), so it may or may not be in force: read the key before retrying")
+        self.key = key

@@ -106,6 +106,38 @@ def test_a_ring_change_between_master_and_backups_applies_the_write_once(fake_cl
     assert copies(core, backends, "k") == [b"ab"] * 3
 
 
+def test_a_write_whose_master_moves_after_applying_it_is_never_sent_again(fake_cluster):
+    """The master applies an INCR; before the backups take it, a migration
+    copies the master's state to the key's owners in a new ring, in which
+    the key has another master, and fences the backups. Routing the INCR
+    again would count it twice there (the fault suite caught exactly that):
+    the writer gets an ambiguous error instead, and the count stays right."""
+    from dtriad.exceptions import MasterMovedError
+    from dtriad.scripts import INSTALL
+    from dtriad.steps import Execute
+
+    core, backends = fake_cluster()
+    core.write("k", "SET", "k", "10")
+    master = core.ring.preference_list("k")[0]
+    newer = RingState(1, core.view.state.replicas, 1,
+                      tuple(m for m in core.view.state.nodes if m.redis != master))
+    owners = newer.ring().preference_list("k")
+    work = core.command_steps(["INCR", "k"])
+    effect = work.send(None)
+    while not (isinstance(effect, Execute) and WRITE_MASTER in effect.args):
+        effect = work.send(core.client.perform(effect))
+    reply = core.client.perform(effect)  # the master applies it: 11
+    publish(backends, [n for n in core.ring.nodes if n != master], newer)
+    state = backends.direct(master).eval(STATE, 1, "k")
+    for node in owners:  # the migration's copy of the master's state
+        backends.direct(node).eval(INSTALL, 1, "k", newer.token, state[0], state[1], state[2])
+    with pytest.raises(MasterMovedError, match="not sent again"):
+        effect = work.send(reply)
+        while True:
+            effect = work.send(core.client.perform(effect))
+    assert {backends.direct(n).get("k") for n in owners} == {b"11"}
+
+
 def test_a_write_refused_by_the_master_is_routed_again_without_applying_twice(fake_cluster):
     core, backends = fake_cluster()
     core.write("k", "LPUSH", "k", "a")

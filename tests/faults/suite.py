@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from dtriad import cluster as local
 from dtriad.check import check
@@ -128,8 +130,12 @@ class Clients:
         nodes = [n for n in ClusterConfig.load(local.cluster_file(self.config.extra["dir"])).nodes
                  if n.extra.get("resp")]
         host, port = parse_address(rng.choice(nodes).extra["resp"])
+        # no retries: redis-py 6+ resends a command after a connection error or a
+        # timeout (10 times by default), which applies an APPEND or INCR twice
+        # while the suite counts it once
         return redis.Redis(host=host, port=port, password=self.config.password, protocol=2,
-                           socket_timeout=10, socket_connect_timeout=2)
+                           socket_timeout=10, socket_connect_timeout=2,
+                           retry=Retry(NoBackoff(), 0))
 
     def _run(self, index: int) -> None:
         rng = random.Random(self.seed * 1000 + index)

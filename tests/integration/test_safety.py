@@ -135,7 +135,7 @@ def test_check_repair_during_a_migration_deletes_nothing_the_new_ring_needs(clus
     directory = config.extra["dir"]
     path = local.cluster_file(directory)
     data = json.loads(path.read_text())
-    data["migration_max_keys_per_s"] = 3000  # slow enough to be caught mid-copy
+    data["migration_max_keys_per_s"] = 300  # slow enough to be caught mid-copy
     path.write_text(json.dumps(data))
     before = populate(config, 6000)
     state = Path(directory) / "dtsentinel" / "state.json"
