@@ -99,8 +99,8 @@ def restart(keys: int, directory: Path) -> dict:
 
 
 def handover(runs: int, directory: Path) -> list[dict]:
-    config = local.up(directory, local.UpOptions(nodes=3, replicas=1, persist=False, workers=1,
-                                                 dtsentinels=2), log=lambda *_: None)
+    local.up(directory, local.UpOptions(nodes=3, replicas=1, persist=False, workers=1,
+                                        dtsentinels=2), log=lambda *_: None)
     rows = []
     try:
         for run in range(runs):
@@ -118,7 +118,6 @@ def handover(runs: int, directory: Path) -> list[dict]:
             local.restart_dtsentinel(directory, index)
     finally:
         local.down(directory)
-    del config
     return rows
 
 

@@ -312,7 +312,16 @@ class DTSentinel:
 
     # ------------------------------------------------------------------ steps
     def run_once(self) -> str:
-        """One step towards the live set; returns what it did (for logs/tests)."""
+        """One step towards the live set; returns what it did (for logs/tests).
+        A ring that could not be put in force (:class:`Unfenced`) is announced
+        again by a later step: every step that announces resumes from state."""
+        try:
+            return self._step()
+        except Unfenced as e:
+            log.warning("%s", e)
+            return "announce failed"
+
+    def _step(self) -> str:
         if not self._lead():
             return "standby"
         if self.progress is None:
@@ -331,11 +340,7 @@ class DTSentinel:
             p.tainted |= newly
             self._save()
         if p.phase is Phase.CLEANUP:  # resumed: make sure every DTServer has the commit
-            try:
-                self._announce(p.ring)
-            except Unfenced as e:
-                log.warning("%s", e)
-                return "announce failed"
+            self._announce(p.ring)
             return self._cleanup()
         # A node out of the ring holds nothing we trust: when back, it joins afresh.
         p.tainted = {n for n in p.tainted if n in members}
@@ -364,7 +369,7 @@ class DTSentinel:
         new = Ring(list(target), p.ring.replicas, p.ring.vnodes)
         lost = plan(p.ring.ring(), new).lost
         if not lost:
-            self._lost_since = None
+            self._lost_since, self._kept = None, []
             return target
         admitted = p.ring.members()
         holders = {n for change in lost for n in change.old_owners}
@@ -427,8 +432,7 @@ class DTSentinel:
         epoch, so the DTSentinel never stalls for good; until then it waits."""
         p = self.progress
         nodes = p.ring.nodes
-        current = {**{n: run_id for n, run_id in self.restarted.items()},
-                   **{n: m.run_id for n, m in live.items()}}
+        current = {**self.restarted, **{n: m.run_id for n, m in live.items()}}
         if not nodes or any(m.redis not in current for m in nodes):
             return "no live node to build a ring from"
         epoch = (p.ring.pending_epoch or p.ring.epoch) + 1
@@ -442,11 +446,7 @@ class DTSentinel:
         log.error("every member was down or restarted at once: epoch %d admits %s with the "
                   "data they hold now (run 'dtriad check --repair' to reconcile copies)",
                   epoch, _names(nodes))
-        try:
-            self._announce(state)
-        except Unfenced as e:
-            log.warning("%s", e)
-            return "announce failed"
+        self._announce(state)
         return "readmitted"
 
     def _migrate(self, target: dict[str, Member] | None = None, resume: bool = False) -> str:
@@ -477,11 +477,7 @@ class DTSentinel:
         for change in the_plan.lost:
             log.error("arc (%040x, %040x] lost every copy (%s); it comes back if one of "
                       "them returns", change.start, change.end, ", ".join(change.old_owners))
-        try:
-            self._announce(state)
-        except Unfenced as e:
-            log.warning("%s", e)
-            return "announce failed"
+        self._announce(state)
         try:
             moved = self._copy(the_plan, state)
         except Interrupted as e:
@@ -604,11 +600,7 @@ class DTSentinel:
         p.cleanups = [[c.node, c.start, c.end] for c in the_plan.cleanups]
         p.history = []
         self._save()
-        try:
-            unconfirmed = self._announce(committed)
-        except Unfenced as e:  # the next step announces it again (phase CLEANUP)
-            log.warning("%s", e)
-            return "announce failed"
+        unconfirmed = self._announce(committed)  # if Unfenced: again next step (CLEANUP)
         log.info("epoch %d committed: %d keys copied in %d transfers", committed.epoch, moved,
                  len(the_plan.transfers))
         if unconfirmed:  # they learn it within their poll interval; then clean up

@@ -242,9 +242,6 @@ class Nemesis:
     def pause_dtserver(self) -> None:
         _pause(self._node().extra["pids"]["server"], self.rng.uniform(0.3, 3.0), group=True)
 
-    def _dtsentinels(self) -> list[int]:
-        return [p for p in self.config().extra.get("dtsentinel_pids", []) if pid_alive(p)]
-
     def kill_dtsentinel(self) -> None:
         index, pid = local.leading_dtsentinel(self.directory)
         if pid is None:

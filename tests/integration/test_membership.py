@@ -25,6 +25,14 @@ pytestmark = pytest.mark.integration
 CONVERGE = 90  # seconds; Sentinel needs ~1 s to call a backend down
 
 
+def throttle_migrations(config: ClusterConfig, keys_per_s: int) -> None:
+    """Slow migrations down enough for a test to catch one mid-copy."""
+    path = local.cluster_file(config.extra["dir"])
+    data = json.loads(path.read_text())
+    data["migration_max_keys_per_s"] = keys_per_s
+    path.write_text(json.dumps(data))
+
+
 def reload(config: ClusterConfig) -> ClusterConfig:
     fresh = ClusterConfig.load(local.cluster_file(config.extra["dir"]))
     fresh.extra["dir"] = config.extra["dir"]
@@ -325,9 +333,7 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
     config = cluster()
     directory = config.extra["dir"]
     path = local.cluster_file(directory)
-    data = json.loads(path.read_text())
-    data["migration_max_keys_per_s"] = 5000  # slow enough to be caught mid-copy
-    path.write_text(json.dumps(data))
+    throttle_migrations(config, 5000)
     before = populate(config, 20000)
     state = Path(directory) / "dtsentinel" / "state.json"
     writers = Writers(config)

@@ -28,6 +28,7 @@ from .test_membership import (
     reload,
     report_ring,
     ring_members,
+    throttle_migrations,
     wait_members,
 )
 
@@ -133,10 +134,7 @@ def test_check_repair_during_a_migration_deletes_nothing_the_new_ring_needs(clus
     pending, and its deletions are fenced at the ring it judged by."""
     config = cluster(nodes=3, replicas=1, down_after_ms=60_000)
     directory = config.extra["dir"]
-    path = local.cluster_file(directory)
-    data = json.loads(path.read_text())
-    data["migration_max_keys_per_s"] = 300  # slow enough to be caught mid-copy
-    path.write_text(json.dumps(data))
+    throttle_migrations(config, 300)
     before = populate(config, 6000)
     state = Path(directory) / "dtsentinel" / "state.json"
     local.add_node(directory, log=lambda *_: None)
