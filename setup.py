@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["dtriad", "dtriad.*"]),
-    package_data={"dtriad": ["redis_help.json"]},
+    package_data={"dtriad.ops": ["redis_help.json"]},
     python_requires=">=3.11",
     install_requires=[
         "redis[hiredis]>=5.0",
@@ -26,5 +26,5 @@ setup(
         "aws": ["boto3>=1.34", "tomli-w>=1.0"],
         "bench": ["matplotlib>=3.8"],
     },
-    entry_points={"console_scripts": ["dtriad=dtriad.cli:main"]},
+    entry_points={"console_scripts": ["dtriad=dtriad.ops.main:main"]},
 )

@@ -36,8 +36,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from dtriad import cluster as local  # noqa: E402
-from dtriad.procs import free_port, stop_pid, wait_until  # noqa: E402
+from dtriad.ops import cluster as local  # noqa: E402
+from dtriad.ops.procs import free_port, stop_pid, wait_until  # noqa: E402
 
 FIELDS = ["nodes", "replicas", "target", "op", "clients", "requests", "errors",
           "throughput", "p50_ms", "p99_ms"]
@@ -184,7 +184,7 @@ def closed_loop(run, make, prefix: str, clients: int, duration: float) -> list[f
 
 def mechanism_cost(duration: float, clients: int, echo) -> list[dict]:
     """The write path with and without the ordering mechanism, same cluster."""
-    from dtriad.core import DTCore
+    from dtriad.core.dtcore import DTCore
 
     directory = Path(tempfile.mkdtemp(prefix="dtriad-mech-"))
     config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False,

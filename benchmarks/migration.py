@@ -38,14 +38,14 @@ sys.path.insert(0, str(HERE.parent))
 
 import redis  # noqa: E402
 
-from dtriad import cluster as local  # noqa: E402
-from dtriad.check import check  # noqa: E402
-from dtriad.client import DTClient  # noqa: E402
-from dtriad.executor import Executor  # noqa: E402
-from dtriad.migration import plan  # noqa: E402
-from dtriad.procs import free_port, start_redis, stop_pid, wait_until  # noqa: E402
-from dtriad.ring import Ring, hash_tag  # noqa: E402
-from dtriad.scripts import SCAN_ARCS, arc_ranges  # noqa: E402
+from dtriad.backends.client import DTClient  # noqa: E402
+from dtriad.core.scripts import SCAN_ARCS, arc_ranges  # noqa: E402
+from dtriad.membership.check import check  # noqa: E402
+from dtriad.membership.executor import Executor  # noqa: E402
+from dtriad.ops import cluster as local  # noqa: E402
+from dtriad.ops.procs import free_port, start_redis, stop_pid, wait_until  # noqa: E402
+from dtriad.placement.planner import plan  # noqa: E402
+from dtriad.placement.ring import Ring, hash_tag  # noqa: E402
 
 PASSWORD = "bench"
 

@@ -35,10 +35,10 @@ sys.path.insert(0, str(HERE.parent))
 
 import redis  # noqa: E402
 
-from dtriad import cluster as local  # noqa: E402
-from dtriad.check import check  # noqa: E402
 from dtriad.config import ClusterConfig, parse_address  # noqa: E402
-from dtriad.procs import pid_alive, stop_pid, wait_until  # noqa: E402
+from dtriad.membership.check import check  # noqa: E402
+from dtriad.ops import cluster as local  # noqa: E402
+from dtriad.ops.procs import pid_alive, stop_pid, wait_until  # noqa: E402
 
 
 def members(directory: Path) -> set[str]:

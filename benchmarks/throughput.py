@@ -28,9 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from dtriad import cluster as local  # noqa: E402
 from dtriad.config import parse_address  # noqa: E402
-from dtriad.procs import free_port, start_redis, stop_pid  # noqa: E402
+from dtriad.ops import cluster as local  # noqa: E402
+from dtriad.ops.procs import free_port, start_redis, stop_pid  # noqa: E402
 
 FIELDS = ["target", "replicas", "test", "pipeline", "clients", "requests", "rps", "p50_ms",
           "p99_ms", "ratio"]

@@ -1,9 +1,9 @@
 """Diminished Triad: a replicated Chord-style consistent-hash ring over Redis."""
 
-from .client import DTClient
-from .config import ClusterConfig, NodeSpec
-from .core import COMMANDS, DTCore
-from .exceptions import (
+from dtriad.backends.client import DTClient
+from dtriad.config import ClusterConfig, NodeSpec
+from dtriad.core.dtcore import COMMANDS, DTCore
+from dtriad.exceptions import (
     ArgumentError,
     AuthError,
     BackendError,
@@ -17,9 +17,9 @@ from .exceptions import (
     UnknownMethodError,
     ValueTooLargeError,
 )
-from .migration import Cleanup, Plan, Transfer, plan
-from .ring import Arc, ArcChange, Ring, diff, transfers
-from .ringstate import Member, RingState, Route, View
+from dtriad.placement.planner import Cleanup, Plan, Transfer, plan
+from dtriad.placement.ring import Arc, ArcChange, Ring, diff, transfers
+from dtriad.placement.ringstate import Member, RingState, Route, View
 
 __all__ = [
     "COMMANDS", "Arc", "ArcChange", "ArgumentError", "AuthError", "BackendError",

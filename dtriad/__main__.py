@@ -1,3 +1,3 @@
-from .cli import main
+from dtriad.ops.main import main
 
 main()

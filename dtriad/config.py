@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .exceptions import ConfigurationError
-from .ring import Ring
+from dtriad.exceptions import ConfigurationError
+from dtriad.placement.ring import Ring
 
 WRITE_QUORUMS = ("all", "quorum", "one")
 READ_QUORUMS = ("one", "quorum")

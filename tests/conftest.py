@@ -13,11 +13,11 @@ import pytest
 import redis
 from hypothesis import settings
 
-from dtriad import cluster as local
-from dtriad.client import DTClient
+from dtriad.backends.client import DTClient
 from dtriad.config import ClusterConfig, NodeSpec
-from dtriad.core import DTCore
-from dtriad.procs import (
+from dtriad.core.dtcore import DTCore
+from dtriad.ops import cluster as local
+from dtriad.ops.procs import (
     bundled_redis_server,
     free_port,
     redis_server_binary,

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from moto import mock_aws
 
 from dtriad.config import ClusterConfig
-from dtriad.deploy import Roles
 from dtriad.exceptions import ConfigurationError
+from dtriad.ops.units import Roles
 
 AWS = Path(__file__).resolve().parent.parent / "deploy" / "aws"
 sys.path.insert(0, str(AWS))

@@ -4,10 +4,10 @@ import fakeredis
 import pytest
 import redis
 
-from dtriad.client import DTClient
-from dtriad.core import read_first
+from dtriad.backends.client import DTClient
+from dtriad.core.dtcore import read_first
+from dtriad.core.steps import run
 from dtriad.exceptions import CommandError, UnavailableError
-from dtriad.steps import run
 
 
 class Clock:

@@ -7,10 +7,10 @@ from __future__ import annotations
 import pytest
 import redis
 
+from dtriad.core.repair import Repairs
+from dtriad.core.scripts import PUBLISH_META, STATE, VERSION_DB, WRITE_BACKUP, WRITE_MASTER
 from dtriad.exceptions import ArgumentError, QuorumError
-from dtriad.repair import Repairs
-from dtriad.ringstate import RingState
-from dtriad.scripts import PUBLISH_META, STATE, VERSION_DB, WRITE_BACKUP, WRITE_MASTER
+from dtriad.placement.ringstate import RingState
 
 
 def version(backends, node, key) -> int:
@@ -112,9 +112,9 @@ def test_a_write_whose_master_moves_after_applying_it_is_never_sent_again(fake_c
     the key has another master, and fences the backups. Routing the INCR
     again would count it twice there (the fault suite caught exactly that):
     the writer gets an ambiguous error instead, and the count stays right."""
+    from dtriad.core.scripts import INSTALL
+    from dtriad.core.steps import Execute
     from dtriad.exceptions import MasterMovedError
-    from dtriad.scripts import INSTALL
-    from dtriad.steps import Execute
 
     core, backends = fake_cluster()
     core.write("k", "SET", "k", "10")
@@ -237,7 +237,7 @@ def test_a_write_leaves_its_repair_intent_until_every_copy_holds_it(fake_cluster
 
 
 def test_a_newer_writes_intent_survives_the_clearing_of_an_older_one(fake_cluster):
-    from dtriad.scripts import CLEAN
+    from dtriad.core.scripts import CLEAN
 
     core, backends = fake_cluster()
     master = core.ring.preference_list("k")[0]

@@ -7,9 +7,9 @@ import pytest
 import tomli_w
 
 from dtriad.config import ClusterConfig
-from dtriad.deploy import Roles, units
 from dtriad.exceptions import ConfigurationError
-from dtriad.host import install
+from dtriad.ops.host import install
+from dtriad.ops.units import Roles, units
 
 BASE = {
     "replicas": 2, "password": "pw-0123456789", "secret": "secret-0123456789",
@@ -97,7 +97,7 @@ def test_install_writes_private_files_and_a_second_run_changes_nothing(tmp_path)
 
 
 def test_install_restarts_only_what_changed(tmp_path, monkeypatch):
-    monkeypatch.setattr("dtriad.host.pwd.getpwnam",
+    monkeypatch.setattr("dtriad.ops.host.pwd.getpwnam",
                         lambda name: type("pw", (), {"pw_uid": os.getuid(),
                                                      "pw_gid": os.getgid()}))
     source = write(tmp_path / "n1.toml", {"node": "n1"})
@@ -136,7 +136,7 @@ def test_a_host_file_in_toml_loads_like_cluster_json(tmp_path):
 def test_dtriad_host_install_command_says_what_it_wrote_then_nothing(tmp_path):
     from click.testing import CliRunner
 
-    from dtriad.cli import main
+    from dtriad.ops.main import main
 
     source = write(tmp_path / "s.toml", {"sentinel": "10.0.0.20:26379", "dtsentinel": True})
     args = ["host", "install", "--config", str(source), "--root", str(tmp_path / "r"),

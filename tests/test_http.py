@@ -5,7 +5,7 @@ import json
 import pytest
 from werkzeug.test import Client
 
-from dtriad.server import make_wsgi_app
+from dtriad.frontends.http import make_wsgi_app
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dtriad.migration import plan, strays
-from dtriad.ring import Ring
+from dtriad.placement.planner import plan, strays
+from dtriad.placement.ring import Ring
 
 node_ids = st.builds(lambda a, p: f"10.0.{a // 250}.{a % 250}:{p}",
                      st.integers(0, 5000), st.integers(1024, 65535))
@@ -18,7 +18,7 @@ def holders(ring: Ring, position: int) -> set[str]:
 def after(p, position: int) -> set[str]:
     """Who holds ``position`` once ``p`` is executed: old owners still in the new
     ring, plus the destinations of transfers covering it, minus the cleaned."""
-    from dtriad.ring import Arc
+    from dtriad.placement.ring import Arc
 
     held = {n for n in p.old.owners_at(position) if n in p.new.nodes}
     for t in p.transfers:
@@ -105,7 +105,7 @@ def test_losing_every_copy_is_reported_not_planned():
 
 
 def _arc(item):
-    from dtriad.ring import Arc
+    from dtriad.placement.ring import Arc
 
     return Arc(item.start, item.end, ())
 
@@ -115,7 +115,7 @@ def _arc(item):
 def test_strays_clean_exactly_what_a_node_does_not_own(nodes, r, vnodes, sample):
     """A DTSentinel taking over a committed ring cleans, on every node, every
     position the node does not own, and never one it owns."""
-    from dtriad.ring import Arc
+    from dtriad.placement.ring import Arc
 
     ring = Ring(nodes, r, vnodes)
     cleanups = strays(ring)

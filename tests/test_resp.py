@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dtriad.commands import REDIS, lookup, reply_is_array, reply_is_status, resp3_shape
-from dtriad.resp import (
+from dtriad.core.commands import REDIS, lookup, reply_is_array, reply_is_status, resp3_shape
+from dtriad.frontends.resp import (
     ProtocolError,
     RequestParser,
     TooLarge,

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dtriad.exceptions import ConfigurationError
-from dtriad.ring import RING_SIZE, Arc, Ring, diff, hash_tag, sha1_position, transfers
+from dtriad.placement.ring import RING_SIZE, Arc, Ring, diff, hash_tag, sha1_position, transfers
 
 node_ids = st.builds(lambda a, p: f"10.0.{a // 250}.{a % 250}:{p}",
                      st.integers(0, 5000), st.integers(1024, 65535))

@@ -7,12 +7,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
-from dtriad.client import DTClient
+from dtriad.backends.client import DTClient
 from dtriad.config import ClusterConfig
-from dtriad.core import FILE_CHECK_S, DTCore
-from dtriad.ringstate import Member, RingState, View, route_between
-from dtriad.scripts import PUBLISH_META
-from dtriad.server import make_wsgi_app
+from dtriad.core.dtcore import FILE_CHECK_S, DTCore
+from dtriad.core.scripts import PUBLISH_META
+from dtriad.frontends.http import make_wsgi_app
+from dtriad.placement.ringstate import Member, RingState, View, route_between
 
 from .conftest import FakeBackends, make_nodes
 
@@ -159,9 +159,9 @@ def test_a_write_fenced_before_the_ring_is_stored_backs_off_until_it_is(tmp_path
     between is refused everywhere and finds no newer ring, so it waits (a
     Pause step) instead of failing, and goes through once the ring is stored;
     if it never is, it fails with RINGCHANGING having applied nothing."""
+    from dtriad.core.scripts import FENCE_ONLY
+    from dtriad.core.steps import Pause
     from dtriad.exceptions import RingChangingError
-    from dtriad.scripts import FENCE_ONLY
-    from dtriad.steps import Pause
 
     config, core, backends = build()
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))

@@ -1,4 +1,4 @@
-"""The shell's pure half (dtriad.shell) and Remote's failover rules, without processes.
+"""The shell's pure half (dtriad.ops.shell_rules) and Remote's failover rules, without processes.
 
 The expected strings are what redis-cli 6.2 prints; the integration tests
 compare the real binaries byte for byte."""
@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from dtriad import shell
-from dtriad.commands import REDIS
-from dtriad.console import Remote, Shell, Unreachable
-from dtriad.shell import Action, Error, Refused, Status
+from dtriad.core.commands import REDIS
+from dtriad.ops import shell_rules as shell
+from dtriad.ops.shell import Remote, Shell, Unreachable
+from dtriad.ops.shell_rules import Action, Error, Refused, Status
 
 
 def test_terminal_format_is_redis_clis():

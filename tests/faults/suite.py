@@ -53,12 +53,12 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from dtriad import cluster as local
-from dtriad.check import check
-from dtriad.client import DTClient
+from dtriad.backends.client import DTClient
 from dtriad.config import ClusterConfig, parse_address
-from dtriad.core import newest_ring
-from dtriad.procs import pid_alive, stop_pid, wait_until
+from dtriad.core.dtcore import newest_ring
+from dtriad.membership.check import check
+from dtriad.ops import cluster as local
+from dtriad.ops.procs import pid_alive, stop_pid, wait_until
 
 FAULTS = ("restart", "restart_empty", "aof_cut", "pause_backend", "kill_dtserver",
           "pause_dtserver", "kill_dtsentinel", "pause_dtsentinel", "node_kill_start",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dtriad import cluster as local
 from dtriad.config import ClusterConfig
+from dtriad.ops import cluster as local
 
 
 @pytest.fixture

@@ -12,10 +12,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dtriad.aclient import AsyncClient
-from dtriad.client import DTClient
-from dtriad.procs import free_port
-from dtriad.steps import Execute, Fanout
+from dtriad.backends.aclient import AsyncClient
+from dtriad.backends.client import DTClient
+from dtriad.core.steps import Execute, Fanout
+from dtriad.ops.procs import free_port
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

@@ -9,9 +9,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from dtriad.cli import main
 from dtriad.config import ClusterConfig
-from dtriad.procs import pid_alive
+from dtriad.ops.main import main
+from dtriad.ops.procs import pid_alive
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import stat
 import pytest
 import requests
 
-from dtriad import cluster as local
-from dtriad.procs import pid_alive
+from dtriad.ops import cluster as local
+from dtriad.ops.procs import pid_alive
 
 from ..conftest import backend
 

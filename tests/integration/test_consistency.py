@@ -19,10 +19,10 @@ import pytest
 import redis
 import requests
 
-from dtriad import cluster as local
-from dtriad.check import check
-from dtriad.procs import wait_until
-from dtriad.scripts import VERSION_DB
+from dtriad.core.scripts import VERSION_DB
+from dtriad.membership.check import check
+from dtriad.ops import cluster as local
+from dtriad.ops.procs import wait_until
 
 from ..conftest import backend
 from .test_membership import converge, reload

@@ -10,9 +10,9 @@ import signal
 import pytest
 import redis
 
-from dtriad.client import DTClient
-from dtriad.leader import Lease
-from dtriad.scripts import FENCE_ONLY, PUBLISH_META, SCAN_ARCS, WIPE
+from dtriad.backends.client import DTClient
+from dtriad.core.scripts import FENCE_ONLY, PUBLISH_META, SCAN_ARCS, WIPE
+from dtriad.membership.leader import Lease
 
 from ..conftest import PASSWORD
 

@@ -14,10 +14,10 @@ import pytest
 import redis
 import requests
 
-from dtriad import cluster as local
-from dtriad.check import check
 from dtriad.config import ClusterConfig, parse_address
-from dtriad.procs import pid_alive, stop_pid, wait_until
+from dtriad.membership.check import check
+from dtriad.ops import cluster as local
+from dtriad.ops.procs import pid_alive, stop_pid, wait_until
 
 from ..conftest import backend
 
@@ -185,8 +185,8 @@ def populate(config: ClusterConfig, count: int, prefix: str = "p") -> dict[str, 
 
 
 def report_ring(config: ClusterConfig):
-    from dtriad.client import DTClient
-    from dtriad.core import newest_ring
+    from dtriad.backends.client import DTClient
+    from dtriad.core.dtcore import newest_ring
 
     client = DTClient(password=config.password)
     try:

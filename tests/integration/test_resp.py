@@ -20,10 +20,10 @@ import hiredis
 import pytest
 import redis
 
-from dtriad.check import check
-from dtriad.commands import REDIS
 from dtriad.config import parse_address
-from dtriad.procs import wait_until
+from dtriad.core.commands import REDIS
+from dtriad.membership.check import check
+from dtriad.ops.procs import wait_until
 from tests.conftest import backend, quiet_cluster, reference_redis_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

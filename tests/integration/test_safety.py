@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 
-from dtriad import cluster as local
-from dtriad.check import check, http_ring
 from dtriad.config import parse_address
-from dtriad.core import DTCore
-from dtriad.procs import pid_alive, stop_pid, wait_until
-from dtriad.scripts import WRITE_BACKUP, WRITE_MASTER
-from dtriad.steps import Execute
+from dtriad.core.dtcore import DTCore
+from dtriad.core.scripts import WRITE_BACKUP, WRITE_MASTER
+from dtriad.core.steps import Execute
+from dtriad.membership.check import check, http_ring
+from dtriad.ops import cluster as local
+from dtriad.ops.procs import pid_alive, stop_pid, wait_until
 
 from ..conftest import backend
 from .test_membership import (

@@ -20,8 +20,8 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from dtriad.check import check
-from dtriad.procs import free_port
+from dtriad.membership.check import check
+from dtriad.ops.procs import free_port
 from tests.conftest import quiet_cluster, reference_redis_cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

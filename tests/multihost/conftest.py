@@ -21,7 +21,7 @@ import pytest
 import tomli_w
 
 from dtriad.config import ClusterConfig
-from dtriad.procs import stop_pid
+from dtriad.ops.procs import stop_pid
 
 from .netns import SUBNET, Network, why_no_namespaces
 

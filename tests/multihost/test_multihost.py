@@ -2,7 +2,7 @@
 
 import pytest
 
-from dtriad.ring import Ring
+from dtriad.placement.ring import Ring
 
 pytestmark = [pytest.mark.multihost, pytest.mark.integration, pytest.mark.timeout(300)]
 

@@ -1,0 +1,402 @@
+"""Lua scripts run inside the Redis backends.
+
+Ring metadata lives in database 1 of every backend (``dtriad:fence``, the ring
+token in force, and ``dtriad:ring``, the ring state as JSON), and each key's
+version in database 2 under the key's own name, so users never see either in
+database 0: not in KEYS, SCAN, DBSIZE or keyDist. See ``docs/consistency.md``
+for the replication protocol the ``WRITE_*``, ``STATE``, ``INSTALL`` and
+``BUMP`` scripts implement.
+"""
+
+from __future__ import annotations
+
+META_DB = 1
+VERSION_DB = 2
+# A version outlives its key by this long (a tombstone), so a late write of
+# an older version is still recognised after a delete or an expiry.
+TOMBSTONE_MS = 600_000
+FENCE_KEY = "dtriad:fence"
+RING_KEY = "dtriad:ring"
+
+# Shared pieces of the replication scripts. Every script that writes starts
+# with redis.replicate_commands() (needed on Redis 6.2 to write after TIME or
+# DUMP; a no-op on 7) and, for writes, the fence: ARGV[1] is the writer's ring
+# token, refused with "STALERING <fence>" if the backend knows a newer ring.
+# Versions are decimal strings: a Lua number holds a microsecond timestamp
+# exactly (2^53), but its default formatting would round it.
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local function fmt(v) return string.format('%.0f', v) end
+local function versions(keys)
+  redis.call('SELECT', 2)
+  local out = {}
+  for i, k in ipairs(keys) do out[i] = tonumber(redis.call('GET', k) or '0') end
+  redis.call('SELECT', 0)
+  return out
+end
+local function stamp(keys, version)
+  local ttls = {}
+  for i, k in ipairs(keys) do ttls[i] = redis.call('PTTL', k) end
+  redis.call('SELECT', 2)
+  for i, k in ipairs(keys) do
+    if ttls[i] == -1 then redis.call('SET', k, fmt(version))
+    elseif ttls[i] == -2 then redis.call('SET', k, fmt(version), 'PX', TOMBSTONE_MS)
+    else redis.call('SET', k, fmt(version), 'PX', ttls[i] + TOMBSTONE_MS) end
+  end
+  redis.call('SELECT', 0)
+end
+-- A Lua number is a double: an integer reply beyond 2^53 (INCRBY, HINCRBY
+-- near the 64-bit limits) would come back rounded, so it is re-read as text.
+-- cmd = the index of the command's name in ARGV. -> reply, exact?
+local function exact(reply, cmd)
+  if type(reply) ~= 'number' or math.abs(reply) < 9007199254740992 then return reply, false end
+  if string.upper(ARGV[cmd]) == 'HINCRBY' then
+    return redis.call('HGET', KEYS[1], ARGV[cmd + 2]), true
+  end
+  return redis.call('GET', KEYS[1]), true
+end
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+""".replace("TOMBSTONE_MS", str(TOMBSTONE_MS))
+
+# Leadership among DTSentinels (dtriad/membership/leader.py): ``dtriad:leader`` in
+# database 1 names the DTSentinel holding the lease on this backend. The
+# scripts that change a member's data or its ring (WIPE, FENCE_ONLY,
+# PUBLISH_META, SCAN_ARCS delete) take the caller's holder id and refuse with
+# NOTLEADER if another DTSentinel holds the lease here; '' skips the check.
+_LEADER = """
+local function not_leader(holder)
+  if holder == '' then return false end
+  redis.call('SELECT', 1)
+  local current = redis.call('GET', 'dtriad:leader')
+  redis.call('SELECT', 0)
+  return current and current ~= holder
+end
+"""
+
+# ARGV[1] = holder id, ARGV[2] = lease in ms. Grant (or renew) the lease on
+# this backend unless another holder has it. -> 1, or the current holder.
+LEASE = """
+redis.call('SELECT', 1)
+local current = redis.call('GET', 'dtriad:leader')
+if current and current ~= ARGV[1] then return current end
+redis.call('SET', 'dtriad:leader', ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# ARGV[1] = holder id: give the lease up on this backend if it is ours.
+RELEASE = """
+redis.call('SELECT', 1)
+if redis.call('GET', 'dtriad:leader') == ARGV[1] then redis.call('DEL', 'dtriad:leader') end
+return 1
+"""
+
+# A backend with no fence at all lost its ring metadata (restarted without
+# its data, or flushed from outside) while writers know a ring: it is not a
+# copy of anything until the DTSentinel brings it back.
+_FENCE = """
+redis.call('SELECT', 1)
+local fence = redis.call('GET', 'dtriad:fence')
+if not fence and tonumber(ARGV[1]) > 0 then
+  return redis.error_reply('NOTADMITTED this backend lost its data (restarted empty or ' ..
+    'flushed); it is not served until the DTSentinel brings it back')
+end
+fence = tonumber(fence or '0')
+if tonumber(ARGV[1]) < fence then return redis.error_reply('STALERING ' .. fence) end
+redis.call('SELECT', 0)
+"""
+
+# On the master (the key's authority). KEYS = the keys the command writes,
+# ARGV[1] = ring token, ARGV[2..] = the command. A command Redis rejects
+# (WRONGTYPE ...) comes back as that error, applied nowhere. Otherwise the
+# keys get a new version: above their previous one and at least the current
+# time in microseconds, so a history started later (a new master after a
+# failure) still sorts after an older one.
+# -> {reply, new version, previous version of each key..., ['int']}: the
+# trailing 'int' says the reply is an integer sent as text (see exact()).
+WRITE_MASTER = _PRELUDE + _FENCE + """
+local prev = versions(KEYS)
+local reply = redis.pcall(unpack(ARGV, 2))
+if type(reply) == 'table' and reply.err then return reply end
+local whole
+reply, whole = exact(reply, 2)
+local top = 0
+for _, v in ipairs(prev) do if v > top then top = v end end
+local version = math.max(top + 1, now_us())
+stamp(KEYS, version)
+-- the durable repair intent: cleared (CLEAN) once every copy holds this
+-- version, else found by any DTServer's sweep (SWEEP) and reconciled
+redis.call('SELECT', 1)
+for _, k in ipairs(KEYS) do redis.call('ZADD', 'dtriad:dirty', fmt(version), k) end
+redis.call('SELECT', 0)
+local out = {reply, fmt(version)}
+for i, v in ipairs(prev) do out[i + 2] = fmt(v) end
+if whole then out[#out + 1] = 'int' end
+return out
+"""
+
+# On a backup. KEYS as above, ARGV[1] = token, ARGV[2] = the master's new
+# version, ARGV[3..2+#KEYS] = the master's previous versions, then the command.
+# The command is applied only if this copy is exactly at the master's previous
+# versions, so backups apply a key's writes in the master's order, once each.
+# -> {'applied', reply} | {'behind'} | {'ahead'} | {'failed', error}: the
+# last three need the master's state (see INSTALL).
+WRITE_BACKUP = _PRELUDE + _FENCE + """
+local n = #KEYS
+local have = versions(KEYS)
+local version = tonumber(ARGV[2])
+for i = 1, n do
+  if have[i] >= version then return {'ahead'} end
+end
+for i = 1, n do
+  if have[i] ~= tonumber(ARGV[2 + i]) then return {'behind'} end
+end
+local reply = redis.pcall(unpack(ARGV, 3 + n))
+if type(reply) == 'table' and reply.err then return {'failed', reply.err} end
+reply = exact(reply, 3 + n)
+stamp(KEYS, version)
+return {'applied', reply}
+"""
+
+# Repair intents (``dtriad:dirty`` in database 1: key -> the version its
+# master gave it). ARGV = key1, version1, key2, version2, ...: forget each
+# intent whose version is still that one (every copy holds it); a newer
+# write's intent stays. -> how many were forgotten.
+CLEAN = """
+redis.call('SELECT', 1)
+local n = 0
+for i = 1, #ARGV, 2 do
+  local score = redis.call('ZSCORE', 'dtriad:dirty', ARGV[i])
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    n = n + redis.call('ZREM', 'dtriad:dirty', ARGV[i])
+  end
+end
+return n
+"""
+
+# ARGV[1] = age in microseconds, ARGV[2] = at most this many. -> {key1,
+# version1, ...}: intents older than the age (their writer had time to clear
+# them: it stopped, or a copy missed the write).
+SWEEP = _PRELUDE + """
+local before = now_us() - tonumber(ARGV[1])
+redis.call('SELECT', 1)
+return redis.call('ZRANGEBYSCORE', 'dtriad:dirty', '-inf', fmt(before), 'WITHSCORES',
+                  'LIMIT', 0, tonumber(ARGV[2]))
+"""
+
+# KEYS[1] -> {version, serialized value or false, ms to live}: one copy's state.
+STATE = _PRELUDE + """
+local v = versions(KEYS)[1]
+return {fmt(v), redis.call('DUMP', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+# Install a state taken by STATE or BUMP. KEYS[1], ARGV[1] = token, ARGV[2] =
+# its version, ARGV[3] = serialized value ('' = no such key), ARGV[4] = ms to
+# live. Only a newer version replaces this copy, so an old state arriving late
+# never undoes a newer one. -> 'installed' | 'same' (already holds that value)
+# | {this copy's version}: it is at least as new but differs, so the source
+# must be bumped past it (BUMP) and installed again.
+INSTALL = _PRELUDE + _FENCE + """
+local key = KEYS[1]
+local version = tonumber(ARGV[2])
+local have = versions(KEYS)[1]
+if have >= version then
+  if (redis.call('DUMP', key) or '') == ARGV[3] then return 'same' end
+  return {fmt(have)}
+end
+if ARGV[3] == '' then redis.call('DEL', key)
+else redis.call('RESTORE', key, math.max(tonumber(ARGV[4]), 0), ARGV[3], 'REPLACE') end
+stamp(KEYS, version)
+return 'installed'
+"""
+
+# Give a copy's value a version above ARGV[2] without changing the value,
+# so it wins over a copy that holds a newer version of different data.
+# KEYS[1], ARGV[1] = token, ARGV[2] = the version to pass. -> like STATE.
+BUMP = _PRELUDE + _FENCE + """
+local v = math.max(versions(KEYS)[1] + 1, tonumber(ARGV[2]) + 1, now_us())
+stamp(KEYS, v)
+return {fmt(v), redis.call('DUMP', KEYS[1]), redis.call('PTTL', KEYS[1])}
+"""
+
+# A read that also says which version answered (quorum reads).
+# KEYS[1], ARGV = the command. -> {version, 1, reply} or {version, 0, error}.
+READ_VERSIONED = _PRELUDE + """
+local v = versions(KEYS)[1]
+local reply = redis.pcall(unpack(ARGV))
+if type(reply) == 'table' and reply.err then return {fmt(v), 0, reply.err} end
+return {fmt(v), 1, reply}
+"""
+
+# Empty a node's keyspace and its versions (a node joining afresh).
+# ARGV[1] = holder id (see _LEADER).
+WIPE = _LEADER + """
+if not_leader(ARGV[1]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
+redis.call('SELECT', 2)
+redis.call('FLUSHDB')
+redis.call('SELECT', 0)
+redis.call('FLUSHDB')
+return 'OK'
+"""
+
+# -> {fence, ring JSON or false}
+READ_META = """
+redis.call('SELECT', 1)
+return {tonumber(redis.call('GET', 'dtriad:fence') or '0'), redis.call('GET', 'dtriad:ring')}
+"""
+
+# ARGV[1] = token, ARGV[2] = holder id. Raise the fence only (the ring JSON
+# stays): from here on this backend refuses writes by an older ring, while no
+# DTServer can learn the new ring from it yet. -> the fence in force.
+FENCE_ONLY = _LEADER + """
+if not_leader(ARGV[2]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
+redis.call('SELECT', 1)
+local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+local token = tonumber(ARGV[1])
+if token > fence then
+  redis.call('SET', 'dtriad:fence', token)
+  return token
+end
+return fence
+"""
+
+# ARGV[1] = token, ARGV[2] = ring JSON, ARGV[3] = holder id (optional).
+# Never goes back: -> the fence in force.
+PUBLISH_META = _LEADER + """
+if not_leader(ARGV[3] or '') then
+  return redis.error_reply('NOTLEADER another DTSentinel leads')
+end
+redis.call('SELECT', 1)
+local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+local token = tonumber(ARGV[1])
+if token >= fence then
+  redis.call('SET', 'dtriad:fence', token)
+  redis.call('SET', 'dtriad:ring', ARGV[2])
+  return token
+end
+return fence
+"""
+
+# Scan one chunk of database 0 and keep the keys whose ring position falls in
+# one of the given ranges. ARGV[1] = cursor, ARGV[2] = COUNT, ARGV[3] = "copy"
+# (return matching keys and their range index) or "delete" (UNLINK them and
+# their versions, and return how many), ARGV[4] = holder id and ARGV[5] = the
+# ring token the deletion is judged by (delete only: refused with NOTLEADER,
+# or STALERING once a newer ring, which may need the copies, is fenced),
+# ARGV[6..] = sorted, non-overlapping ranges as pairs of 40-digit hex
+# positions (start, end], each followed by its label: start1, end1, label1,
+# start2, ... A wrapping arc is given as two ranges.
+# -> {next cursor, key1, label1, key2, label2, ...} or {next cursor, count}.
+SCAN_ARCS = _LEADER + """
+if ARGV[3] == 'delete' then
+  if not_leader(ARGV[4]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
+  redis.call('SELECT', 1)
+  local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+  redis.call('SELECT', 0)
+  if tonumber(ARGV[5]) < fence then return redis.error_reply('STALERING ' .. fence) end
+end
+local res = redis.call('SCAN', ARGV[1], 'COUNT', ARGV[2])
+local out = {res[1]}
+local B = 5
+local n = (#ARGV - B) / 3
+local deleted = 0
+local doomed = {}
+for _, key in ipairs(res[2]) do
+  local h = key
+  local s = string.find(key, '{', 1, true)
+  if s then
+    local e = string.find(key, '}', s + 1, true)
+    if e and e > s + 1 then h = string.sub(key, s + 1, e - 1) end
+  end
+  local pos = redis.sha1hex(h)
+  local lo, hi = 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if ARGV[B + 3 * mid - 1] < pos then lo = mid + 1 else hi = mid end
+  end
+  if n > 0 and pos <= ARGV[B + 3 * lo - 1] and pos > ARGV[B + 3 * lo - 2] then
+    if ARGV[3] == 'delete' then
+      deleted = deleted + 1
+      doomed[deleted] = key
+    else
+      out[#out + 1] = key
+      out[#out + 1] = ARGV[B + 3 * lo]
+    end
+  end
+end
+if deleted > 0 then
+  redis.call('UNLINK', unpack(doomed))
+  redis.call('SELECT', 2)
+  redis.call('UNLINK', unpack(doomed))
+  redis.call('SELECT', 0)
+end
+if ARGV[3] == 'delete' then out[2] = deleted end
+return out
+"""
+
+# KEYS = keys; -> for each key {type, sha1 of its value, ttl in ms, version},
+# so copies can be compared without shipping values.
+DIGEST = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  local t = redis.call('TYPE', key)['ok']
+  local v = ''
+  if t == 'string' then v = redis.call('GET', key)
+  elseif t == 'list' then v = table.concat(redis.call('LRANGE', key, 0, -1), '\\0')
+  elseif t == 'hash' then
+    local h = redis.call('HGETALL', key)
+    local pairs_ = {}
+    for j = 1, #h, 2 do pairs_[#pairs_ + 1] = h[j] .. '\\1' .. h[j + 1] end
+    table.sort(pairs_)
+    v = table.concat(pairs_, '\\0')
+  elseif t == 'set' then
+    local m = redis.call('SMEMBERS', key)
+    table.sort(m)
+    v = table.concat(m, '\\0')
+  elseif t == 'zset' then
+    v = table.concat(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES'), '\\0')
+  end
+  out[i] = {t, redis.sha1hex(v), redis.call('PTTL', key)}
+end
+redis.call('SELECT', 2)
+for i, key in ipairs(KEYS) do out[i][4] = redis.call('GET', key) or '0' end
+return out
+"""
+
+
+def hex_position(position: int) -> str:
+    return format(position, "040x")
+
+
+def arc_ranges(arcs: list[tuple[int, int, str]]) -> list[str]:
+    """``(start, end, label)`` arcs -> the sorted flat ARGV ranges of SCAN_ARCS.
+
+    ``start == end`` is the whole ring. A wrapping arc is split in two; the
+    lowest range starts at ``""``, below every 40-digit hex position.
+    """
+    top = "f" * 40
+    pieces: list[tuple[str, str, str]] = []
+    for start, end, label in arcs:
+        if start == end:
+            pieces.append(("", top, label))
+        elif start < end:
+            pieces.append((hex_position(start), hex_position(end), label))
+        else:
+            pieces.append((hex_position(start), top, label))
+            pieces.append(("", hex_position(end), label))
+    pieces.sort(key=lambda p: p[1])
+    flat: list[str] = []
+    for piece in pieces:
+        flat.extend(piece)
+    return flat
+
+# Delete a copy that is not where the ring wants it, and its version.
+# ARGV[1] = the ring token the caller judged by: refused once a newer ring
+# (a migration) is in force, since that ring may need the copy.
+DROP = _FENCE + """
+redis.call('UNLINK', KEYS[1])
+redis.call('SELECT', 2)
+return redis.call('UNLINK', KEYS[1])
+"""

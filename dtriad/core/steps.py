@@ -1,0 +1,115 @@
+"""Sans-I/O request steps: the core's logic, written once for threads and asyncio.
+
+The request core (:mod:`dtriad.core.dtcore`) never talks to a backend itself. Its
+methods are generators that ``yield`` what they need done, an
+:class:`Execute` (one command on one backend) or a :class:`Fanout` (one
+command on several backends at once), and receive the reply (or the
+backend's exception, thrown back into the generator); a :class:`Pause` asks
+for a backoff. A *driver* performs the effects: :func:`run` with the
+threaded :class:`~dtriad.backends.client.DTClient` (HTTP workers, the DTSentinel,
+``dtriad check``), :func:`arun` with the asyncio
+:class:`~dtriad.backends.aclient.AsyncClient` (the RESP front end). So routing,
+replication and repair exist once, whichever transport asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any
+
+from dtriad.core.scripts import BUMP, INSTALL, STATE
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run ``args`` on ``node``; the raw reply, or the backend's error raised."""
+
+    node: str
+    args: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Fanout:
+    """Run ``args`` on every node of ``nodes`` in parallel, skipping suspected
+    ones; a list of :class:`~dtriad.backends.client.Outcome`, one per node, in order."""
+
+    nodes: tuple
+    args: tuple
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait ``seconds`` before the next step (a backoff); the driver sleeps
+    (``time.sleep`` in threads, ``asyncio.sleep`` in the event loop)."""
+
+    seconds: float
+
+
+Steps = Generator[Execute | Fanout | Pause, Any, Any]
+
+
+def run(steps: Steps, client) -> Any:
+    """Drive ``steps`` to completion with a blocking client (``client.perform``)."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        error = None
+        if isinstance(effect, Pause):
+            time.sleep(effect.seconds)
+            reply = None
+            continue
+        try:
+            reply = client.perform(effect)
+        except Exception as e:  # noqa: BLE001 - handed to the steps, which decide
+            reply, error = None, e
+
+
+async def arun(steps: Steps, client) -> Any:
+    """Drive ``steps`` to completion with an asyncio client (``await client.perform``)."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = steps.throw(error) if error is not None else steps.send(reply)
+        except StopIteration as done:
+            return done.value
+        error = None
+        if isinstance(effect, Pause):
+            await asyncio.sleep(effect.seconds)
+            reply = None
+            continue
+        try:
+            reply = await client.perform(effect)
+        except Exception as e:  # noqa: BLE001 - handed to the steps, which decide
+            reply, error = None, e
+
+
+def sync_key(source: str, target: str, key: Any, token: int, attempts: int = 4) -> Steps:
+    """Make ``target``'s copy of ``key`` equal ``source``'s: value, TTL and
+    version (or absent), never by replaying a command. True when settled.
+
+    The state travels through this process as DUMP/RESTORE rather than
+    MIGRATE: a MIGRATE blocks its source until the target answers, so two
+    copies in opposite directions (A to B while B to A) deadlock both
+    servers until the timeout. INSTALL takes only a newer version, so a
+    late, older state never undoes a newer one; if ``target`` holds a
+    newer version of different data, ``source`` is bumped past it
+    (``BUMP``) and installed again. Both writes are fenced at ``token``.
+    False if it did not settle within ``attempts`` (concurrent writers).
+    """
+    version, payload, ttl = yield Execute(source, ("EVAL", STATE, 1, key))
+    for _ in range(attempts):
+        reply = yield Execute(target, ("EVAL", INSTALL, 1, key, token, version,
+                                       payload or b"", ttl))
+        if not isinstance(reply, list):
+            return True
+        version, payload, ttl = yield Execute(source, ("EVAL", BUMP, 1, key, token, reply[0]))
+    return False
+

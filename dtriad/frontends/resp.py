@@ -1,0 +1,254 @@
+"""RESP2, sans-I/O: a request parser (``feed(bytes)`` / ``next()``), reply
+encoding and redis-cli's argument quoting. No sockets here; see
+:mod:`dtriad.frontends.respd` for the asyncio transport.
+
+The parser accepts what redis-server accepts: multibulk requests
+(``*2\\r\\n$3\\r\\nGET\\r\\n$1\\r\\nk\\r\\n``, what every client library sends) and
+inline commands (``GET k``, what a person types into telnet), with Redis's
+quoting rules. An argument longer than ``max_bulk`` is not buffered: its bytes
+are skipped as they arrive and the request comes back with a :class:`TooLarge`
+in its place, so the front end can answer with a clear error and keep the
+connection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+MAX_INLINE = 64 * 1024          # Redis's PROTO_INLINE_MAX_SIZE
+MAX_MULTIBULK = 1024 * 1024     # Redis's limit on arguments per request
+MAX_BULK = 512 * 1024 * 1024    # Redis's proto-max-bulk-len default
+_COMPACT = 64 * 1024
+
+
+class ProtocolError(Exception):
+    """The client sent bytes that are not RESP; the connection must close."""
+
+
+@dataclass(frozen=True)
+class TooLarge:
+    """Stands in for an argument of ``size`` bytes that was skipped."""
+
+    size: int
+
+
+class RequestParser:
+    """Incremental parser of client requests: ``feed`` bytes, then call
+    ``next`` until it returns ``None`` (more bytes needed)."""
+
+    def __init__(self, max_bulk: int = MAX_BULK):
+        self.max_bulk = max_bulk
+        self._buf = bytearray()
+        self._pos = 0
+        self._argc: int | None = None   # arguments of the multibulk being read
+        self._args: list[Any] = []
+        self._bulk: int | None = None   # length of the bulk string being read
+        self._skip = 0                  # bytes of an oversized argument still to skip
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def next(self) -> list[Any] | None:
+        """The next complete request as a list of bytes arguments, or None."""
+        buf = self._buf
+        while True:
+            if self._skip:
+                take = min(len(buf) - self._pos, self._skip)
+                self._pos += take
+                self._skip -= take
+                if self._skip:
+                    return self._need()
+            if self._argc is None:
+                if self._pos >= len(buf):
+                    return self._need()
+                if buf[self._pos] != 0x2A:  # '*'
+                    request = self._inline()
+                    if request is None:
+                        return self._need()
+                    if request:
+                        return request
+                    continue  # an empty line: Redis ignores it
+                end = buf.find(b"\r\n", self._pos)
+                if end < 0:
+                    return self._need(MAX_INLINE, "too big mbulk count string")
+                count = _number(buf, self._pos + 1, end, "invalid multibulk length")
+                if count > MAX_MULTIBULK:
+                    raise ProtocolError("Protocol error: invalid multibulk length")
+                self._pos = end + 2
+                if count <= 0:
+                    continue
+                self._argc, self._args = count, []
+            while len(self._args) < self._argc:
+                if self._bulk is None:
+                    if self._pos >= len(buf):
+                        return self._need()
+                    if buf[self._pos] != 0x24:  # '$'
+                        raise ProtocolError(
+                            f"Protocol error: expected '$', got '{chr(buf[self._pos])}'")
+                    end = buf.find(b"\r\n", self._pos)
+                    if end < 0:
+                        return self._need(MAX_INLINE, "too big bulk count string")
+                    size = _number(buf, self._pos + 1, end, "invalid bulk length")
+                    if size < 0 or size > MAX_BULK:
+                        raise ProtocolError("Protocol error: invalid bulk length")
+                    self._pos = end + 2
+                    if size > self.max_bulk:
+                        self._args.append(TooLarge(size))
+                        self._skip = size + 2
+                        break
+                    self._bulk = size
+                end = self._pos + self._bulk
+                if end + 2 > len(buf):
+                    return self._need()
+                self._args.append(bytes(buf[self._pos:end]))
+                self._pos = end + 2
+                self._bulk = None
+            else:
+                request, self._argc, self._args = self._args, None, []
+                return request
+
+    def _inline(self) -> list[bytes] | None:
+        buf = self._buf
+        end = buf.find(b"\n", self._pos)
+        if end < 0:
+            if len(buf) - self._pos > MAX_INLINE:
+                raise ProtocolError("Protocol error: too big inline request")
+            return None
+        line = bytes(buf[self._pos:end]).rstrip(b"\r")
+        self._pos = end + 1
+        args = split_args(line)
+        if args is None:
+            raise ProtocolError("Protocol error: unbalanced quotes in request")
+        return args
+
+    def _need(self, limit: int | None = None, what: str = "") -> None:
+        if limit is not None and len(self._buf) - self._pos > limit:
+            raise ProtocolError(f"Protocol error: {what}")
+        if self._pos > _COMPACT and self._pos * 2 > len(self._buf):
+            del self._buf[:self._pos]
+            self._pos = 0
+        return None
+
+
+def _number(buf: bytearray, start: int, end: int, what: str) -> int:
+    try:
+        return int(buf[start:end])
+    except ValueError:
+        raise ProtocolError(f"Protocol error: {what}") from None
+
+
+_ESCAPES = {ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t", ord("b"): b"\b",
+            ord("a"): b"\a"}
+_SPACE = b" \n\r\t\v\f"
+
+
+def split_args(line: bytes | str) -> list[bytes] | None:
+    """Split a command line the way redis-cli and redis-server do
+    (``sdssplitargs``): spaces separate arguments; inside double quotes
+    ``\\n \\r \\t \\b \\a \\xHH`` and ``\\"`` are escapes; inside single quotes only
+    ``\\'``. None if the quotes do not balance (or a closing quote is not
+    followed by a space)."""
+    data = line.encode() if isinstance(line, str) else line
+    args: list[bytes] = []
+    i, n = 0, len(data)
+    while True:
+        while i < n and data[i] in _SPACE:
+            i += 1
+        if i >= n:
+            return args
+        current = bytearray()
+        quote = 0
+        while True:
+            if i >= n:
+                if quote:
+                    return None
+                break
+            c = data[i]
+            if quote:
+                if c == 0x5C and quote == 0x22 and i + 3 < n and data[i + 1] == 0x78 \
+                        and _hex(data[i + 2:i + 4]):
+                    current.append(int(data[i + 2:i + 4], 16))  # "\xHH"
+                    i += 3
+                elif c == 0x5C and quote == 0x22 and i + 1 < n:
+                    i += 1
+                    current += _ESCAPES.get(data[i], bytes([data[i]]))
+                elif c == 0x5C and quote == 0x27 and i + 1 < n and data[i + 1] == 0x27:
+                    current.append(0x27)  # \' inside single quotes
+                    i += 1
+                elif c == quote:
+                    if i + 1 < n and data[i + 1] not in _SPACE:
+                        return None
+                    quote = 0
+                    i += 1
+                    break
+                else:
+                    current.append(c)
+            elif c in _SPACE:
+                break
+            elif c in (0x22, 0x27):
+                quote = c
+            else:
+                current.append(c)
+            i += 1
+        args.append(bytes(current))
+
+
+def _hex(pair: bytes) -> bool:
+    return len(pair) == 2 and all(c in b"0123456789abcdefABCDEF" for c in pair)
+
+
+# ------------------------------------------------------------------ replies
+OK = b"+OK\r\n"
+
+
+def encode(value: Any, status: bool = False, null_array: bool = False,
+           resp3: bool = False) -> bytes:
+    """A Redis reply (as redis-py/hiredis return it) as RESP bytes. Strings
+    are bulk strings unless ``status``; a nil is ``$-1`` unless ``null_array``
+    (``*-1``), or ``_`` in RESP3."""
+    if value is None:
+        return b"_\r\n" if resp3 else b"*-1\r\n" if null_array else b"$-1\r\n"
+    if isinstance(value, bytes):
+        if status:
+            return b"+" + value + b"\r\n"
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if isinstance(value, bool):
+        return b":1\r\n" if value else b":0\r\n"
+    if isinstance(value, int):
+        return b":%d\r\n" % value
+    if isinstance(value, str):
+        return encode(value.encode(), status)
+    if isinstance(value, list | tuple):
+        return b"*%d\r\n" % len(value) + b"".join(encode(v, status, resp3=resp3)
+                                                   for v in value)
+    raise TypeError(f"cannot encode {type(value).__name__} as RESP")
+
+
+def encode3(value: Any, shape: str) -> bytes:
+    """A RESP2-shaped reply in the RESP3 type Redis gives it: ``map`` (flat
+    pairs, HGETALL), ``set`` (SMEMBERS), ``double`` (ZSCORE) or ``scores``
+    (member, score pairs of ZRANGE ... WITHSCORES)."""
+    if value is None:
+        return b"_\r\n"
+    if shape == "double":
+        return b"," + value + b"\r\n"
+    if shape == "map":
+        return b"%%%d\r\n" % (len(value) // 2) + b"".join(encode(v, resp3=True) for v in value)
+    if shape == "set":
+        return b"~%d\r\n" % len(value) + b"".join(encode(v, resp3=True) for v in value)
+    if shape == "scores":
+        return b"*%d\r\n" % (len(value) // 2) + b"".join(
+            b"*2\r\n" + encode(value[i]) + b"," + value[i + 1] + b"\r\n"
+            for i in range(0, len(value), 2))
+    raise ValueError(f"unknown RESP3 shape {shape!r}")
+
+
+def error(line: str) -> bytes:
+    """``-ERR ...\\r\\n``; a message must stay on one line."""
+    flat = line.replace("\r", " ").replace("\n", " ")
+    return b"-" + flat.encode("utf-8", "replace") + b"\r\n"

@@ -1,0 +1,387 @@
+"""The RESP front end: any Redis client talks to the ring through a DTServer.
+
+An asyncio server, one :class:`Session` per connection. Requests are parsed
+by :class:`dtriad.frontends.resp.RequestParser` and run one after another per
+connection (replies in order; a pipelining client keeps many in flight, and
+replies to one burst go back in one write). Data commands go through the
+same request core as HTTP (:meth:`DTCore.command_steps`), driven by the
+pipelined :class:`~dtriad.backends.aclient.AsyncClient`; the front end itself answers
+only connection and server commands (PING, AUTH, HELLO, SELECT 0, CLIENT,
+COMMAND, INFO, DBSIZE, QUIT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from dtriad.backends.aclient import AsyncClient
+from dtriad.config import ClusterConfig
+from dtriad.core.commands import (
+    REDIS,
+    Kind,
+    RedisCommand,
+    lookup,
+    reply_is_array,
+    reply_is_status,
+    resp3_shape,
+)
+from dtriad.core.dtcore import DTCore
+from dtriad.core.steps import arun
+from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError
+from dtriad.frontends.resp import OK, ProtocolError, RequestParser, TooLarge, encode, encode3, error
+from dtriad.placement.ringstate import View
+
+log = logging.getLogger(__name__)
+REDIS_VERSION = "6.2.0"  # the command semantics served: Redis 6.2's
+_HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its replies
+_BEFORE_AUTH = {"auth", "hello", "quit"}
+_TRANSACTION_COMMANDS = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"}
+_TRANSACTIONS = ("; dtriad does not serve transactions, whose keys may live on different "
+                 "nodes: send the commands without MULTI (redis-py: pipeline(transaction=False))")
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def error_reply(exc: DtriadError) -> bytes:
+    return error(exc.line)
+
+
+class Session(asyncio.Protocol):
+    """One client connection."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, server: RespServer):
+        self.server = server
+        self.id = next(self._ids)
+        self.name = b""
+        self.authed = not server.password
+        self.resp3 = False
+        self.parser = RequestParser(max_bulk=server.core.config.max_value_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.quitting = False
+        self._waiter: asyncio.Future | None = None
+        self._drained: asyncio.Future | None = None
+        self._reading = True
+
+    # ------------------------------------------------------------ transport
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.server.sessions.add(self)
+        asyncio.get_running_loop().create_task(self._serve())
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        if self.parser.buffered > _HIGH_WATER:
+            self.transport.pause_reading()
+            self._reading = False
+        self._wake()
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        self.server.sessions.discard(self)
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _serve(self) -> None:
+        out: list[bytes] = []
+        parser = self.parser
+        while not self.closed:
+            try:
+                argv = parser.next()
+            except ProtocolError as e:
+                out.append(error(f"ERR {e}"))
+                self.quitting = True
+                argv = None
+            if argv is not None:
+                out.append(await self.server.handle(self, argv))
+                if len(out) < 64 and not self.quitting:
+                    continue
+            if out:
+                self.transport.write(b"".join(out))
+                out.clear()
+                if self._drained is not None:
+                    await self._drained
+                    self._drained = None
+            if self.quitting:
+                self.transport.close()
+                return
+            if argv is None:
+                if not self._reading:
+                    self.transport.resume_reading()
+                    self._reading = True
+                self._waiter = asyncio.get_running_loop().create_future()
+                await self._waiter
+                self._waiter = None
+
+
+class RespServer:
+    """Answers one request at a time for a :class:`Session`."""
+
+    def __init__(self, core: DTCore, client: AsyncClient, port: int = 0):
+        self.core = core
+        self.client = client
+        self.password = core.config.password
+        self.port = port
+        self.started = time.time()
+        self.sessions: set[Session] = set()
+
+    async def handle(self, session: Session, argv: list) -> bytes:
+        spec = lookup(argv[0])
+        if spec is None:
+            self.core.stats.record("resp:unknown", "ERR")
+            name = _text(argv[0])
+            why = _TRANSACTIONS if name.upper() in _TRANSACTION_COMMANDS else ""
+            return error(f"ERR unknown or unsupported command '{name}'{why}")
+        if not session.authed and spec.name not in _BEFORE_AUTH:
+            return error("NOAUTH Authentication required.")
+        try:
+            for arg in argv:
+                if type(arg) is TooLarge:
+                    raise ValueTooLargeError("value", arg.size, self.core.config.max_value_bytes)
+            if spec.kind is Kind.LOCAL:
+                self.core.checked(argv)
+                reply = await self.local(session, spec, argv)
+            else:
+                value = await arun(self.core.command_steps(argv), self.client)
+                shape = session.resp3 and resp3_shape(spec, argv)
+                if shape:
+                    reply = encode3(value, shape)
+                else:
+                    reply = encode(value, reply_is_status(spec, argv),
+                                   value is None and reply_is_array(spec, argv), session.resp3)
+        except DtriadError as e:
+            self.core.stats.record(spec.name, e.code)
+            return error_reply(e)
+        except Exception:  # noqa: BLE001 - a bug must not take the connection down
+            log.exception("internal error serving %r", spec.name)
+            self.core.stats.record(spec.name, "INTERNAL")
+            return error("ERR internal error in the DTServer; see its log")
+        self.core.stats.record(spec.name)
+        return reply
+
+    # ------------------------------------------------------ local commands
+    async def local(self, session: Session, spec: RedisCommand, argv: list) -> bytes:
+        name, args = spec.name, argv[1:]
+        if name == "ping":
+            return b"+PONG\r\n" if not args else encode(args[0])
+        if name == "echo":
+            return encode(args[0])
+        if name == "quit":
+            session.quitting = True
+            return OK
+        if name == "auth":
+            return self._auth(session, args)
+        if name == "hello":
+            return self._hello(session, args)
+        if name == "select":
+            try:
+                index = int(args[0])
+            except ValueError:
+                return error("ERR value is not an integer or out of range")
+            if index != 0:
+                return error("ERR SELECT is not allowed: dtriad serves database 0 only")
+            return OK
+        if name == "client":
+            return self._client(session, args)
+        if name == "command":
+            return self._command(args)
+        if name == "info":
+            view = await arun(self.core.view_steps(), self.client)  # not the last request's
+            return encode(self._info(view, args).encode())
+        if name == "config":
+            if args[0].upper() == b"GET" and len(args) >= 2:
+                return b"*0\r\n"  # nothing of the backends' configuration is exposed
+            return error(f"ERR CONFIG {_text(args[0]).upper()} is not served: the cluster is "
+                         f"configured through 'dtriad up' options and cluster.json")
+        if name == "dbsize":
+            return encode(await self._dbsize())
+        raise CommandError(f"ERR unknown or unsupported command '{name}'")
+
+    def _auth(self, session: Session, args: list) -> bytes:
+        if not self.password:
+            return error("ERR AUTH <password> called without any password configured for "
+                         "the default user. Are you sure your configuration is correct?")
+        if len(args) > 2:
+            return error("ERR syntax error")
+        user, password = (b"default", args[0]) if len(args) == 1 else args
+        users = {b"default", (self.core.config.username or "default").encode()}
+        if user not in users or not hmac.compare_digest(password, self.password.encode()):
+            return error("WRONGPASS invalid username-password pair or user is disabled.")
+        session.authed = True
+        return OK
+
+    def _hello(self, session: Session, args: list) -> bytes:
+        if args:
+            try:
+                version = int(args[0])
+            except ValueError:
+                return error("ERR Protocol version is not an integer or out of range")
+            if version not in (2, 3):
+                return error("NOPROTO unsupported protocol version")
+        rest = args[1:]
+        i = 0
+        while i < len(rest):
+            option = rest[i].upper()
+            if option == b"AUTH" and i + 2 < len(rest):
+                reply = self._auth(session, rest[i + 1:i + 3])
+                if reply != OK:
+                    return reply
+                i += 3
+            elif option == b"SETNAME" and i + 1 < len(rest):
+                session.name = rest[i + 1]
+                i += 2
+            else:
+                return error(f"ERR Syntax error in HELLO option '{_text(rest[i])}'")
+        if not session.authed:
+            return error("NOAUTH HELLO must be called with the client already authenticated, "
+                         "otherwise the HELLO AUTH <user> <pass> option can be used to "
+                         "authenticate the client and select the RESP protocol version "
+                         "at the same time")
+        if args:
+            session.resp3 = version == 3
+        info = [b"server", b"redis", b"version", REDIS_VERSION.encode(),
+                b"proto", 3 if session.resp3 else 2, b"id", session.id, b"mode", b"standalone",
+                b"role", b"master", b"modules", []]
+        return encode3(info, "map") if session.resp3 else encode(info)
+
+    def _client(self, session: Session, args: list) -> bytes:
+        sub = args[0].upper()
+        if sub == b"SETNAME" and len(args) == 2:
+            if any(c <= 0x20 or c > 0x7E for c in args[1]):
+                return error("ERR Client names cannot contain spaces, newlines or special "
+                             "characters.")
+            session.name = args[1]
+            return OK
+        if sub == b"GETNAME" and len(args) == 1:
+            return encode(session.name or None, resp3=session.resp3)
+        if sub == b"ID" and len(args) == 1:
+            return encode(session.id)
+        if sub == b"SETINFO" and len(args) == 3:
+            return OK
+        return error(f"ERR Unknown subcommand or wrong number of arguments for "
+                     f"'{_text(args[0])}'. Try CLIENT HELP.")
+
+    def _command(self, args: list) -> bytes:
+        def entry(spec: RedisCommand) -> bytes:
+            first, last, step = spec.key_spec
+            flags = b"*%d\r\n" % len(spec.flags) + b"".join(
+                encode(f.encode(), status=True) for f in spec.flags)
+            category = {Kind.READ: b"@read", Kind.WRITE: b"@write",
+                        Kind.LOCAL: b"@connection"}[spec.kind]
+            return (b"*7\r\n" + encode(spec.name.encode()) + encode(spec.arity) + flags
+                    + encode(first) + encode(last) + encode(step)
+                    + b"*2\r\n" + encode(category, status=True)
+                    + encode(b"@" + spec.group.encode(), status=True))
+
+        if not args:
+            return b"*%d\r\n" % len(REDIS) + b"".join(entry(s) for s in REDIS.values())
+        sub = args[0].upper()
+        if sub == b"COUNT":
+            return encode(len(REDIS))
+        if sub == b"INFO":
+            found = [lookup(a) for a in args[1:]]
+            return b"*%d\r\n" % len(found) + b"".join(
+                entry(s) if s else b"*-1\r\n" for s in found)
+        if sub == b"DOCS":
+            return b"*0\r\n"
+        return error(f"ERR Unknown subcommand or wrong number of arguments for "
+                     f"'{_text(args[0])}'. Try COMMAND HELP.")
+
+    def _info(self, ring: View, args: list) -> str:
+        sections = {
+            "server": [("redis_version", REDIS_VERSION), ("dtriad_version", _version()),
+                       ("redis_mode", "dtriad"), ("process_id", os.getpid()),
+                       ("tcp_port", self.port),
+                       ("uptime_in_seconds", int(time.time() - self.started))],
+            "clients": [("connected_clients", len(self.sessions))],
+            "replication": [("role", "master"), ("connected_slaves", 0)],
+            "dtriad": [("ring_epoch", ring.state.epoch), ("ring_nodes", len(ring.ring.nodes)),
+                       ("replicas", ring.state.replicas),
+                       ("write_quorum", self.core.config.write_quorum),
+                       ("read_quorum", self.core.config.read_quorum),
+                       ("repairs_pending", self.core.repairs.snapshot()["pending"])],
+        }
+        wanted = {_text(a).lower() for a in args}
+        if wanted & {"all", "everything", "default"}:
+            wanted = set()
+        lines = []
+        for title, fields in sections.items():
+            if wanted and title not in wanted:
+                continue
+            lines.append(f"# {title.capitalize()}")
+            lines += [f"{k}:{v}" for k, v in fields]
+            lines.append("")
+        return "\r\n".join(lines)
+
+    async def _dbsize(self) -> int:
+        """Keys in the whole cluster: each counted once, on its master (a SCAN
+        of every backend, run off the event loop)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.core.dbsize)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("dtriad")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+async def run_server(config: ClusterConfig, host: str, port: int, state_file: str | None = None,
+                     ready: asyncio.Event | None = None,
+                     stop: asyncio.Event | None = None) -> None:
+    """Serve RESP on ``host:port`` until ``stop`` is set (or SIGTERM/SIGINT)."""
+    loop = asyncio.get_running_loop()
+    core = DTCore(config, state_file=state_file)
+    core.start_repairs()
+    client = AsyncClient(core.client, password=config.password, username=config.username,
+                         timeout=config.backend_timeout)
+    server = RespServer(core, client, port)
+    listener = await loop.create_server(lambda: Session(server), host, port,
+                                        reuse_address=True, backlog=1024)
+    server.port = listener.sockets[0].getsockname()[1]
+    stop = stop or asyncio.Event()
+    if ready is None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+    else:
+        ready.port = server.port  # type: ignore[attr-defined]
+        ready.set()
+    log.info("RESP front end on %s:%d", host, server.port)
+    try:
+        await stop.wait()
+    finally:
+        listener.close()
+        for session in list(server.sessions):
+            session.transport.close()
+        client.close()
+        core.close()
+
+
+def serve(cluster_file: str, host: str, port: int, state_file: str | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_server(ClusterConfig.load(cluster_file), host, port, state_file))

@@ -1,0 +1,209 @@
+"""The versioned ring every DTServer routes by, and how a key is routed by it.
+
+Pure: no I/O. A :class:`RingState` is what the DTSentinel publishes: the
+committed ring (epoch ``e``) and, during a migration, the pending ring (epoch
+``e+1``). Its *token* orders states totally: ``2e`` when committed, ``2e+1``
+while ``e+1`` is pending, so a DTServer or backend can refuse anything older
+than what it has seen.
+
+While a ring is pending, a write goes to the union of old and new owners
+(:meth:`View.route`): nodes that hold the arc completely get the command;
+nodes that are only gaining the arc get the authority's resulting state, so a
+copy made by the migration and a concurrent write can never double-apply.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from dtriad.config import ClusterConfig, NodeSpec
+from dtriad.exceptions import ArgumentError
+from dtriad.placement.ring import Ring
+
+
+@dataclass(frozen=True)
+class Member:
+    """A node of a ring. ``run_id`` is its backend's incarnation (Redis's
+    ``run_id``) when it was admitted: a backend answering with another one has
+    restarted and no longer holds what the ring says it holds."""
+
+    name: str
+    redis: str
+    http: str
+    run_id: str | None = None
+
+    @classmethod
+    def of(cls, node: NodeSpec, run_id: str | None = None) -> Member:
+        return cls(node.name, node.redis, node.http, run_id)
+
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "redis": self.redis, "http": self.http}
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Member:
+        run_id = data.get("run_id")
+        return cls(str(data["name"]), str(data["redis"]), str(data["http"]),
+                   None if run_id is None else str(run_id))
+
+
+@dataclass(frozen=True)
+class RingState:
+    epoch: int
+    replicas: int
+    vnodes: int
+    nodes: tuple[Member, ...]
+    pending: tuple[Member, ...] | None = None
+    pending_epoch: int | None = None
+    migration: dict | None = field(default=None, compare=False)
+
+    def __post_init__(self):
+        if (self.pending is None) != (self.pending_epoch is None):
+            raise ArgumentError("malformed ring state: a pending ring needs its epoch")
+        if self.pending_epoch is not None and self.pending_epoch <= self.epoch:
+            raise ArgumentError("malformed ring state: the pending epoch must be newer")
+
+    @property
+    def token(self) -> int:
+        """``2e`` for committed epoch ``e``; ``2p - 1`` while epoch ``p`` is pending.
+
+        A pending ring that is abandoned (membership changed again mid-migration)
+        is replaced by epoch ``p + 1``, whose token is higher still.
+        """
+        if self.pending_epoch is not None:
+            return 2 * self.pending_epoch - 1
+        return 2 * self.epoch
+
+    def ring(self) -> Ring:
+        return Ring([m.redis for m in self.nodes], self.replicas, self.vnodes)
+
+    def pending_ring(self) -> Ring | None:
+        if self.pending is None:
+            return None
+        return Ring([m.redis for m in self.pending], self.replicas, self.vnodes)
+
+    def members(self) -> dict[str, Member]:
+        """Every node of the committed and pending rings, by Redis address
+        (a node in both is given as the pending ring has it)."""
+        out = {m.redis: m for m in self.nodes}
+        for m in self.pending or ():
+            out[m.redis] = m
+        return out
+
+    @classmethod
+    def initial(cls, config: ClusterConfig) -> RingState:
+        return cls(config.epoch, config.replicas, config.vnodes,
+                   tuple(Member.of(n) for n in config.nodes))
+
+    def to_dict(self) -> dict:
+        def members(ms):
+            return [m.to_dict() for m in ms]
+
+        return {"epoch": self.epoch, "token": self.token, "replicas": self.replicas,
+                "vnodes": self.vnodes, "nodes": members(self.nodes),
+                "pending": None if self.pending is None else members(self.pending),
+                "pending_epoch": self.pending_epoch, "migration": self.migration}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RingState:
+        try:
+            def members(items):
+                return tuple(Member.from_dict(m) for m in items)
+
+            state = cls(int(data["epoch"]), int(data["replicas"]), int(data["vnodes"]),
+                        members(data["nodes"]),
+                        None if data.get("pending") is None else members(data["pending"]),
+                        None if data.get("pending_epoch") is None
+                        else int(data["pending_epoch"]),
+                        data.get("migration"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ArgumentError(f"malformed ring state: missing or mistyped {e}") from e
+        if not state.nodes or state.epoch < 0:
+            raise ArgumentError("malformed ring state: no nodes or a negative epoch")
+        if "token" in data and data["token"] != state.token:
+            raise ArgumentError(f"malformed ring state: token {data['token']!r} does not "
+                                f"match epoch {state.epoch}")
+        return state
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> RingState:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ArgumentError(f"ring state is not valid JSON: {e}") from e
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one key's command goes.
+
+    ``read``: backends to ask in order. ``direct``: backends that get the
+    command itself, the authority (first live one) first. ``copy_to``: backends
+    gaining the key in a migration, given the authority's state after the
+    write. ``owners``: the copies a write's quorum is counted on.
+    """
+
+    read: tuple[str, ...]
+    direct: tuple[str, ...]
+    copy_to: tuple[str, ...]
+    owners: tuple[str, ...]
+
+
+class View:
+    """A :class:`RingState` with its rings built once, for routing."""
+
+    def __init__(self, state: RingState):
+        self.state = state
+        self.ring = state.ring()
+        self.pending = state.pending_ring()
+        members = state.members().values()
+        self.names = {m.redis: m.name for m in members}
+        self.run_ids = {m.redis: m.run_id for m in members if m.run_id is not None}
+        self._routes: dict[tuple, Route] = {}
+
+    @property
+    def token(self) -> int:
+        return self.state.token
+
+    def route(self, key: str | bytes) -> Route:
+        old = self.ring.preference_list(key)
+        if self.pending is None:
+            return self._committed(old)
+        new = self.pending.preference_list(key)
+        cached = self._routes.get((old, new))
+        if cached is None:
+            cached = self._routes[(old, new)] = route_between(old, new)
+        return cached
+
+    def _committed(self, owners: tuple[str, ...]) -> Route:
+        cached = self._routes.get((owners,))
+        if cached is None:
+            cached = self._routes[(owners,)] = Route(owners, owners, (), owners)
+        return cached
+
+    def owners(self, key: str | bytes) -> tuple[str, ...]:
+        """The key's preference list once any pending migration completes."""
+        return (self.pending or self.ring).preference_list(key)
+
+
+def route_between(old: tuple[str, ...], new: tuple[str, ...]) -> Route:
+    """Dual-write route of a key whose owners change from ``old`` to ``new``.
+
+    Nodes in both lists hold the key completely and come first (in new order),
+    then old-only nodes (they still serve reads until the new ring is
+    committed); new-only nodes receive the authority's state.
+    """
+    both = tuple(n for n in new if n in old)
+    old_only = tuple(n for n in old if n not in new)
+    new_only = tuple(n for n in new if n not in old)
+    return Route(read=old + new_only, direct=both + old_only, copy_to=new_only, owners=new)
+
+
+__all__ = ["Member", "Route", "RingState", "View", "route_between"]
