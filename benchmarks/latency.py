@@ -193,7 +193,7 @@ def mechanism_cost(duration: float, clients: int, echo) -> list[dict]:
     commands = {"set": lambda k: ("SET", k, "v" * 100), "append": lambda k: ("APPEND", k, "x"),
                 "lPush": lambda k: ("LPUSH", k, "x")}
     modes = {
-        "ordered": lambda key, cmd: core.write(key, *cmd),
+        "ordered": lambda key, cmd: core.run(core.requests.write([key], cmd, "all")),
         "fanout": lambda key, cmd: core.client.fanout(core.ring.preference_list(key), *cmd),
     }
     rows = []

@@ -2,7 +2,8 @@
 
 from dtriad.backends.client import DTClient
 from dtriad.config import ClusterConfig, NodeSpec
-from dtriad.core.dtcore import COMMANDS, DTCore
+from dtriad.core.commands import API as COMMANDS
+from dtriad.core.dtcore import DTCore
 from dtriad.exceptions import (
     ArgumentError,
     AuthError,

@@ -5,7 +5,7 @@ import pytest
 import redis
 
 from dtriad.backends.client import DTClient
-from dtriad.core.dtcore import read_first
+from dtriad.core.requests import read_first
 from dtriad.core.steps import run
 from dtriad.exceptions import CommandError, UnavailableError
 
@@ -41,7 +41,7 @@ def test_fanout_reports_each_copy(setup):
 
 
 def read(client, nodes, *command):
-    return run(read_first(client, nodes, command, command[1]), client)
+    return run(read_first(client.suspects, nodes, command, command[1]), client)
 
 
 def test_read_returns_first_answer_and_raises_data_errors(setup):
@@ -61,12 +61,12 @@ def test_a_failed_backend_is_skipped_until_its_cooldown_ends(setup):
     client.fanout(nodes, "SET", "k", "v")
     servers[nodes[0]].connected = False
     assert read(client, nodes, "GET", "k") == (b"v", nodes[1])
-    assert client.suspected(nodes[0])
+    assert client.suspects.suspected(nodes[0])
     servers[nodes[0]].connected = True  # back, but still in its cooldown
     outcomes = client.fanout(nodes, "SET", "k", "w")
     assert [o.ok for o in outcomes] == [False, True, True]
     assert "skipped until its cooldown ends" in str(outcomes[0].error)
     assert read(client, nodes, "GET", "k") == (b"w", nodes[1])  # suspects asked last
     clock.now += 5.0
-    assert not client.suspected(nodes[0])
+    assert not client.suspects.suspected(nodes[0])
     assert read(client, nodes, "GET", "k") == (b"v", nodes[0])  # probed again: master first

@@ -13,6 +13,23 @@ from dtriad.exceptions import ArgumentError, QuorumError
 from dtriad.placement.ringstate import RingState
 
 
+def write(core, key, *command, quorum=None):
+    """One replicated write of ``command`` on ``key`` (the cluster's level unless ``quorum``)."""
+    return core.run(core.requests.write([key], command,
+                                        core.requests.level("write_quorum", quorum)))
+
+
+def read(core, key, *command, quorum=None):
+    return core.run(core.requests.read(key, command, core.requests.level("read_quorum", quorum)))
+
+
+def call(core, method, write_quorum=None, read_quorum=None, **args):
+    """One HTTP API method, by name, as the HTTP front end runs it."""
+    argv = core.requests.argv_of(method, **args)
+    return core.run(core.requests.command(argv, write_quorum, read_quorum))
+
+
+
 def version(backends, node, key) -> int:
     db2 = redis.Redis(connection_pool=backends.pool(node))
     db2.execute_command("SELECT", VERSION_DB)
@@ -46,21 +63,21 @@ def test_a_backup_applies_each_write_once_and_in_the_masters_order(fake_cluster)
 
 def test_versions_are_invisible_in_the_users_database(fake_cluster):
     core, backends = fake_cluster()
-    core.write("k", "SET", "k", "v")
-    core.write("l", "LPUSH", "l", "x")
+    write(core, "k", "SET", "k", "v")
+    write(core, "l", "LPUSH", "l", "x")
     for node in core.ring.nodes:
         assert set(backends.direct(node).keys()) <= {b"k", b"l"}
     assert all(version(backends, n, "k") > 0 for n in core.ring.preference_list("k"))
-    assert sum(d["total"] for d in core.key_dist().values()) == 6
+    assert sum(d["total"] for d in core.reports.key_dist().values()) == 6
 
 
 def test_a_copy_behind_or_diverged_gets_the_masters_state(fake_cluster):
     core, backends = fake_cluster()
-    core.write("k", "SET", "k", "v1")
+    write(core, "k", "SET", "k", "v1")
     master, b1, b2 = core.ring.preference_list("k")
     backends.direct(b1).set("k", "tampered")  # same version, other value
     backends.direct(b2).delete("k")
-    assert core.write("k", "APPEND", "k", "!") == 3
+    assert write(core, "k", "APPEND", "k", "!") == 3
     assert copies(core, backends, "k") == [b"v1!"] * 3
     versions = {version(backends, n, "k") for n in (master, b1, b2)}
     assert len(versions) == 1
@@ -70,21 +87,21 @@ def test_a_copy_ahead_with_other_data_loses_to_the_master(fake_cluster):
     """A copy with a newer version of different data (another history) is
     overwritten: the master is bumped past it, never silently skipped."""
     core, backends = fake_cluster()
-    core.write("k", "SET", "k", "v1")
+    write(core, "k", "SET", "k", "v1")
     master, b1, _ = core.ring.preference_list("k")
     other = backends.direct(b1).eval(WRITE_MASTER, 1, "k", 0, "SET", "k", "elsewhere")
     assert int(other[1]) > version(backends, master, "k")
-    assert core.write("k", "APPEND", "k", "2") == 3
+    assert write(core, "k", "APPEND", "k", "2") == 3
     assert copies(core, backends, "k") == [b"v12"] * 3
     assert version(backends, master, "k") > int(other[1])
 
 
 def test_a_master_rejection_reaches_no_backup(fake_cluster):
     core, backends = fake_cluster()
-    core.write("s", "SET", "s", "text")
+    write(core, "s", "SET", "s", "text")
     before = [version(backends, n, "s") for n in core.ring.preference_list("s")]
     with pytest.raises(Exception, match="WRONGTYPE"):
-        core.write("s", "LPUSH", "s", "x")
+        write(core, "s", "LPUSH", "s", "x")
     assert [version(backends, n, "s") for n in core.ring.preference_list("s")] == before
 
 
@@ -97,11 +114,11 @@ def test_a_ring_change_between_master_and_backups_applies_the_write_once(fake_cl
     """Backups fenced at a newer ring refuse the write after the master took
     it: the DTServer fetches the ring and gives the copies the master's state."""
     core, backends = fake_cluster()
-    core.write("k", "APPEND", "k", "a")
+    write(core, "k", "APPEND", "k", "a")
     master, b1, b2 = core.ring.preference_list("k")
     newer = RingState(1, core.view.state.replicas, 1, core.view.state.nodes)
     publish(backends, [b1, b2], newer)
-    assert core.write("k", "APPEND", "k", "b") == 2
+    assert write(core, "k", "APPEND", "k", "b") == 2
     assert core.view.state.epoch == 1
     assert copies(core, backends, "k") == [b"ab"] * 3
 
@@ -112,17 +129,17 @@ def test_a_write_whose_master_moves_after_applying_it_is_never_sent_again(fake_c
     the key has another master, and fences the backups. Routing the INCR
     again would count it twice there (the fault suite caught exactly that):
     the writer gets an ambiguous error instead, and the count stays right."""
+    from dtriad.backends.outcome import Execute
     from dtriad.core.scripts import INSTALL
-    from dtriad.core.steps import Execute
     from dtriad.exceptions import MasterMovedError
 
     core, backends = fake_cluster()
-    core.write("k", "SET", "k", "10")
+    write(core, "k", "SET", "k", "10")
     master = core.ring.preference_list("k")[0]
     newer = RingState(1, core.view.state.replicas, 1,
                       tuple(m for m in core.view.state.nodes if m.redis != master))
     owners = newer.ring().preference_list("k")
-    work = core.command_steps(["INCR", "k"])
+    work = core.requests.command(["INCR", "k"])
     effect = work.send(None)
     while not (isinstance(effect, Execute) and WRITE_MASTER in effect.args):
         effect = work.send(core.client.perform(effect))
@@ -140,23 +157,23 @@ def test_a_write_whose_master_moves_after_applying_it_is_never_sent_again(fake_c
 
 def test_a_write_refused_by_the_master_is_routed_again_without_applying_twice(fake_cluster):
     core, backends = fake_cluster()
-    core.write("k", "LPUSH", "k", "a")
+    write(core, "k", "LPUSH", "k", "a")
     newer = RingState(1, core.view.state.replicas, 1, core.view.state.nodes)
     publish(backends, core.ring.nodes, newer)
-    assert core.write("k", "LPUSH", "k", "b") == 2
+    assert write(core, "k", "LPUSH", "k", "b") == 2
     assert copies(core, backends, "k", "LLEN") == [2, 2, 2]
 
 
 def test_a_backup_down_is_queued_and_repaired_when_it_returns(fake_cluster):
     core, backends = fake_cluster(write_quorum="quorum")
-    core.write("k", "SET", "k", "v1")
+    write(core, "k", "SET", "k", "v1")
     master, b1, b2 = core.ring.preference_list("k")
     backends.down(b2)
-    assert core.write("k", "APPEND", "k", "+") == 3
+    assert write(core, "k", "APPEND", "k", "+") == 3
     assert len(core.repairs) == 1
     assert core.repairs.run_once(core.reconcile) == 0  # still down: kept
     backends.servers[b2].connected = True
-    core.client._suspects.clear()
+    core.suspects.clear()
     assert core.repairs.run_once(core.reconcile) == 1
     assert len(core.repairs) == 0
     assert copies(core, backends, "k") == [b"v1+"] * 3
@@ -167,7 +184,7 @@ def test_without_its_master_a_write_is_refused_everywhere(fake_cluster):
     master = core.ring.preference_list("k")[0]
     backends.down(master)
     with pytest.raises(QuorumError, match="held by 0 of 3 copies") as e:
-        core.write("k", "SET", "k", "v")
+        write(core, "k", "SET", "k", "v")
     assert e.value.copies == 0
     assert all(backends.servers[n].connected is False or not backends.direct(n).exists("k")
                for n in core.ring.preference_list("k"))
@@ -175,30 +192,30 @@ def test_without_its_master_a_write_is_refused_everywhere(fake_cluster):
 
 def test_a_quorum_read_answers_the_newest_copy_and_repairs_the_others(fake_cluster):
     core, backends = fake_cluster()
-    core.write("k", "SET", "k", "old")
+    write(core, "k", "SET", "k", "old")
     master = core.ring.preference_list("k")[0]
     stale = backends.direct(master).eval(STATE, 1, "k")
-    core.write("k", "SET", "k", "new")
+    write(core, "k", "SET", "k", "new")
     # The master rolls back to the older state (as after a restore from an old file).
     m = backends.direct(master)
     m.restore("k", 0, stale[1], replace=True)
     db2 = redis.Redis(connection_pool=backends.pool(master))
     db2.execute_command("SELECT", VERSION_DB)
     db2.set("k", stale[0])
-    assert core.read("k", "GET", "k") == b"old"  # read_quorum one: the master answers
-    assert core.read("k", "GET", "k", quorum="quorum") == b"new"
+    assert read(core, "k", "GET", "k") == b"old"  # read_quorum one: the master answers
+    assert read(core, "k", "GET", "k", quorum="quorum") == b"new"
     assert copies(core, backends, "k") == [b"new"] * 3
 
 
 def test_consistency_levels_are_checked_per_request(fake_cluster):
     core, _ = fake_cluster()
     with pytest.raises(ArgumentError, match="write_quorum must be one of all, quorum, one"):
-        core.call("set", key="k", value="v", write_quorum="most")
+        call(core, "set", key="k", value="v", write_quorum="most")
     with pytest.raises(ArgumentError, match="read_quorum must be one of one, quorum"):
-        core.call("get", key="k", read_quorum="all")
-    assert core.call("set", key="k", value="v", write_quorum="one") == b"OK"
-    assert core.call("get", key="k", read_quorum="quorum") == b"v"
-    info = core.ring_info()
+        call(core, "get", key="k", read_quorum="all")
+    assert call(core, "set", key="k", value="v", write_quorum="one") == b"OK"
+    assert call(core, "get", key="k", read_quorum="quorum") == b"v"
+    info = core.reports.ring()
     assert (info["write_quorum"], info["read_quorum"]) == ("all", "one")
 
 
@@ -222,7 +239,7 @@ def test_a_write_leaves_its_repair_intent_until_every_copy_holds_it(fake_cluster
     """The master records the intent with the write; a write every copy took
     clears it in the next batch, one a copy missed keeps it for the sweep."""
     core, backends = fake_cluster()
-    core.write("k", "SET", "k", "v")
+    write(core, "k", "SET", "k", "v")
     master, b1, _ = core.ring.preference_list("k")
     assert set(intents(backends, master)) == {b"k"}
     assert not intents(backends, b1)  # only the master records it
@@ -230,7 +247,7 @@ def test_a_write_leaves_its_repair_intent_until_every_copy_holds_it(fake_cluster
     assert not intents(backends, master)
     backends.down(b1)
     with pytest.raises(QuorumError):
-        core.write("k", "SET", "k", "w")
+        write(core, "k", "SET", "k", "w")
     core.intents()
     assert set(intents(backends, master)) == {b"k"}
     assert core.repairs.take_settled() == {}

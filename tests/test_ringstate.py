@@ -9,7 +9,8 @@ from werkzeug.test import Client
 
 from dtriad.backends.client import DTClient
 from dtriad.config import ClusterConfig
-from dtriad.core.dtcore import FILE_CHECK_S, DTCore
+from dtriad.core.dtcore import DTCore
+from dtriad.core.follower import FILE_CHECK_S
 from dtriad.core.scripts import PUBLISH_META
 from dtriad.frontends.http import make_wsgi_app
 from dtriad.placement.ringstate import Member, RingState, View, route_between
@@ -17,6 +18,11 @@ from dtriad.placement.ringstate import Member, RingState, View, route_between
 from .conftest import FakeBackends, make_nodes
 
 SECRET = "s3cret"
+
+def call(core, method, **args):
+    """One HTTP API method, by name, as the HTTP front end runs it."""
+    return core.run(core.requests.command(core.requests.argv_of(method, **args)))
+
 
 
 def build(tmp_path=None, nodes=5, replicas=2):
@@ -42,9 +48,9 @@ def test_pushes_need_the_secret_and_never_go_back(tmp_path):
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
     assert push(client, "wrong", four.to_json())[0] == 401
     assert push(client, "", four.to_json())[0] == 401
-    assert core.ring_info()["epoch"] == 0
+    assert core.reports.ring()["epoch"] == 0
     assert push(client, SECRET, four.to_json()) == (200, {"epoch": 1, "token": 2})
-    assert core.ring_info()["epoch"] == 1 and len(core.ring.nodes) == 4
+    assert core.reports.ring()["epoch"] == 1 and len(core.ring.nodes) == 4
     older = RingState(0, 2, 1, members(config, {"n1", "n2"}))
     status, body = push(client, SECRET, older.to_json())
     assert (status, body["code"]) == (409, "STALE")
@@ -54,7 +60,7 @@ def test_pushes_need_the_secret_and_never_go_back(tmp_path):
     assert (status, body["code"]) == (400, "BADARG")
     status, body = push(client, SECRET, "not json")
     assert (status, body["code"]) == (400, "BADARG")
-    assert core.ring_info()["epoch"] == 1
+    assert core.reports.ring()["epoch"] == 1
 
 
 def test_a_pushed_ring_reaches_every_worker_through_the_state_file(tmp_path):
@@ -80,7 +86,7 @@ def test_a_write_by_an_old_ring_is_fenced_then_retried_by_the_new_one(tmp_path):
     assert core.view.token == 0
     key = next(k for k in (f"k{i}" for i in range(1000))
                if "127.0.0.1:30005" in config.ring().preference_list(k))
-    assert core.call("set", key=key, value="v") == b"OK"
+    assert call(core, "set", key=key, value="v") == b"OK"
     assert core.view.token == four.token
     holders = {n for n in backends.servers if backends.direct(n).get(key) == b"v"}
     assert holders == set(four.ring().preference_list(key))
@@ -122,13 +128,13 @@ def test_during_a_migration_writes_reach_old_and_new_owners(redis_backends):
             if joining in view.pending.preference_list(k)]
     assert keys
     for key in keys[:20]:
-        core.call("set", key=key, value="x")
-        assert core.call("append", key=key, value="y") == 2
+        call(core, "set", key=key, value="x")
+        assert call(core, "append", key=key, value="y") == 2
         for n in set(view.ring.preference_list(key)) | set(view.pending.preference_list(key)):
             assert direct[n].get(key) == b"xy", (key, n)
-        core.call("delete", key=key)
+        call(core, "delete", key=key)
         assert not any(r.exists(key) for r in direct.values())
-    info = core.ring_info()
+    info = core.reports.ring()
     assert info["pending_epoch"] == 2
     assert {n["name"]: n["state"] for n in info["nodes"]}["n5"] == "joining"
     core.close()
@@ -159,8 +165,8 @@ def test_a_write_fenced_before_the_ring_is_stored_backs_off_until_it_is(tmp_path
     between is refused everywhere and finds no newer ring, so it waits (a
     Pause step) instead of failing, and goes through once the ring is stored;
     if it never is, it fails with RINGCHANGING having applied nothing."""
+    from dtriad.backends.outcome import Pause
     from dtriad.core.scripts import FENCE_ONLY
-    from dtriad.core.steps import Pause
     from dtriad.exceptions import RingChangingError
 
     config, core, backends = build()
@@ -190,12 +196,12 @@ def test_a_write_fenced_before_the_ring_is_stored_backs_off_until_it_is(tmp_path
             for node in backends.servers:
                 backends.direct(node).eval(PUBLISH_META, 0, four.token, four.to_json())
 
-    reply, pauses = drive(core.command_steps(["SET", "k", "v"]), store_on_second_pause)
+    reply, pauses = drive(core.requests.command(["SET", "k", "v"]), store_on_second_pause)
     assert reply == b"OK" and pauses == [0.01, 0.02]
     assert core.view.token == four.token
     five = RingState(2, 2, 1, members(config, {"n1", "n2", "n3", "n4", "n5"}))
     for node in backends.servers:
         backends.direct(node).eval(FENCE_ONLY, 0, five.token, "")
     with pytest.raises(RingChangingError):
-        drive(core.command_steps(["SET", "k", "w"]), lambda n: None)
+        drive(core.requests.command(["SET", "k", "w"]), lambda n: None)
     assert {backends.direct(n).get("k") for n in core.ring.preference_list("k")} == {b"v"}

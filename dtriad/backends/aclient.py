@@ -1,8 +1,9 @@
 """AsyncClient: the asyncio twin of DTClient's I/O, for the RESP front end.
 
-It performs the steps of :mod:`dtriad.core.steps` (the request core's logic lives
-there and in :mod:`dtriad.core.dtcore`, once). Each backend gets one connection on
-which every request of every client is pipelined, replies matched in order
+It performs the effects of :mod:`dtriad.backends.outcome` that the request
+core's generators yield (the logic lives once, in :mod:`dtriad.core.requests`).
+Each backend gets one connection on which every request of every client is
+pipelined, replies matched in order
 (as twemproxy does): one Redis round trip then carries many clients' commands,
 and no per-request pool checkout is paid. Errors are redis-py's exception
 types, so the core treats both clients' failures alike: a reply error is a
@@ -23,16 +24,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from dtriad.backends.client import (
+from dtriad.backends.outcome import (
     DOWN_ERRORS,
+    Execute,
+    Fanout,
     Outcome,
     SuspectedDown,
-    _by_sha,
-    _noscript,
+    Suspects,
+    by_sha,
     check_incarnation,
+    retry_as_eval,
+    unknown_script,
 )
 from dtriad.config import parse_address
-from dtriad.core.steps import Execute, Fanout
 
 
 class _Link(asyncio.Protocol):
@@ -119,10 +123,11 @@ class _Link(asyncio.Protocol):
 
 
 class AsyncClient:
-    """Pipelined connections to every backend; ``suspects`` (the core's
-    DTClient) is shared, so both clients skip the same failed backends."""
+    """Pipelined connections to every backend; ``suspects`` is the request
+    core's table, shared with the threaded client, so both skip the same
+    failed backends and check the same incarnations."""
 
-    def __init__(self, suspects, password: str | None = None, timeout: float = 1.0,
+    def __init__(self, suspects: Suspects, password: str | None = None, timeout: float = 1.0,
                  username: str | None = None):
         self.suspects = suspects
         self.password = password
@@ -177,24 +182,23 @@ class AsyncClient:
     async def execute(self, node: str, args) -> Any:
         """One command on one backend (EVAL sent as EVALSHA, once more as EVAL
         if the backend does not know the script yet)."""
-        short = _by_sha(args)
+        short = by_sha(args)
         try:
             return await (await self._send(node, short))
-        except NoScriptError:
-            if short is args:
+        except ResponseError as e:
+            if not retry_as_eval(short, args, e):
                 raise
         return await (await self._send(node, args))
 
-    async def fanout(self, nodes, args, by_sha: bool = True) -> list[Outcome]:
+    async def fanout(self, nodes, args, use_sha: bool = True) -> list[Outcome]:
         """Like :meth:`DTClient.fanout`: every command is sent before any reply
         is awaited, so N copies cost about one round trip."""
-        short = _by_sha(args) if by_sha else args
+        short = by_sha(args) if use_sha else args
         sent: list[tuple[str, Any]] = []
         outcomes: dict[str, Outcome] = {}
         for node in nodes:
             if self.suspects.suspected(node):
-                outcomes[node] = Outcome(node, error=SuspectedDown(
-                    "failed moments ago; skipped until its cooldown ends"))
+                outcomes[node] = Outcome(node, error=SuspectedDown())
                 continue
             try:
                 sent.append((node, await self._send(node, short)))
@@ -209,9 +213,9 @@ class AsyncClient:
             except DOWN_ERRORS as e:
                 outcomes[node] = Outcome(node, error=e)
                 self.suspects.suspect(node)
-        unknown = [node for node in nodes if _noscript(outcomes[node].error)]
+        unknown = unknown_script(outcomes) if short is not args else []
         if unknown:  # the script's first use on these servers: EVAL loads it
-            outcomes.update((o.node, o) for o in await self.fanout(unknown, args, by_sha=False))
+            outcomes.update((o.node, o) for o in await self.fanout(unknown, args, use_sha=False))
         return [outcomes[node] for node in nodes]
 
     async def perform(self, effect: Execute | Fanout) -> Any:

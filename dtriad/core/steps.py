@@ -1,54 +1,25 @@
-"""Sans-I/O request steps: the core's logic, written once for threads and asyncio.
+"""Drivers of sans-I/O request steps: the core's logic, written once for threads and asyncio.
 
-The request core (:mod:`dtriad.core.dtcore`) never talks to a backend itself. Its
-methods are generators that ``yield`` what they need done, an
-:class:`Execute` (one command on one backend) or a :class:`Fanout` (one
-command on several backends at once), and receive the reply (or the
-backend's exception, thrown back into the generator); a :class:`Pause` asks
-for a backoff. A *driver* performs the effects: :func:`run` with the
-threaded :class:`~dtriad.backends.client.DTClient` (HTTP workers, the DTSentinel,
+The request core (:mod:`dtriad.core.requests`, :mod:`dtriad.core.follower`)
+never talks to a backend itself. Its methods are generators that ``yield``
+what they need done (the effects of :mod:`dtriad.backends.outcome`: an
+``Execute``, a ``Fanout`` or a ``Pause``) and receive the reply, or the
+backend's exception thrown back into the generator. A *driver* performs
+the effects: :func:`run` with the threaded
+:class:`~dtriad.backends.client.DTClient` (HTTP workers, the DTSentinel,
 ``dtriad check``), :func:`arun` with the asyncio
-:class:`~dtriad.backends.aclient.AsyncClient` (the RESP front end). So routing,
-replication and repair exist once, whichever transport asked.
+:class:`~dtriad.backends.aclient.AsyncClient` (the RESP front end). So
+routing, replication and repair exist once, whichever transport asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
+from dtriad.backends.outcome import Execute, Pause, Steps
 from dtriad.core.scripts import BUMP, INSTALL, STATE
-
-
-@dataclass(frozen=True, slots=True)
-class Execute:
-    """Run ``args`` on ``node``; the raw reply, or the backend's error raised."""
-
-    node: str
-    args: tuple
-
-
-@dataclass(frozen=True, slots=True)
-class Fanout:
-    """Run ``args`` on every node of ``nodes`` in parallel, skipping suspected
-    ones; a list of :class:`~dtriad.backends.client.Outcome`, one per node, in order."""
-
-    nodes: tuple
-    args: tuple
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """Wait ``seconds`` before the next step (a backoff); the driver sleeps
-    (``time.sleep`` in threads, ``asyncio.sleep`` in the event loop)."""
-
-    seconds: float
-
-
-Steps = Generator[Execute | Fanout | Pause, Any, Any]
 
 
 def run(steps: Steps, client) -> Any:

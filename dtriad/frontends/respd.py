@@ -162,10 +162,10 @@ class RespServer:
                 if type(arg) is TooLarge:
                     raise ValueTooLargeError("value", arg.size, self.core.config.max_value_bytes)
             if spec.kind is Kind.LOCAL:
-                self.core.checked(argv)
+                self.core.requests.checked(argv)
                 reply = await self.local(session, spec, argv)
             else:
-                value = await arun(self.core.command_steps(argv), self.client)
+                value = await arun(self.core.requests.command(argv), self.client)
                 shape = session.resp3 and resp3_shape(spec, argv)
                 if shape:
                     reply = encode3(value, shape)
@@ -209,7 +209,7 @@ class RespServer:
         if name == "command":
             return self._command(args)
         if name == "info":
-            view = await arun(self.core.view_steps(), self.client)  # not the last request's
+            view = await arun(self.core.follower.follow(), self.client)  # not the last request's
             return encode(self._info(view, args).encode())
         if name == "config":
             if args[0].upper() == b"GET" and len(args) >= 2:
@@ -339,7 +339,7 @@ class RespServer:
     async def _dbsize(self) -> int:
         """Keys in the whole cluster: each counted once, on its master (a SCAN
         of every backend, run off the event loop)."""
-        return await asyncio.get_running_loop().run_in_executor(None, self.core.dbsize)
+        return await asyncio.get_running_loop().run_in_executor(None, self.core.reports.dbsize)
 
 
 def _version() -> str:
@@ -358,7 +358,7 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
     loop = asyncio.get_running_loop()
     core = DTCore(config, state_file=state_file)
     core.start_repairs()
-    client = AsyncClient(core.client, password=config.password, username=config.username,
+    client = AsyncClient(core.suspects, password=config.password, username=config.username,
                          timeout=config.backend_timeout)
     server = RespServer(core, client, port)
     listener = await loop.create_server(lambda: Session(server), host, port,

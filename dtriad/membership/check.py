@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 import requests
 from redis.exceptions import ResponseError
 
-from dtriad.backends.client import DOWN_ERRORS, DTClient, describe
+from dtriad.backends.client import DTClient
+from dtriad.backends.outcome import DOWN_ERRORS, describe
 from dtriad.config import ClusterConfig, NodeSpec
-from dtriad.core.dtcore import newest_ring
+from dtriad.core.follower import newest_ring
 from dtriad.core.scripts import DIGEST, DROP
+from dtriad.core.steps import run, sync_key
 from dtriad.placement.ringstate import RingState
 
 TTL_SLACK_MS = 1000
@@ -119,7 +121,7 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
            ring_of: Callable[[NodeSpec], dict]) -> Report:
     report = Report()
     catalog = [n.redis for n in config.nodes]
-    state, down = newest_ring(client, catalog)
+    state, down = run(newest_ring(catalog), client)
     if state is None:
         report.problems.append("no backend holds a ring; is the DTSentinel running?")
         return report
@@ -209,7 +211,7 @@ def _repair(client: DTClient, state: RingState, report: Report,
         source = max(present, key=lambda n: digests.get((key, n), (0, 0, 0, 0))[3])
         for node in nodes - {source}:
             try:
-                if client.sync_key(source, node, key, state.token):
+                if run(sync_key(source, node, key, state.token), client):
                     repaired += 1
                 else:
                     report.problems.append(f"{_text(key)!r} on {node} kept changing; "

@@ -44,10 +44,12 @@ from pathlib import Path
 
 import redis
 
-from dtriad.backends.client import DOWN_ERRORS, DTClient, describe, run_id_of
+from dtriad.backends.client import DTClient
+from dtriad.backends.outcome import DOWN_ERRORS, describe, run_id_of
 from dtriad.config import ClusterConfig, parse_address
-from dtriad.core.dtcore import newest_ring
+from dtriad.core.follower import newest_ring
 from dtriad.core.scripts import READ_META, VERSION_DB
+from dtriad.core.steps import run
 from dtriad.membership.executor import Executor, Interrupted, Rate, push
 from dtriad.membership.leader import Lease, holder_id
 from dtriad.placement.planner import Cleanup, Plan, Transfer, plan, strays
@@ -209,7 +211,7 @@ class DTSentinel:
     def _bootstrap(self) -> str:
         """The first step as leader without a state file: take the ring the
         backends hold, or, if none holds one, publish the cluster file's."""
-        newest, _ = newest_ring(self.client, list(self._catalog()))
+        newest, _ = run(newest_ring(list(self._catalog())), self.client)
         if newest is not None:
             self.progress = Progress(newest)
             self._take_over(newest)
@@ -402,7 +404,7 @@ class DTSentinel:
     def _behind(self) -> bool:
         """If the backends hold a newer ring than ours (another DTSentinel acted,
         or our state file is old), adopt it instead of acting on our own."""
-        newest, _ = newest_ring(self.client, list(self._catalog()))
+        newest, _ = run(newest_ring(list(self._catalog())), self.client)
         p = self.progress
         if newest is None or newest.token <= p.ring.token:
             return False

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 import requests
 from redis.exceptions import ResponseError
 
-from dtriad.backends.client import DOWN_ERRORS, DTClient, describe
+from dtriad.backends.client import DTClient
+from dtriad.backends.outcome import DOWN_ERRORS, describe
 from dtriad.config import parse_address
 from dtriad.core.scripts import FENCE_ONLY, PUBLISH_META, SCAN_ARCS, VERSION_DB, WIPE, arc_ranges
+from dtriad.core.steps import run, sync_key
 from dtriad.placement.planner import Cleanup, Transfer
 from dtriad.placement.ring import Ring
 from dtriad.placement.ringstate import Member, RingState
@@ -117,7 +119,7 @@ class Executor:
                 best = max(survivors, key=lambda n, j=j: versions[n][j])
                 for node in survivors:
                     if versions[node][j] < versions[best][j]:
-                        self.client.sync_key(best, node, key, token)
+                        run(sync_key(best, node, key, token), self.client)
                         fixed += 1
         return fixed
 

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import requests
 
-from dtriad.backends.client import DOWN_ERRORS, DTClient, run_id_of
+from dtriad.backends.client import DTClient
+from dtriad.backends.outcome import DOWN_ERRORS, run_id_of
 from dtriad.config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec, parse_address
-from dtriad.core.dtcore import newest_ring
+from dtriad.core.follower import newest_ring
+from dtriad.core.steps import run
 from dtriad.exceptions import ConfigurationError
 from dtriad.membership.registration import register, unregister
 from dtriad.ops.procs import (
@@ -168,7 +170,7 @@ def admitted(config: ClusterConfig) -> bool:
     new one, and the DTSentinel admits them again.)"""
     client = DTClient(password=config.password, username=config.username, timeout=2.0)
     try:
-        state, _ = newest_ring(client, [n.redis for n in config.nodes])
+        state, _ = run(newest_ring([n.redis for n in config.nodes]), client)
         if state is None or state.pending is not None:
             return False
         for member in state.nodes:

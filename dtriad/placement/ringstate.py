@@ -15,12 +15,30 @@ copy made by the migration and a concurrent write can never double-apply.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from dtriad.config import ClusterConfig, NodeSpec
 from dtriad.exceptions import ArgumentError
 from dtriad.placement.ring import Ring
+
+
+class NodeLike(Protocol):
+    """What placement needs of a configured node (:class:`dtriad.config.NodeSpec`)."""
+
+    name: str
+    redis: str
+    http: str
+
+
+class ClusterLike(Protocol):
+    """What placement needs of a cluster's configuration
+    (:class:`dtriad.config.ClusterConfig`); placement imports no configuration."""
+
+    epoch: int
+    replicas: int
+    vnodes: int
+    nodes: Sequence[NodeLike]
 
 
 @dataclass(frozen=True)
@@ -35,7 +53,7 @@ class Member:
     run_id: str | None = None
 
     @classmethod
-    def of(cls, node: NodeSpec, run_id: str | None = None) -> Member:
+    def of(cls, node: NodeLike, run_id: str | None = None) -> Member:
         return cls(node.name, node.redis, node.http, run_id)
 
     def to_dict(self) -> dict:
@@ -95,7 +113,7 @@ class RingState:
         return out
 
     @classmethod
-    def initial(cls, config: ClusterConfig) -> RingState:
+    def initial(cls, config: ClusterLike) -> RingState:
         return cls(config.epoch, config.replicas, config.vnodes,
                    tuple(Member.of(n) for n in config.nodes))
 

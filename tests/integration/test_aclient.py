@@ -14,7 +14,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dtriad.backends.aclient import AsyncClient
 from dtriad.backends.client import DTClient
-from dtriad.core.steps import Execute, Fanout
+from dtriad.backends.outcome import Execute, Fanout, Suspects
 from dtriad.ops.procs import free_port
 from tests.conftest import PASSWORD
 
@@ -43,7 +43,7 @@ def test_many_requests_share_one_pipelined_connection(redis_backends):
 def test_a_refused_backend_is_suspected_and_a_hung_one_times_out(redis_backends):
     live, hung = redis_backends(2)
     refused = f"127.0.0.1:{free_port()}"
-    suspects = DTClient(cooldown=60)
+    suspects = Suspects(cooldown=60)
 
     async def scenario():
         client = AsyncClient(suspects, password=PASSWORD, timeout=0.5)

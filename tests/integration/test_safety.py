@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from dtriad.backends.outcome import Execute
 from dtriad.config import parse_address
 from dtriad.core.dtcore import DTCore
 from dtriad.core.scripts import WRITE_BACKUP, WRITE_MASTER
-from dtriad.core.steps import Execute
 from dtriad.membership.check import check, http_ring
 from dtriad.ops import cluster as local
 from dtriad.ops.procs import pid_alive, stop_pid, wait_until
@@ -264,7 +264,7 @@ def test_a_dtserver_that_dies_between_master_and_backups_leaves_a_repair_behind(
     assert client.set("k", "before") is True
     core = DTCore(reload(config))
     try:
-        work = core.command_steps(["APPEND", "k", "+after"])
+        work = core.requests.command(["APPEND", "k", "+after"])
         effect = work.send(None)
         while not (isinstance(effect, Execute) and WRITE_MASTER in effect.args):
             effect = work.send(core.client.perform(effect))

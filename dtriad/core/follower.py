@@ -1,0 +1,159 @@
+"""Following the ring the DTSentinel publishes.
+
+A DTServer routes by a :class:`~dtriad.placement.ringstate.View` of the
+newest ring state it knows, replaced whole (never edited) when a newer one
+arrives, by one of three ways:
+
+* **pushed**: the DTSentinel posts it (``ringUpdate``, :meth:`RingFollower.install`);
+* **shared**: with several worker processes, the push lands in one of them,
+  which writes ``state_file``; every worker checks that file's signature
+  (one ``stat``, at most every ``FILE_CHECK_S``), so all of them use a
+  pushed ring within milliseconds, before the DTSentinel fences the backends;
+* **fetched**: a write refused by a backend's fence (its ring is old), and a
+  poll once per ``poll_interval``, read the newest ring any backend holds
+  (:func:`newest_ring`).
+
+See ``docs/membership.md`` for why a DTServer that missed a push can never
+write by an old ring (the fence), only be told to fetch the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dtriad.backends.outcome import Fanout, Steps, Suspects, describe
+from dtriad.config import ClusterConfig
+from dtriad.core.scripts import READ_META
+from dtriad.exceptions import ArgumentError, StaleRingError
+from dtriad.placement.ringstate import RingState, View
+
+FILE_CHECK_S = 0.002  # how often a worker looks for a ring saved by another
+
+
+def newest_ring(nodes: Sequence[str]) -> Steps:
+    """``(state, down)``: the newest ring state the backends hold (one
+    parallel round; None if none holds one), and which backends did not
+    answer, with why. A malformed stored state is skipped."""
+    newest, down = None, {}
+    for outcome in (yield Fanout(tuple(nodes), ("EVAL", READ_META, 0))):
+        if not outcome.ok:
+            down[outcome.node] = describe(outcome.error)
+            continue
+        if not outcome.value or not outcome.value[1]:
+            continue
+        try:
+            state = RingState.from_json(outcome.value[1])
+        except ArgumentError:
+            continue
+        if newest is None or state.token > newest.token:
+            newest = state
+    return newest, down
+
+
+class RingFollower:
+    """The ring in force (:attr:`view`) and how it is kept current.
+
+    ``suspects`` learns each member's admitted incarnation from the ring, so
+    a backend that restarted since is not served (``docs/membership.md``).
+    ``pools`` is called with every member's address when a ring names it (the
+    threaded client opens its pool ahead of the first request).
+    """
+
+    def __init__(self, config: ClusterConfig, suspects: Suspects,
+                 pools: Callable[[str], object] = lambda node: None,
+                 state_file: str | os.PathLike | None = None, poll_interval: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.suspects = suspects
+        self._pools = pools
+        self.state_file = Path(state_file) if state_file else None
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._file_signature: tuple | None = None
+        self._lock = threading.Lock()
+        self._next_poll = 0.0
+        self._next_file_check = 0.0
+        self.view = View(RingState.initial(config))
+        suspects.incarnations = lambda node: self.view.run_ids.get(node)
+
+    def follow(self) -> Steps:
+        """The ring in force: a ring another worker saved is adopted (one
+        ``stat``), and a backend's fence is polled once per ``poll_interval``."""
+        now = self._clock()
+        if self.state_file is not None and now >= self._next_file_check:
+            # at most one stat per FILE_CHECK_S: a worker that has not seen a
+            # pushed ring yet is refused by the backends' fence, not trusted
+            self._next_file_check = now + FILE_CHECK_S
+            self._check_file()
+        if now >= self._next_poll:
+            self._next_poll = now + self.poll_interval
+            yield from self.refresh()
+        return self.view
+
+    def _check_file(self) -> None:
+        try:
+            st = os.stat(self.state_file)
+            signature = (st.st_mtime_ns, st.st_ino, st.st_size)
+        except FileNotFoundError:
+            signature = None
+        if signature == self._file_signature:
+            return
+        self._file_signature = signature
+        if signature is not None:
+            try:
+                self.adopt(RingState.from_json(self.state_file.read_bytes()), progress=True)
+            except (OSError, ArgumentError):
+                self._file_signature = None  # half-written by another worker
+
+    def refresh(self) -> Steps:
+        """Fetch the newest ring any backend holds (after a fence refusal, or a
+        poll); True if it replaced the ring in force."""
+        nodes = list(self.view.state.members()) + [
+            n.redis for n in self.config.nodes if n.redis not in self.view.names]
+        newest, _ = yield from newest_ring(nodes)
+        if newest is not None and self.adopt(newest):
+            self._save(newest)
+            return True
+        return False
+
+    def adopt(self, state: RingState, progress: bool = False) -> bool:
+        """Use ``state`` if it is newer than the ring in force (or, with
+        ``progress``, the same ring with fresher migration progress). At the
+        same token, the published ring also replaces the cluster file's
+        (``RingState.initial``): it names every member's incarnation."""
+        with self._lock:
+            current = self.view.state
+            if state.token < current.token or (state.token == current.token and state == current
+                                               and not (progress and
+                                                        state.migration != current.migration)):
+                return False
+            before = self.view.run_ids
+            for member in state.members().values():
+                self._pools(member.redis)
+                if before.get(member.redis, member.run_id) != member.run_id:
+                    self.suspects.clear(member.redis)  # refused as restarted; admitted now
+            self.view = View(state)
+            return True
+
+    def install(self, state_json: str | None) -> Steps:
+        """A ring pushed by the DTSentinel (already authenticated): never older than ours."""
+        if not state_json:
+            raise ArgumentError("missing argument 'state'; usage: ringUpdate secret state")
+        state = RingState.from_json(state_json)
+        current = (yield from self.follow()).token
+        if state.token < current:
+            raise StaleRingError(state.token, current)
+        if self.adopt(state, progress=True):
+            self._save(state)
+        return {"epoch": state.epoch, "token": state.token}
+
+    def _save(self, state: RingState) -> None:
+        if self.state_file is None:
+            return
+        tmp = self.state_file.with_name(f"{self.state_file.name}.{os.getpid()}.tmp")
+        tmp.write_text(state.to_json())
+        os.replace(tmp, self.state_file)

@@ -1,0 +1,427 @@
+"""The replication protocol: every read and write of a key's copies.
+
+The rules (the protocol and its argument are in ``docs/consistency.md``):
+
+* a write is applied first by the key's master, which serializes it and gives
+  the key a new version; the backups then apply the same command only if they
+  are exactly at the master's previous version, so every copy applies a key's
+  writes in one order, once each. A copy that is behind, ahead or answers
+  differently gets the master's state instead (never a replayed command);
+* the write returns only when the required copies (``write_quorum``) hold it;
+  otherwise :class:`QuorumError` says how many do, and the copies that missed
+  it are queued for repair;
+* a command the master rejects (WRONGTYPE, not an integer) is applied nowhere;
+* a read asks the master first, then the backups in ring order
+  (``read_quorum`` one), or a majority of copies at once, answering with the
+  newest version and repairing the older copies (``read_quorum`` quorum).
+
+Every method that touches a backend is a generator of effects
+(:mod:`dtriad.backends.outcome`), driven by :func:`dtriad.core.steps.run`
+(threads) or :func:`~dtriad.core.steps.arun` (asyncio). Replies are raw Redis
+replies (bytes, int, list, None); front ends encode them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from dtriad.backends.outcome import (
+    DOWN_ERRORS,
+    Execute,
+    Fanout,
+    Outcome,
+    Pause,
+    Steps,
+    Suspects,
+    describe,
+)
+from dtriad.config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
+from dtriad.core import steps
+from dtriad.core.commands import API, Kind, RedisCommand, arity_error, lookup, method_names
+from dtriad.core.commands import Route as Routing
+from dtriad.core.follower import RingFollower
+from dtriad.core.repair import Repairs
+from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
+from dtriad.exceptions import (
+    ArgumentError,
+    CommandError,
+    MasterMovedError,
+    QuorumError,
+    RingChangingError,
+    UnavailableError,
+    UnknownMethodError,
+    ValueTooLargeError,
+)
+from dtriad.placement.ringstate import Route, View
+
+
+def read_first(suspects: Suspects, nodes: Sequence[str], command: tuple, key: Any) -> Steps:
+    """``(reply, node)`` of the first of ``nodes`` to answer, in ring order
+    with suspected backends last. An error about the data (WRONGTYPE) is the
+    answer, raised as :class:`CommandError`; if no backend answers,
+    :class:`UnavailableError` says why for each."""
+    failures: dict[str, str] = {}
+    for node in sorted(nodes, key=suspects.suspected):  # stable sort
+        try:
+            value = yield Execute(node, command)
+        except ResponseError as e:
+            raise CommandError.from_redis(e) from e
+        except DOWN_ERRORS as e:
+            failures[node] = describe(e)
+            suspects.suspect(node)
+            continue
+        suspects.clear(node)
+        return value, node
+    raise UnavailableError(_text(key), {n: failures[n] for n in nodes})
+
+
+def _stale(error: BaseException | None) -> bool:
+    """A backend refused a write: its fence says our ring is old."""
+    return isinstance(error, ResponseError) and str(error).startswith("STALERING")
+
+
+def _newest(outcomes: Sequence[Outcome]) -> Outcome:
+    """The READ_VERSIONED answer with the highest version; max() keeps the
+    first of equals, so ties go to ring order (the master first)."""
+    return max(outcomes, key=lambda o: int(o.value[0]))
+
+
+class _Stale(Exception):
+    """The ring moved under a write that no copy applied: route it again."""
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class Requests:
+    """Checks, routes and replicates commands by the ring ``follower`` follows.
+
+    ``suspects`` orders reads (a backend that failed moments ago is asked
+    last) and lets a write fail fast when its master just failed; ``repairs``
+    queues the keys a write left behind on some copy.
+    """
+
+    def __init__(self, config: ClusterConfig, follower: RingFollower, suspects: Suspects,
+                 repairs: Repairs):
+        self.config = config
+        self.follower = follower
+        self.suspects = suspects
+        self.repairs = repairs
+
+    def argv_of(self, method: str, **args: Any) -> list[Any]:
+        """The Redis argv of one of the HTTP API's methods
+        (:data:`dtriad.core.commands.API`), from its named arguments."""
+        spec = API.get(method)
+        if spec is None:
+            raise UnknownMethodError(
+                f"unknown method {method!r}; methods are {', '.join(method_names())}")
+        argv = [spec.redis]
+        for name in spec.args:
+            value = args.get(name)
+            if value is None:
+                raise ArgumentError(f"missing argument {name!r}; usage: {spec.usage}")
+            if name in spec.ints:
+                try:
+                    value = int(value)
+                except (TypeError, ValueError):
+                    raise ArgumentError(f"{name} must be an integer, got {_text(value)!r}; "
+                                        f"usage: {spec.usage}") from None
+            argv.append(value)
+        return argv
+
+    def command(self, argv: Sequence[Any], write_quorum: str | None = None,
+                      read_quorum: str | None = None) -> Steps:
+        """Check, route and replicate one Redis command of :data:`dtriad.core.commands.REDIS`
+        (not the front end's own, such as PING): the one request path of every
+        front end. Replies are raw Redis replies."""
+        spec = self.checked(argv)
+        if spec.kind is Kind.LOCAL:
+            raise CommandError(f"ERR '{spec.name}' is answered by the front end, not the ring")
+        if spec.kind is Kind.READ:
+            level = self.level("read_quorum", read_quorum)
+            if spec.route is Routing.SINGLE:
+                return (yield from self.read(argv[1], argv, level))
+            if spec.route is Routing.MGET:
+                return (yield from self.mget(argv[1:], level))
+            return sum((yield from self.each(spec, argv[1:], level)))
+        level = self.level("write_quorum", write_quorum)
+        if spec.route is Routing.SINGLE:
+            return (yield from self.write([argv[1]], argv, level))
+        if spec.route is Routing.PAIRS:
+            return (yield from self.mset(argv[1::2], argv[2::2], level))
+        return sum((yield from self.each(spec, argv[1:], level)))
+
+    def checked(self, argv: Sequence[Any]) -> RedisCommand:
+        """The command's spec, once its name, arity and sizes are acceptable;
+        errors read as Redis's own (``ERR wrong number of arguments ...``)."""
+        if not argv:
+            raise CommandError("ERR empty command")
+        spec = lookup(argv[0])
+        if spec is None:
+            raise CommandError(f"ERR unknown or unsupported command '{_text(argv[0])}'")
+        problem = arity_error(spec, len(argv))
+        if problem:
+            raise CommandError(problem)
+        for value in argv[1:]:
+            self.check_size("an argument" if spec.route is Routing.NONE else "value", value)
+        if spec.name == "setrange":
+            try:
+                end = int(argv[2]) + len(argv[3])
+            except ValueError:
+                end = 0  # Redis itself answers: not an integer
+            if end > self.config.max_value_bytes:
+                raise ValueTooLargeError("the value SETRANGE would make", end,
+                                         self.config.max_value_bytes)
+        return spec
+
+    def level(self, name: str, value: str | None) -> str:
+        """A request's consistency level, or the cluster's when it gives none."""
+        if value is None or value == "":
+            return getattr(self.config, name)
+        allowed = WRITE_QUORUMS if name == "write_quorum" else READ_QUORUMS
+        if value not in allowed:
+            raise ArgumentError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def check_size(self, what: str, value: str | bytes | int) -> None:
+        limit = self.config.max_value_bytes
+        if isinstance(value, int):
+            return
+        size = len(value.encode("utf-8")) if isinstance(value, str) else len(value)
+        if size > limit:
+            raise ValueTooLargeError(what, size, limit)
+
+    def read(self, key: Any, command: Sequence[Any], level: str) -> Steps:
+        """``read_quorum`` one: master first, then backups in ring order, the
+        first answer wins (suspected backends last). quorum: see
+        :meth:`_quorum_read`."""
+        route = (yield from self.follower.follow()).route(key)
+        if level == "quorum":
+            return (yield from self._quorum_read(key, route, command))
+        value, _ = yield from read_first(self.suspects, route.read, tuple(command), key)
+        return value
+
+    def _quorum_read(self, key: Any, route: Route, command: Sequence[Any]) -> Steps:
+        """Ask every full copy at once; a majority must answer. The newest
+        version answers (ties: ring order) and older or differing copies are
+        repaired from it before returning."""
+        copies = route.direct
+        required = required_copies(len(copies), "quorum")
+        outcomes = yield Fanout(copies, ("EVAL", READ_VERSIONED, 1, key, *command))
+        answered = [o for o in outcomes if o.ok]
+        if len(answered) < required:
+            names = self.follower.view.names
+            raise UnavailableError(_text(key), {
+                names.get(o.node, o.node): describe(o.error) for o in outcomes if not o.ok},
+                needed=f"{required} of {len(copies)} copies for a quorum read")
+        newest = _newest(answered)
+        stale = [o.node for o in answered if o.value != newest.value]
+        if stale:
+            failures: dict[str, str] = {}
+            token = self.follower.view.token
+            for node in stale:
+                yield from self._sync([key], newest.node, node, token, failures)
+        _, ok, reply = newest.value
+        if not ok:
+            raise CommandError.from_redis(ResponseError(_text(reply)))
+        return reply
+
+    def write(self, keys: Sequence[Any], command: Sequence[Any], level: str,
+                        attempts: int = 8) -> Steps:
+        """One replicated write of ``command`` on ``keys`` (keys of one route).
+
+        A write refused by a fence is routed again by the newest ring the
+        backends hold. If they hold none newer yet (the DTSentinel has fenced
+        the members and not yet stored the ring, ``docs/membership.md``), it
+        backs off (10 ms, doubling up to 200 ms: 0.7 s in all) rather than
+        fail at once."""
+        for attempt in range(attempts):
+            view = yield from self.follower.follow()
+            try:
+                return (yield from self._write_once(view, keys, command, level))
+            except _Stale:
+                if not (yield from self.follower.refresh()) and attempt + 1 < attempts:
+                    yield Pause(min(0.2, 0.01 * 2 ** attempt))
+        raise RingChangingError(f"the ring changed {attempts} times during one write to "
+                                f"{_text(keys[0])!r}; retry")
+
+    def _write_once(self, view: View, keys: Sequence[Any], command: Sequence[Any],
+                    level: str) -> Steps:
+        route = view.route(keys[0])
+        master, names = route.direct[0], view.names
+        failures: dict[str, str] = {}
+        if self.suspects.suspected(master):
+            failures[names.get(master, master)] = ("the key's master failed moments ago; "
+                                                   "writes resume once it answers or the "
+                                                   "ring replaces it")
+            self._check_quorum(keys, route, set(), failures, level, sent=False)
+        try:
+            reply = yield Execute(master, ("EVAL", WRITE_MASTER, len(keys), *keys,
+                                           view.token, *command))
+        except ResponseError as e:
+            if _stale(e):
+                raise _Stale from e
+            raise CommandError.from_redis(e) from e
+        except DOWN_ERRORS as e:
+            self.suspects.suspect(master)
+            failures[names.get(master, master)] = (
+                f"the key's master: {describe(e)}; it may have applied the write")
+            self._check_quorum(keys, route, set(), failures, level)
+            raise  # unreachable: no copy holds the write
+        raw, version, previous = reply[0], reply[1], reply[2:2 + len(keys)]
+        # A reply beyond 2^53 is re-read as text by the script (Lua numbers are doubles)
+        result = int(raw) if len(reply) > 2 + len(keys) else raw
+        backups = route.direct[1:]
+        outcomes = yield Fanout(backups, ("EVAL", WRITE_BACKUP, len(keys), *keys,
+                                          view.token, version, *previous, *command))
+        if any(_stale(o.error) for o in outcomes):
+            return (yield from self._ring_moved(keys, master, result, level))
+        held = {master}
+        for o in outcomes:
+            if o.ok and o.value[0] == b"applied" and o.value[1] == raw:
+                held.add(o.node)
+            elif o.down:
+                failures[names.get(o.node, o.node)] = describe(o.error)
+            elif (yield from self._sync(keys, master, o.node, view.token, failures)):
+                held.add(o.node)  # behind, ahead or diverged: given the master's state
+        for node in route.copy_to:  # gaining the key in a migration: the resulting state
+            if (yield from self._sync(keys, master, node, view.token, failures)):
+                held.add(node)
+        if self._check_quorum(keys, route, held, failures, level):
+            self.repairs.settle(master, keys, version)  # its intent is cleared
+        return result
+
+    def _ring_moved(self, keys: Sequence[Any], master: str, result: Any, level: str) -> Steps:
+        """The master applied a write but a backup's fence says the ring moved.
+
+        If the new ring keeps the same master, its history still holds: every
+        copy of the new route gets its state. Otherwise the write is *not*
+        routed again: the new master may already hold it (a migration copied
+        the old master's state), and applying it there again would apply it
+        twice (the fault suite caught an INCR counted twice this way). The
+        caller gets an ambiguous error, and the key is queued for repair."""
+        yield from self.follower.refresh()
+        view = yield from self.follower.follow()
+        route = view.route(keys[0])
+        if route.direct[0] != master:
+            self.repairs.add(keys)
+            raise MasterMovedError(_text(keys[0]))
+        failures: dict[str, str] = {}
+        held = {master}
+        for node in route.direct[1:] + route.copy_to:
+            if (yield from self._sync(keys, master, node, view.token, failures)):
+                held.add(node)
+        self._check_quorum(keys, route, held, failures, level)
+        return result
+
+    def _check_quorum(self, keys: Sequence[Any], route: Route, held: set[str],
+                      failures: dict[str, str], level: str, sent: bool = True) -> bool:
+        """Raise :class:`QuorumError` unless enough copies hold the write; a
+        write ``sent`` that some copy missed is queued for repair. True if
+        every copy holds it."""
+        owners = route.owners
+        if all(n in held for n in owners):
+            return True
+        if sent:
+            self.repairs.add(keys)
+        copies = sum(1 for n in owners if n in held)
+        required = required_copies(len(owners), level)
+        if copies < required:
+            names = self.follower.view.names
+            missing = {names.get(n, n): failures.get(names.get(n, n), "did not take it")
+                       for n in owners if n not in held}
+            total, authority = len(owners), route.direct[0]
+            if authority not in owners:  # it is leaving the key; a migration copies it on
+                total += 1
+                copies += authority in held
+            raise QuorumError(_text(keys[0]), copies, required, total, missing)
+        return False
+
+    def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,
+              failures: dict[str, str]) -> Steps:
+        """Give ``target`` ``source``'s state of ``keys`` (:func:`dtriad.core.steps.sync_key`)."""
+        settled, why = True, "kept changing under concurrent writes"
+        try:
+            for key in keys:
+                settled = (yield from steps.sync_key(source, target, key, token)) and settled
+        except (*DOWN_ERRORS, ResponseError) as e:
+            settled, why = False, describe(e)
+        if not settled:
+            name = self.follower.view.names.get(target, target)
+            failures[name] = f"missed the write and was not repaired yet: {why}"
+        return settled
+
+    def reconcile(self, key: Any) -> Steps:
+        """Make every full copy of ``key`` equal the newest one (highest
+        version; ties go to ring order, so the master). True when all agree."""
+        view = yield from self.follower.follow()
+        route = view.route(key)
+        outcomes = yield Fanout(route.direct, ("EVAL", READ_VERSIONED, 1, key, "EXISTS", key))
+        if not all(o.ok for o in outcomes):
+            return False
+        newest = _newest(outcomes).node
+        failures: dict[str, str] = {}
+        agreed = True
+        for node in route.direct + route.copy_to:
+            if node != newest:
+                agreed = (yield from self._sync([key], newest, node, view.token,
+                                                failures)) and agreed
+        return agreed
+
+    def each(self, spec: RedisCommand, keys: Sequence[Any], level: str) -> Steps:
+        """A command whose every argument is a key (DEL, UNLINK, EXISTS), run
+        once per group of keys sharing copies; one reply per group."""
+        view = yield from self.follower.follow()
+        if spec.kind is Kind.READ and level == "quorum":
+            return (yield from self._quorum_reads(view, keys, spec.name))
+        groups: dict[Route, list[Any]] = {}
+        for key in keys:
+            groups.setdefault(view.route(key), []).append(key)
+        replies = []
+        for route, group in groups.items():
+            if spec.kind is Kind.READ:
+                value, _ = yield from read_first(self.suspects, route.read,
+                                                 (spec.name, *group), group[0])
+            else:
+                value = yield from self.write(group, (spec.name, *group), level)
+            replies.append(value)
+        return replies
+
+    def _quorum_reads(self, view: View, keys: Sequence[Any], command: str) -> Steps:
+        replies = []
+        for key in keys:
+            replies.append((yield from self._quorum_read(key, view.route(key), (command, key))))
+        return replies
+
+    def mget(self, keys: Sequence[Any], level: str) -> Steps:
+        """Values of ``keys`` in order; one MGET per group of keys sharing copies
+        (with ``read_quorum`` quorum, one quorum read per key)."""
+        view = yield from self.follower.follow()
+        if level == "quorum":
+            return (yield from self._quorum_reads(view, keys, "GET"))
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(view.route(key).read, []).append(i)
+        result: list[Any] = [None] * len(keys)
+        for nodes, indexes in groups.items():
+            group_keys = [keys[i] for i in indexes]
+            values, _ = yield from read_first(self.suspects, nodes, ("MGET", *group_keys),
+                                              group_keys[0])
+            for i, value in zip(indexes, values, strict=True):
+                result[i] = value
+        return result
+
+    def mset(self, keys: Sequence[Any], values: Sequence[Any], level: str) -> Steps:
+        """Each group of keys sharing copies is one replicated MSET."""
+        view = yield from self.follower.follow()
+        groups: dict[Route, dict[Any, Any]] = {}
+        for key, value in zip(keys, values, strict=True):
+            groups.setdefault(view.route(key), {})[key] = value  # the last of a repeated key
+        for pairs in groups.values():
+            flat = [item for pair in pairs.items() for item in pair]
+            yield from self.write(list(pairs), ("MSET", *flat), level)
+        return b"OK"
