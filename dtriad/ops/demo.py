@@ -95,7 +95,7 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
         info = _ring(entry, admin)
         echo(f"   ring epoch {info['epoch']}: "
              f"{', '.join(n['name'] for n in info['nodes'] if n['state'] == 'up')}")
-        migration = info.get("migration") or {}
+        migration = info.get("last_migration") or {}
         echo(f"   {migration.get('keys_moved', 0)} keys copied in "
              f"{migration.get('transfers', 0)} transfers (r+1 = {replicas + 1})")
         _show_check(config, echo)
