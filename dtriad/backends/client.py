@@ -173,8 +173,6 @@ def _single(pool: redis.ConnectionPool, args: Sequence[Any]) -> Any:
                 raise
         conn.send_command(*args)
         return conn.read_response()
-    except ResponseError:
-        raise
     except DOWN_ERRORS:
         conn.disconnect()
         raise

@@ -28,7 +28,7 @@ _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local function fmt(v) return string.format('%.0f', v) end
 local function versions(keys)
-  redis.call('SELECT', 2)
+  redis.call('SELECT', @VERSION_DB@)
   local out = {}
   for i, k in ipairs(keys) do out[i] = tonumber(redis.call('GET', k) or '0') end
   redis.call('SELECT', 0)
@@ -37,11 +37,11 @@ end
 local function stamp(keys, version)
   local ttls = {}
   for i, k in ipairs(keys) do ttls[i] = redis.call('PTTL', k) end
-  redis.call('SELECT', 2)
+  redis.call('SELECT', @VERSION_DB@)
   for i, k in ipairs(keys) do
     if ttls[i] == -1 then redis.call('SET', k, fmt(version))
-    elseif ttls[i] == -2 then redis.call('SET', k, fmt(version), 'PX', TOMBSTONE_MS)
-    else redis.call('SET', k, fmt(version), 'PX', ttls[i] + TOMBSTONE_MS) end
+    elseif ttls[i] == -2 then redis.call('SET', k, fmt(version), 'PX', @TOMBSTONE_MS@)
+    else redis.call('SET', k, fmt(version), 'PX', ttls[i] + @TOMBSTONE_MS@) end
   end
   redis.call('SELECT', 0)
 end
@@ -59,7 +59,7 @@ local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
-""".replace("TOMBSTONE_MS", str(TOMBSTONE_MS))
+"""
 
 # Leadership among DTSentinels (dtriad/membership/leader.py): ``dtriad:leader`` in
 # database 1 names the DTSentinel holding the lease on this backend. The
@@ -69,7 +69,7 @@ end
 _LEADER = """
 local function not_leader(holder)
   if holder == '' then return false end
-  redis.call('SELECT', 1)
+  redis.call('SELECT', @META_DB@)
   local current = redis.call('GET', 'dtriad:leader')
   redis.call('SELECT', 0)
   return current and current ~= holder
@@ -79,7 +79,7 @@ end
 # ARGV[1] = holder id, ARGV[2] = lease in ms. Grant (or renew) the lease on
 # this backend unless another holder has it. -> 1, or the current holder.
 LEASE = """
-redis.call('SELECT', 1)
+redis.call('SELECT', @META_DB@)
 local current = redis.call('GET', 'dtriad:leader')
 if current and current ~= ARGV[1] then return current end
 redis.call('SET', 'dtriad:leader', ARGV[1], 'PX', ARGV[2])
@@ -88,7 +88,7 @@ return 1
 
 # ARGV[1] = holder id: give the lease up on this backend if it is ours.
 RELEASE = """
-redis.call('SELECT', 1)
+redis.call('SELECT', @META_DB@)
 if redis.call('GET', 'dtriad:leader') == ARGV[1] then redis.call('DEL', 'dtriad:leader') end
 return 1
 """
@@ -97,8 +97,8 @@ return 1
 # its data, or flushed from outside) while writers know a ring: it is not a
 # copy of anything until the DTSentinel brings it back.
 _FENCE = """
-redis.call('SELECT', 1)
-local fence = redis.call('GET', 'dtriad:fence')
+redis.call('SELECT', @META_DB@)
+local fence = redis.call('GET', '@FENCE_KEY@')
 if not fence and tonumber(ARGV[1]) > 0 then
   return redis.error_reply('NOTADMITTED this backend lost its data (restarted empty or ' ..
     'flushed); it is not served until the DTSentinel brings it back')
@@ -128,7 +128,7 @@ local version = math.max(top + 1, now_us())
 stamp(KEYS, version)
 -- the durable repair intent: cleared (CLEAN) once every copy holds this
 -- version, else found by any DTServer's sweep (SWEEP) and reconciled
-redis.call('SELECT', 1)
+redis.call('SELECT', @META_DB@)
 for _, k in ipairs(KEYS) do redis.call('ZADD', 'dtriad:dirty', fmt(version), k) end
 redis.call('SELECT', 0)
 local out = {reply, fmt(version)}
@@ -165,7 +165,7 @@ return {'applied', reply}
 # intent whose version is still that one (every copy holds it); a newer
 # write's intent stays. -> how many were forgotten.
 CLEAN = """
-redis.call('SELECT', 1)
+redis.call('SELECT', @META_DB@)
 local n = 0
 for i = 1, #ARGV, 2 do
   local score = redis.call('ZSCORE', 'dtriad:dirty', ARGV[i])
@@ -181,7 +181,7 @@ return n
 # them: it stopped, or a copy missed the write).
 SWEEP = _PRELUDE + """
 local before = now_us() - tonumber(ARGV[1])
-redis.call('SELECT', 1)
+redis.call('SELECT', @META_DB@)
 return redis.call('ZRANGEBYSCORE', 'dtriad:dirty', '-inf', fmt(before), 'WITHSCORES',
                   'LIMIT', 0, tonumber(ARGV[2]))
 """
@@ -234,7 +234,7 @@ return {fmt(v), 1, reply}
 # ARGV[1] = holder id (see _LEADER).
 WIPE = _LEADER + """
 if not_leader(ARGV[1]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
-redis.call('SELECT', 2)
+redis.call('SELECT', @VERSION_DB@)
 redis.call('FLUSHDB')
 redis.call('SELECT', 0)
 redis.call('FLUSHDB')
@@ -243,8 +243,8 @@ return 'OK'
 
 # -> {fence, ring JSON or false}
 READ_META = """
-redis.call('SELECT', 1)
-return {tonumber(redis.call('GET', 'dtriad:fence') or '0'), redis.call('GET', 'dtriad:ring')}
+redis.call('SELECT', @META_DB@)
+return {tonumber(redis.call('GET', '@FENCE_KEY@') or '0'), redis.call('GET', '@RING_KEY@')}
 """
 
 # ARGV[1] = token, ARGV[2] = holder id. Raise the fence only (the ring JSON
@@ -252,11 +252,11 @@ return {tonumber(redis.call('GET', 'dtriad:fence') or '0'), redis.call('GET', 'd
 # DTServer can learn the new ring from it yet. -> the fence in force.
 FENCE_ONLY = _LEADER + """
 if not_leader(ARGV[2]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
-redis.call('SELECT', 1)
-local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+redis.call('SELECT', @META_DB@)
+local fence = tonumber(redis.call('GET', '@FENCE_KEY@') or '0')
 local token = tonumber(ARGV[1])
 if token > fence then
-  redis.call('SET', 'dtriad:fence', token)
+  redis.call('SET', '@FENCE_KEY@', token)
   return token
 end
 return fence
@@ -268,12 +268,12 @@ PUBLISH_META = _LEADER + """
 if not_leader(ARGV[3] or '') then
   return redis.error_reply('NOTLEADER another DTSentinel leads')
 end
-redis.call('SELECT', 1)
-local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+redis.call('SELECT', @META_DB@)
+local fence = tonumber(redis.call('GET', '@FENCE_KEY@') or '0')
 local token = tonumber(ARGV[1])
 if token >= fence then
-  redis.call('SET', 'dtriad:fence', token)
-  redis.call('SET', 'dtriad:ring', ARGV[2])
+  redis.call('SET', '@FENCE_KEY@', token)
+  redis.call('SET', '@RING_KEY@', ARGV[2])
   return token
 end
 return fence
@@ -292,8 +292,8 @@ return fence
 SCAN_ARCS = _LEADER + """
 if ARGV[3] == 'delete' then
   if not_leader(ARGV[4]) then return redis.error_reply('NOTLEADER another DTSentinel leads') end
-  redis.call('SELECT', 1)
-  local fence = tonumber(redis.call('GET', 'dtriad:fence') or '0')
+  redis.call('SELECT', @META_DB@)
+  local fence = tonumber(redis.call('GET', '@FENCE_KEY@') or '0')
   redis.call('SELECT', 0)
   if tonumber(ARGV[5]) < fence then return redis.error_reply('STALERING ' .. fence) end
 end
@@ -328,7 +328,7 @@ for _, key in ipairs(res[2]) do
 end
 if deleted > 0 then
   redis.call('UNLINK', unpack(doomed))
-  redis.call('SELECT', 2)
+  redis.call('SELECT', @VERSION_DB@)
   redis.call('UNLINK', unpack(doomed))
   redis.call('SELECT', 0)
 end
@@ -360,7 +360,7 @@ for i, key in ipairs(KEYS) do
   end
   out[i] = {t, redis.sha1hex(v), redis.call('PTTL', key)}
 end
-redis.call('SELECT', 2)
+redis.call('SELECT', @VERSION_DB@)
 for i, key in ipairs(KEYS) do out[i][4] = redis.call('GET', key) or '0' end
 return out
 """
@@ -397,6 +397,36 @@ def arc_ranges(arcs: list[tuple[int, int, str]]) -> list[str]:
 # (a migration) is in force, since that ring may need the copy.
 DROP = _FENCE + """
 redis.call('UNLINK', KEYS[1])
-redis.call('SELECT', 2)
+redis.call('SELECT', @VERSION_DB@)
 return redis.call('UNLINK', KEYS[1])
 """
+
+
+def _fill(script: str) -> str:
+    """The constants above, put in the Lua where it says ``@NAME@``."""
+    for name, value in (("META_DB", META_DB), ("VERSION_DB", VERSION_DB),
+                        ("FENCE_KEY", FENCE_KEY), ("RING_KEY", RING_KEY),
+                        ("TOMBSTONE_MS", TOMBSTONE_MS)):
+        script = script.replace(f"@{name}@", str(value))
+    if "@" in script:
+        raise RuntimeError(f"a placeholder of scripts.py was not filled: {script!r}")
+    return script
+
+
+LEASE = _fill(LEASE)
+RELEASE = _fill(RELEASE)
+WRITE_MASTER = _fill(WRITE_MASTER)
+WRITE_BACKUP = _fill(WRITE_BACKUP)
+CLEAN = _fill(CLEAN)
+SWEEP = _fill(SWEEP)
+STATE = _fill(STATE)
+INSTALL = _fill(INSTALL)
+BUMP = _fill(BUMP)
+READ_VERSIONED = _fill(READ_VERSIONED)
+WIPE = _fill(WIPE)
+READ_META = _fill(READ_META)
+FENCE_ONLY = _fill(FENCE_ONLY)
+PUBLISH_META = _fill(PUBLISH_META)
+SCAN_ARCS = _fill(SCAN_ARCS)
+DIGEST = _fill(DIGEST)
+DROP = _fill(DROP)

@@ -17,7 +17,6 @@ from dtriad.frontends.http import make_wsgi_app
 
 ENV_CLUSTER = "DTRIAD_CLUSTER"
 ENV_STATE = "DTRIAD_RING_STATE"
-SERVERS = ("granian", "wsgiref")
 
 
 def app_from_env():

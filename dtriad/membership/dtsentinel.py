@@ -66,6 +66,35 @@ class Phase(enum.Enum):
     CLEANUP = "cleanup"
 
 
+class Step(enum.Enum):
+    """What one :meth:`DTSentinel.run_once` did; the value is how logs say it."""
+
+    STANDBY = "standby"
+    BOOTSTRAPPED = "bootstrapped"
+    TOOK_OVER = "took over"
+    ADOPTED = "adopted the cluster's newer ring"
+    NO_SENTINEL = "no Sentinel reachable"
+    WAITING = "waiting before declaring arcs lost"
+    IDLE = "idle"
+    NO_LIVE_NODE = "no live node to build a ring from"
+    READMITTED = "readmitted"
+    INTERRUPTED = "interrupted"
+    COPY_FAILED = "copy failed"
+    CLEANUP_FAILED = "cleanup failed"
+    COMMITTED = "committed"
+    ANNOUNCE_FAILED = "announce failed"
+
+    @property
+    def waits(self) -> bool:
+        """Nothing more to do now: ``run_forever`` waits for a Sentinel event
+        (or ``idle_wait``) before the next step."""
+        return self in _WAITS
+
+
+_WAITS = {Step.IDLE, Step.NO_SENTINEL, Step.NO_LIVE_NODE, Step.COPY_FAILED, Step.CLEANUP_FAILED,
+          Step.ANNOUNCE_FAILED, Step.STANDBY, Step.WAITING}
+
+
 class Unfenced(Exception):
     """A ring member could not be fenced at a new ring's token: the ring is
     not published until it is (or until it is known down and leaves)."""
@@ -185,7 +214,7 @@ class DTSentinel:
         self.state_path = Path(state_path)
         self.config = ClusterConfig.load(self.cluster_file)
         self.sentinels = sentinels or SentinelView(
-            self.config.extra.get("sentinels", []), self.config.password)
+            list(self.config.sentinels), self.config.password)
         auth = {"password": self.config.password, "username": self.config.username}
         self.client = DTClient(**auth, timeout=10.0, cooldown=0)
         self.versions = DTClient(**auth, timeout=10.0, cooldown=0, db=VERSION_DB)
@@ -208,7 +237,7 @@ class DTSentinel:
                      self.progress.phase.value)
         log.info("DTSentinel %s started", self.lease.holder)
 
-    def _bootstrap(self) -> str:
+    def _bootstrap(self) -> Step:
         """The first step as leader without a state file: take the ring the
         backends hold, or, if none holds one, publish the cluster file's."""
         newest, _ = run(newest_ring(list(self._catalog())), self.client)
@@ -216,7 +245,7 @@ class DTSentinel:
             self.progress = Progress(newest)
             self._take_over(newest)
             log.info("took over the cluster's ring at epoch %d", newest.epoch)
-            return "took over"
+            return Step.TOOK_OVER
         initial = RingState.initial(self.config)
         nodes = tuple(Member.of(n, (self._probe(n.redis) or (None, False))[0])
                       for n in self.config.nodes)
@@ -226,7 +255,7 @@ class DTSentinel:
         self._save()
         log.info("bootstrapped ring epoch %d with %d nodes", self.progress.ring.epoch,
                  len(self.progress.ring.nodes))
-        return "bootstrapped"
+        return Step.BOOTSTRAPPED
 
     def _lead(self) -> bool:
         """Renew the lease; log when leadership changes hands."""
@@ -313,7 +342,7 @@ class DTSentinel:
         self.progress.save(self.state_path)
 
     # ------------------------------------------------------------------ steps
-    def run_once(self) -> str:
+    def run_once(self) -> Step:
         """One step towards the live set; returns what it did (for logs/tests).
         A ring that could not be put in force (:class:`Unfenced`) is announced
         again by a later step: every step that announces resumes from state."""
@@ -321,18 +350,18 @@ class DTSentinel:
             return self._step()
         except Unfenced as e:
             log.warning("%s", e)
-            return "announce failed"
+            return Step.ANNOUNCE_FAILED
 
-    def _step(self) -> str:
+    def _step(self) -> Step:
         if not self._lead():
-            return "standby"
+            return Step.STANDBY
         if self.progress is None:
             return self._bootstrap()
         if self._behind():
-            return "adopted the cluster's newer ring"
+            return Step.ADOPTED
         live = self.live()
         if live is None:
-            return "no Sentinel reachable"
+            return Step.NO_SENTINEL
         p = self.progress
         ring = p.ring
         members = self._members()
@@ -351,11 +380,11 @@ class DTSentinel:
             return self._readmit(live)
         target = self._keep_sole_holders(target)
         if target is None:
-            return "waiting before declaring arcs lost"
+            return Step.WAITING
         if ring.pending is not None and {m.redis for m in ring.pending} == set(target):
             return self._migrate(resume=True)
         if ring.pending is None and {m.redis for m in ring.nodes} == set(target):
-            return "idle"
+            return Step.IDLE
         return self._migrate(target=target)
 
     def _keep_sole_holders(self, target: dict[str, Member]) -> dict[str, Member] | None:
@@ -399,7 +428,7 @@ class DTSentinel:
         return target
 
     def _lost_after(self) -> float:
-        return float(self.config.extra.get("lost_after_ms", 10_000)) / 1000
+        return self.config.lost_after_ms / 1000
 
     def _behind(self) -> bool:
         """If the backends hold a newer ring than ours (another DTSentinel acted,
@@ -427,7 +456,7 @@ class DTSentinel:
             p.cleanups = [[c.node, c.start, c.end] for c in strays(state.ring())]
         self._save()
 
-    def _readmit(self, live: dict[str, Member]) -> str:
+    def _readmit(self, live: dict[str, Member]) -> Step:
         """Every member was seen down or restarted: none holds better data
         than another. Once every node of the committed ring answers again,
         they are admitted as they are (their current incarnations) in a new
@@ -436,7 +465,7 @@ class DTSentinel:
         nodes = p.ring.nodes
         current = {**self.restarted, **{n: m.run_id for n, m in live.items()}}
         if not nodes or any(m.redis not in current for m in nodes):
-            return "no live node to build a ring from"
+            return Step.NO_LIVE_NODE
         epoch = (p.ring.pending_epoch or p.ring.epoch) + 1
         state = RingState(epoch, p.ring.replicas, p.ring.vnodes,
                           tuple(Member(m.name, m.redis, m.http, current[m.redis])
@@ -449,14 +478,14 @@ class DTSentinel:
                   "data they hold now (run 'dtriad check --repair' to reconcile copies)",
                   epoch, _names(nodes))
         self._announce(state)
-        return "readmitted"
+        return Step.READMITTED
 
-    def _migrate(self, target: dict[str, Member] | None = None, resume: bool = False) -> str:
+    def _migrate(self, target: dict[str, Member] | None = None, resume: bool = False) -> Step:
         p = self.progress
         state = p.ring
         old = state.ring()
-        self.executor.scan_count = int(self.config.extra.get("migration_batch", 1000))
-        rate = self.config.extra.get("migration_max_keys_per_s")
+        self.executor.scan_count = self.config.migration_batch
+        rate = self.config.migration_max_keys_per_s
         self.executor.max_keys_per_s = float(rate) if rate else None
         if not resume:
             if state.pending is not None:  # abandoned: its nodes may hold copies
@@ -484,11 +513,11 @@ class DTSentinel:
             moved = self._copy(the_plan, state)
         except Interrupted as e:
             log.info("%s", e)
-            return "interrupted"
+            return Step.INTERRUPTED
         except (*DOWN_ERRORS, redis.ResponseError) as e:
             log.warning("copy failed (%s); will plan again", describe(e))
             self.sleep(0.2)
-            return "copy failed"
+            return Step.COPY_FAILED
         return self._commit(the_plan, state, moved)
 
     def _prepare_joiner(self, node: str, old: Ring) -> None:
@@ -589,7 +618,7 @@ class DTSentinel:
             return current != target
         return stop
 
-    def _commit(self, the_plan: Plan, state: RingState, moved: int) -> str:
+    def _commit(self, the_plan: Plan, state: RingState, moved: int) -> Step:
         p = self.progress
         summary = {"epoch": state.pending_epoch, "phase": "done", "keys_moved": moved,
                    "transfers": len(the_plan.transfers), "finished": time.time()}
@@ -609,7 +638,7 @@ class DTSentinel:
             self.sleep(self.settle)
         return self._cleanup()
 
-    def _cleanup(self) -> str:
+    def _cleanup(self) -> Step:
         p = self.progress
         items = [Cleanup(node, start, end) for node, start, end in p.cleanups
                  if node not in p.tainted]
@@ -618,14 +647,14 @@ class DTSentinel:
                                             token=p.ring.token)
         except Interrupted as e:
             log.info("cleanup stopped: %s", e)
-            return "cleanup failed"
+            return Step.CLEANUP_FAILED
         except (*DOWN_ERRORS, redis.ResponseError) as e:
             log.warning("cleanup failed (%s); will retry", describe(e))
-            return "cleanup failed"
+            return Step.CLEANUP_FAILED
         p.phase, p.cleanups = Phase.IDLE, []
         self._save()
         log.info("epoch %d clean: %d stale copies deleted", p.ring.epoch, deleted)
-        return "committed"
+        return Step.COMMITTED
 
     # ------------------------------------------------------------------- loop
     def run_forever(self, idle_wait: float = 0.5) -> None:
@@ -641,10 +670,8 @@ class DTSentinel:
                 continue
             except (*DOWN_ERRORS, redis.ResponseError) as e:  # a backend failed mid-step
                 log.warning("step failed (%s); will try again", describe(e))
-                result = "copy failed"
-            if result in ("idle", "no Sentinel reachable", "no live node to build a ring from",
-                          "copy failed", "cleanup failed", "announce failed", "standby",
-                          "waiting before declaring arcs lost"):
+                result = Step.COPY_FAILED
+            if result.waits:
                 for event in self.sentinels.wait_event(idle_wait):
                     log.info("sentinel event: %s", event)
         if self.leading:  # a clean stop hands over at once
@@ -682,4 +709,4 @@ def main(cluster_file: str, state_path: str) -> None:
     DTSentinel(cluster_file, state_path).run_forever()
 
 
-__all__ = ["DTSentinel", "Phase", "Progress", "SentinelView", "main"]
+__all__ = ["DTSentinel", "Phase", "Progress", "SentinelView", "Step", "main"]

@@ -29,7 +29,7 @@ from dtriad.placement.planner import Cleanup, Transfer
 from dtriad.placement.ring import Ring
 from dtriad.placement.ringstate import Member, RingState
 
-Progress = Callable[[int], None]
+OnCopied = Callable[[int], None]  # told how many keys a batch copied
 
 
 class Interrupted(Exception):
@@ -68,7 +68,7 @@ class Executor:
             if cursor in (b"0", 0, "0"):
                 return
 
-    def copy(self, source: str, transfers: Iterable[Transfer], progress: Progress = lambda n: None,
+    def copy(self, source: str, transfers: Iterable[Transfer], progress: OnCopied = lambda n: None,
              stop: Callable[[], bool] | None = None, replace: bool = True) -> int:
         """Copy every key of the transfers' arcs from ``source`` to their destinations."""
         by_arc: dict[tuple[int, int], list[str]] = {}

@@ -213,10 +213,6 @@ class Ring:
     def with_node(self, node: str) -> Ring:
         return Ring(self.nodes + (node,), self.replicas, self.vnodes, self.hash_fn)
 
-    def without_node(self, node: str) -> Ring:
-        return Ring([n for n in self.nodes if n != node], self.replicas, self.vnodes,
-                    self.hash_fn)
-
 
 def diff(old: Ring, new: Ring) -> list[ArcChange]:
     """Arcs whose preference list differs between ``old`` and ``new``.
