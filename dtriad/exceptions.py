@@ -27,6 +27,13 @@ class DtriadError(Exception):
         return error_line(self.code, self.message)
 
 
+def printable(value: object) -> str:
+    """A key or argument as text for a message: bytes decoded as UTF-8 (bad
+    bytes replaced), anything else ``str()``. (Replies keep their type:
+    :func:`dtriad.core.commands.text`.)"""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 def error_line(code: str, message: str) -> str:
     """A RESP error line: Redis's own errors keep their words (they start with
     their code, ``WRONGTYPE Operation ...``); dtriad's get their code in front

@@ -54,6 +54,7 @@ from dtriad.exceptions import (
     UnavailableError,
     UnknownMethodError,
     ValueTooLargeError,
+    printable,
 )
 from dtriad.placement.ringstate import Route, View
 
@@ -75,7 +76,7 @@ def read_first(suspects: Suspects, nodes: Sequence[str], command: tuple, key: An
             continue
         suspects.clear(node)
         return value, node
-    raise UnavailableError(_text(key), {n: failures[n] for n in nodes})
+    raise UnavailableError(printable(key), {n: failures[n] for n in nodes})
 
 
 def _stale(error: BaseException | None) -> bool:
@@ -92,9 +93,6 @@ def _newest(outcomes: Sequence[Outcome]) -> Outcome:
 class _Stale(Exception):
     """The ring moved under a write that no copy applied: route it again."""
 
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 class Requests:
@@ -128,7 +126,7 @@ class Requests:
                 try:
                     value = int(value)
                 except (TypeError, ValueError):
-                    raise ArgumentError(f"{name} must be an integer, got {_text(value)!r}; "
+                    raise ArgumentError(f"{name} must be an integer, got {printable(value)!r}; "
                                         f"usage: {spec.usage}") from None
             argv.append(value)
         return argv
@@ -162,7 +160,7 @@ class Requests:
             raise CommandError("ERR empty command")
         spec = lookup(argv[0])
         if spec is None:
-            raise CommandError(f"ERR unknown or unsupported command '{_text(argv[0])}'")
+            raise CommandError(f"ERR unknown or unsupported command '{printable(argv[0])}'")
         problem = arity_error(spec, len(argv))
         if problem:
             raise CommandError(problem)
@@ -215,7 +213,7 @@ class Requests:
         answered = [o for o in outcomes if o.ok]
         if len(answered) < required:
             names = self.follower.view.names
-            raise UnavailableError(_text(key), {
+            raise UnavailableError(printable(key), {
                 names.get(o.node, o.node): describe(o.error) for o in outcomes if not o.ok},
                 needed=f"{required} of {len(copies)} copies for a quorum read")
         newest = _newest(answered)
@@ -227,7 +225,7 @@ class Requests:
                 yield from self._sync([key], newest.node, node, token, failures)
         _, ok, reply = newest.value
         if not ok:
-            raise CommandError.from_redis(ResponseError(_text(reply)))
+            raise CommandError.from_redis(ResponseError(printable(reply)))
         return reply
 
     def write(self, keys: Sequence[Any], command: Sequence[Any], level: str,
@@ -247,7 +245,7 @@ class Requests:
                 if not (yield from self.follower.refresh()) and attempt + 1 < attempts:
                     yield Pause(min(0.2, 0.01 * 2 ** attempt))
         raise RingChangingError(f"the ring changed {attempts} times during one write to "
-                                f"{_text(keys[0])!r}; retry")
+                                f"{printable(keys[0])!r}; retry")
 
     def _write_once(self, view: View, keys: Sequence[Any], command: Sequence[Any],
                     level: str) -> Steps:
@@ -309,7 +307,7 @@ class Requests:
         route = view.route(keys[0])
         if route.direct[0] != master:
             self.repairs.add(keys)
-            raise MasterMovedError(_text(keys[0]))
+            raise MasterMovedError(printable(keys[0]))
         failures: dict[str, str] = {}
         held = {master}
         for node in route.direct[1:] + route.copy_to:
@@ -338,7 +336,7 @@ class Requests:
             if authority not in owners:  # it is leaving the key; a migration copies it on
                 total += 1
                 copies += authority in held
-            raise QuorumError(_text(keys[0]), copies, required, total, missing)
+            raise QuorumError(printable(keys[0]), copies, required, total, missing)
         return False
 
     def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,

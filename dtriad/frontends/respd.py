@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import time
-from typing import Any
 
 from dtriad.backends.aclient import AsyncClient
 from dtriad.config import ClusterConfig
@@ -34,7 +33,7 @@ from dtriad.core.commands import (
 )
 from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import arun
-from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError
+from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError, printable
 from dtriad.frontends.resp import OK, ProtocolError, RequestParser, TooLarge, encode, encode3, error
 from dtriad.placement.ringstate import View
 
@@ -46,9 +45,6 @@ _TRANSACTION_COMMANDS = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"}
 _TRANSACTIONS = ("; dtriad does not serve transactions, whose keys may live on different "
                  "nodes: send the commands without MULTI (redis-py: pipeline(transaction=False))")
 
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def error_reply(exc: DtriadError) -> bytes:
@@ -152,7 +148,7 @@ class RespServer:
         spec = lookup(argv[0])
         if spec is None:
             self.core.stats.record("resp:unknown", "ERR")
-            name = _text(argv[0])
+            name = printable(argv[0])
             why = _TRANSACTIONS if name.upper() in _TRANSACTION_COMMANDS else ""
             return error(f"ERR unknown or unsupported command '{name}'{why}")
         if not session.authed and spec.name not in _BEFORE_AUTH:
@@ -214,7 +210,7 @@ class RespServer:
         if name == "config":
             if args[0].upper() == b"GET" and len(args) >= 2:
                 return b"*0\r\n"  # nothing of the backends' configuration is exposed
-            return error(f"ERR CONFIG {_text(args[0]).upper()} is not served: the cluster is "
+            return error(f"ERR CONFIG {printable(args[0]).upper()} is not served: the cluster is "
                          f"configured through 'dtriad up' options and cluster.json")
         if name == "dbsize":
             return encode(await self._dbsize())
@@ -254,7 +250,7 @@ class RespServer:
                 session.name = rest[i + 1]
                 i += 2
             else:
-                return error(f"ERR Syntax error in HELLO option '{_text(rest[i])}'")
+                return error(f"ERR Syntax error in HELLO option '{printable(rest[i])}'")
         if not session.authed:
             return error("NOAUTH HELLO must be called with the client already authenticated, "
                          "otherwise the HELLO AUTH <user> <pass> option can be used to "
@@ -282,7 +278,7 @@ class RespServer:
         if sub == b"SETINFO" and len(args) == 3:
             return OK
         return error(f"ERR Unknown subcommand or wrong number of arguments for "
-                     f"'{_text(args[0])}'. Try CLIENT HELP.")
+                     f"'{printable(args[0])}'. Try CLIENT HELP.")
 
     def _command(self, args: list) -> bytes:
         def entry(spec: RedisCommand) -> bytes:
@@ -308,7 +304,7 @@ class RespServer:
         if sub == b"DOCS":
             return b"*0\r\n"
         return error(f"ERR Unknown subcommand or wrong number of arguments for "
-                     f"'{_text(args[0])}'. Try COMMAND HELP.")
+                     f"'{printable(args[0])}'. Try COMMAND HELP.")
 
     def _info(self, ring: View, args: list) -> str:
         sections = {
@@ -324,7 +320,7 @@ class RespServer:
                        ("read_quorum", self.core.config.read_quorum),
                        ("repairs_pending", self.core.repairs.snapshot()["pending"])],
         }
-        wanted = {_text(a).lower() for a in args}
+        wanted = {printable(a).lower() for a in args}
         if wanted & {"all", "everything", "default"}:
             wanted = set()
         lines = []

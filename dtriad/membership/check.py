@@ -25,6 +25,7 @@ from dtriad.config import ClusterConfig, NodeSpec
 from dtriad.core.follower import newest_ring
 from dtriad.core.scripts import DIGEST, DROP
 from dtriad.core.steps import run, sync_key
+from dtriad.exceptions import printable
 from dtriad.placement.ringstate import RingState
 
 TTL_SLACK_MS = 1000
@@ -49,9 +50,9 @@ class Report:
         return {
             "clean": self.clean, "epoch": self.state.epoch if self.state else None,
             "keys": self.keys,
-            "missing": [[_text(k), names.get(n, n)] for k, n in self.missing],
-            "misplaced": [[_text(k), names.get(n, n)] for k, n in self.misplaced],
-            "differing": [[_text(k), [names.get(n, n) for n in ns]]
+            "missing": [[printable(k), names.get(n, n)] for k, n in self.missing],
+            "misplaced": [[printable(k), names.get(n, n)] for k, n in self.misplaced],
+            "differing": [[printable(k), [names.get(n, n) for n in ns]]
                           for k, ns in self.differing],
             "problems": self.problems, "repaired": self.repaired,
             "lines": self.lines(names),
@@ -74,11 +75,11 @@ class Report:
                     out.append(f"      ... and {len(items) - limit} more")
 
         show("missing copies", self.missing,
-             lambda i: f"{_text(i[0])!r} missing on {names.get(i[1], i[1])}")
+             lambda i: f"{printable(i[0])!r} missing on {names.get(i[1], i[1])}")
         show("misplaced copies", self.misplaced,
-             lambda i: f"{_text(i[0])!r} on {names.get(i[1], i[1])}, not one of its owners")
+             lambda i: f"{printable(i[0])!r} on {names.get(i[1], i[1])}, not one of its owners")
         show("keys whose copies differ", self.differing,
-             lambda i: f"{_text(i[0])!r} differs between "
+             lambda i: f"{printable(i[0])!r} differs between "
                        f"{', '.join(names.get(n, n) for n in i[1])}")
         if self.repaired:
             out.append(f"[OK] repaired {self.repaired} copies")
@@ -87,9 +88,6 @@ class Report:
                        f"all copies identical")
         return out
 
-
-def _text(key: bytes) -> str:
-    return key.decode("utf-8", "replace")
 
 
 def http_ring(node: NodeSpec, headers: dict[str, str]) -> dict:
@@ -198,7 +196,7 @@ def _repair(client: DTClient, state: RingState, report: Report,
             client.execute(node, "EVAL", DROP, 1, key, state.token)
             repaired += 1
         except (*DOWN_ERRORS, ResponseError) as e:
-            report.problems.append(f"could not delete {_text(key)!r} on {node}: "
+            report.problems.append(f"could not delete {printable(key)!r} on {node}: "
                                    f"{describe(e)}")
     stale: dict[bytes, set[str]] = defaultdict(set)
     for key, node in report.missing:
@@ -214,9 +212,9 @@ def _repair(client: DTClient, state: RingState, report: Report,
                 if run(sync_key(source, node, key, state.token), client):
                     repaired += 1
                 else:
-                    report.problems.append(f"{_text(key)!r} on {node} kept changing; "
+                    report.problems.append(f"{printable(key)!r} on {node} kept changing; "
                                            f"run the repair again")
             except (*DOWN_ERRORS, ResponseError) as e:
-                report.problems.append(f"could not repair {_text(key)!r} on {node}: "
+                report.problems.append(f"could not repair {printable(key)!r} on {node}: "
                                        f"{describe(e)}")
     return repaired

@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from dtriad.core.scripts import LEASE, RELEASE
+from dtriad.exceptions import printable
 
 
 def holder_id() -> str:
@@ -60,7 +61,7 @@ class Lease:
                                       int(self.duration * 1000))
         granted = sum(1 for o in outcomes if o.ok and o.value == 1)
         others = Counter(o.value for o in outcomes if o.ok and o.value != 1)
-        self.other = _text(others.most_common(1)[0][0]) if others else None
+        self.other = printable(others.most_common(1)[0][0]) if others else None
         if granted >= len(nodes) // 2 + 1:
             self.until = sent + self.duration * self.margin
             return True
@@ -79,9 +80,6 @@ class Lease:
         self.until = 0.0
         self.client.fanout(list(nodes), "EVAL", RELEASE, 0, self.holder)
 
-
-def _text(value) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 __all__ = ["Lease", "holder_id"]
