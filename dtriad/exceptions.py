@@ -1,7 +1,7 @@
 """One error tree for dtriad.
 
 Every error a user can cause or meet carries a stable ``code`` (shown to HTTP
-clients as ``{"error": ..., "code": ...}`` and, later, as the RESP error
+clients as ``{"error": ..., "code": ...}`` and as the RESP error
 prefix) and an HTTP status. Errors carry parsed fields (which node, how many
 copies) so callers never have to pick apart a message.
 """

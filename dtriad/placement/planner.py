@@ -1,4 +1,4 @@
-"""The migration planner: pure, no I/O (DESIGN.md section 6).
+"""The migration planner: pure, no I/O (docs/architecture.md section 6).
 
 ``plan(old, new)`` says which copies must move when the ring changes from
 ``old`` to ``new``: for every arc whose preference list changed, each node that
