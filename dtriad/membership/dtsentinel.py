@@ -213,7 +213,7 @@ class DTSentinel:
         self.cluster_file = Path(cluster_file)
         self.state_path = Path(state_path)
         self.config = ClusterConfig.load(self.cluster_file)
-        self.sentinels = sentinels or SentinelView(
+        self.sentinels = sentinels if sentinels is not None else SentinelView(
             list(self.config.sentinels), self.config.password)
         auth = {"password": self.config.password, "username": self.config.username}
         self.client = DTClient(**auth, timeout=10.0, cooldown=0)

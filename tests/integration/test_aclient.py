@@ -13,7 +13,6 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dtriad.backends.aclient import AsyncClient
-from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import Execute, Fanout, Suspects
 from dtriad.ops.procs import free_port
 from tests.conftest import PASSWORD
@@ -25,7 +24,7 @@ def test_many_requests_share_one_pipelined_connection(redis_backends):
     (node,) = redis_backends(1)
 
     async def scenario():
-        client = AsyncClient(DTClient(), password=PASSWORD, timeout=2)
+        client = AsyncClient(Suspects(), password=PASSWORD, timeout=2)
         replies = await asyncio.gather(*(client.execute(node, ("INCR", "n"))
                                          for _ in range(500)))
         assert sorted(replies) == list(range(1, 501))
