@@ -71,9 +71,9 @@ def test_a_pushed_ring_reaches_every_worker_through_the_state_file(tmp_path):
                    clock=lambda: now[0])
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
     core.install(SECRET, four.to_json())
-    assert other.ring_info()["epoch"] == 0  # looked at the file moments ago
+    assert other.reports.ring()["epoch"] == 0  # looked at the file moments ago
     now[0] += FILE_CHECK_S
-    assert other.ring_info()["epoch"] == 1
+    assert other.reports.ring()["epoch"] == 1
 
 
 def test_a_write_by_an_old_ring_is_fenced_then_retried_by_the_new_one(tmp_path):

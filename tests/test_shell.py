@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from dtriad.core.commands import REDIS
+from dtriad.core.commands import METHODS, REDIS, Group
 from dtriad.ops import shell_rules as shell
 from dtriad.ops.shell import Remote, Shell, Unreachable
 from dtriad.ops.shell_rules import Action, Error, Refused, Status
@@ -54,31 +54,32 @@ def test_json_format():
     assert shell.format_json("é") == '"é"'
 
 
-def test_plan_answers_unknown_commands_and_arity_locally():
-    assert shell.plan(["GET", "k"]).action is Action.REDIS
-    assert shell.plan(["get", "k"]).spec is REDIS["GET"]
-    assert shell.plan(["KeyDist"]).action is Action.ADMIN
-    assert shell.plan(["?"]).action is Action.HELP
-    assert shell.plan(["EXIT"]).action is Action.QUIT
+def test_parse_line_answers_unknown_commands_and_arity_locally():
+    assert shell.parse_line(["GET", "k"]).action is Action.REDIS
+    assert shell.parse_line(["get", "k"]).spec is REDIS["GET"]
+    assert shell.parse_line(["KeyDist"]).action is Action.ADMIN
+    assert shell.parse_line(["KeyDist"]).method is METHODS["keyDist"]  # the HTTP method
+    assert shell.parse_line(["?"]).action is Action.HELP
+    assert shell.parse_line(["EXIT"]).action is Action.QUIT
     with pytest.raises(Refused) as info:
-        shell.plan(["get"])
+        shell.parse_line(["get"])
     assert info.value.line == "ERR wrong number of arguments for 'get' command"
     assert info.value.usage == "usage: GET key"
     with pytest.raises(Refused) as info:
-        shell.plan(["mset", "a", "1", "b"])
+        shell.parse_line(["mset", "a", "1", "b"])
     assert info.value.line == "ERR wrong number of arguments for MSET"  # Redis's words
     with pytest.raises(Refused) as info:
-        shell.plan(["ring", "x"])
+        shell.parse_line(["ring", "x"])
     assert info.value.usage == "usage: RING"
     with pytest.raises(Refused) as info:
-        shell.plan(["foo", "a", "b c"])
+        shell.parse_line(["foo", "a", "b c"])
     assert info.value.line == "ERR unknown command `foo`, with args beginning with: `a`, `b c`, "
     assert info.value.usage == ""
     with pytest.raises(Refused) as info:
-        shell.plan(["KEYS", "*"])
+        shell.parse_line(["KEYS", "*"])
     assert "'keys' is a Redis command dtriad does not serve" in info.value.line
     with pytest.raises(Refused):
-        shell.plan(["auth", "secret"])  # a RESP connection command: nothing over HTTP
+        shell.parse_line(["auth", "secret"])  # a RESP connection command: nothing over HTTP
 
 
 def test_unknown_command_cuts_arguments_as_redis_does():
@@ -89,13 +90,13 @@ def test_unknown_command_cuts_arguments_as_redis_does():
 
 
 def test_status_replies_are_marked():
-    assert isinstance(shell.typed("OK", shell.plan(["set", "k", "v"])), Status)
-    assert not isinstance(shell.typed("OK", shell.plan(["get", "k"])), Status)
-    assert not isinstance(shell.typed("old", shell.plan(["set", "k", "v", "GET"])), Status)
-    assert isinstance(shell.typed("PONG", shell.plan(["ping"])), Status)
-    error = shell.typed(Error("ERR syntax error"), shell.plan(["set", "k", "v", "xx", "nx"]))
+    assert isinstance(shell.typed("OK", shell.parse_line(["set", "k", "v"])), Status)
+    assert not isinstance(shell.typed("OK", shell.parse_line(["get", "k"])), Status)
+    assert not isinstance(shell.typed("old", shell.parse_line(["set", "k", "v", "GET"])), Status)
+    assert isinstance(shell.typed("PONG", shell.parse_line(["ping"])), Status)
+    error = shell.typed(Error("ERR syntax error"), shell.parse_line(["set", "k", "v", "xx", "nx"]))
     assert type(error) is Error
-    assert not isinstance(shell.typed("hi", shell.plan(["ping", "hi"])), Status)
+    assert not isinstance(shell.typed("hi", shell.parse_line(["ping", "hi"])), Status)
 
 
 def test_hints_show_the_arguments_still_to_type():
@@ -137,6 +138,19 @@ def test_help_texts():
     assert shell.help_text(["nosuch"], "1.0").startswith("no help for 'nosuch'")
     assert shell.help_text(["@nosuch"], "1.0").startswith("no such group")
     assert "counts every key of the cluster once" in shell.help_text(["dbsize"], "1.0")
+
+
+def test_admin_commands_come_from_the_command_table():
+    admin = [m for m in METHODS.values() if m.group is Group.ADMIN]
+    assert list(shell.ADMIN_COMMANDS) == [m.name.lower() for m in admin]
+    assert shell.help_text([], "1.0").endswith(
+        "Admin commands (@dtriad): ring, keydist, check, health, stats\n")
+    for method in admin:
+        entry = shell.help_entries()[method.name.lower()]
+        assert entry.group == "dtriad" and entry.summary.lower() == method.summary.lower()
+        assert method.name in shell.ADMIN_FORMAT
+    assert shell.help_entries()["keydist"].summary == (
+        "Keys each node holds as master and as backup, as a bar chart")
 
 
 def test_admin_tables():

@@ -1,11 +1,29 @@
-"""The command table: every Redis command dtriad serves, and the HTTP API's names for them.
+"""The command table: every Redis command dtriad serves, and every method of its HTTP API.
 
-One table for every front end. :data:`REDIS` describes each supported Redis
-command the way Redis's own ``COMMAND`` does (arity, flags, key positions) plus
-how dtriad routes it; :data:`API` maps the paper's HTTP method names
-(``getStrlen``, ``lPush`` ...) onto it. Arity follows Redis 6.2: a positive
-number is the exact argument count including the command name, a negative one
-the minimum.
+One table for every front end, and the one place an HTTP method is declared.
+
+* :data:`REDIS` describes each supported Redis command the way Redis's own
+  ``COMMAND`` does (arity, flags, key positions) plus how dtriad routes it.
+  Arity follows Redis 6.2: a positive number is the exact argument count
+  including the command name, a negative one the minimum.
+* :data:`METHODS` declares each HTTP method once (:class:`ApiMethod`): its
+  name (the paper's ``getStrlen``, ``lPush`` ...), the Redis command it runs,
+  its arguments (which are integers, which repeat as arrays), whether it
+  reads or writes (so whether it takes ``read_quorum`` or ``write_quorum``),
+  what it answers (:class:`Returns`), whether it needs the cluster secret, its
+  usage line and a one-line summary; a method that is not one Redis command
+  names its handler instead.
+
+How the declaration flows:
+
+* table -> spyne service: :mod:`dtriad.frontends.http` generates one spyne
+  ``@rpc`` per entry of :data:`METHODS` (URL path = name, HttpRpc parameters
+  = :attr:`ApiMethod.params`, return type from :attr:`ApiMethod.returns`);
+* table -> DTCore: :data:`API` (the plain Redis methods) is what
+  ``DTCore.call`` runs by name (``.redis``, ``.args``, ``.ints``, ``.usage``);
+* table -> shell help: :mod:`dtriad.ops.shell_rules` offers the
+  :attr:`Group.ADMIN` methods as its admin commands, with their summaries;
+* :func:`method_names` lists every method, for "unknown method" errors.
 """
 
 from __future__ import annotations
@@ -142,66 +160,148 @@ def resp3_shape(command: RedisCommand, argv: list[Any]) -> str | None:
     return None
 
 
+def text(value: Any) -> Any:
+    """``value`` with bytes decoded as UTF-8 (bad bytes replaced); anything
+    else (str, int, None ...) unchanged."""
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 def _upper(value: Any) -> str:
-    return (value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)).upper()
+    return str(text(value)).upper()
 
 
 def lookup(name: Any) -> RedisCommand | None:
     return REDIS.get(_upper(name))
 
 
+class Returns(enum.Enum):
+    """What an HTTP method answers (the front end maps each to its own type)."""
+
+    TEXT = "text"          # a string, or null (bytes decoded as UTF-8)
+    INTEGER = "integer"
+    TEXTS = "texts"        # an array of strings and nulls
+    DICT = "dict"          # a JSON document: an object (``command``: any reply)
+
+
+class Group(enum.Enum):
+    """Who an HTTP method is for."""
+
+    DATA = "data"          # one Redis command with named arguments (DTCore.call)
+    MULTI = "multi"        # several keys, or any command of the table: a handler
+    ADMIN = "admin"        # the cluster's state, for operators (the shell's admin commands)
+    INTERNAL = "internal"  # between dtriad's own processes
+
+
+READ_QUORUM, WRITE_QUORUM = "read_quorum", "write_quorum"
+
+
 @dataclass(frozen=True)
 class ApiMethod:
-    """One of the paper's HTTP methods: its name, Redis command and arguments."""
+    """One HTTP method, declared once: ``/name?arg=...`` runs ``redis`` (or
+    the front end's ``handler``) and answers ``returns``.
+
+    ``levels`` are the consistency-level parameters it takes after its
+    arguments; left out, they follow the Redis command: ``read_quorum`` for a
+    read, ``write_quorum`` for a write. ``usage`` defaults to the name and the
+    arguments. ``secret``: the cluster secret must come as ``Authorization:
+    Bearer <secret>``.
+    """
 
     name: str
-    redis: str
+    redis: str | None
     args: tuple[str, ...]
+    returns: Returns
     summary: str
     ints: tuple[str, ...] = ()
+    arrays: tuple[str, ...] = ()
+    levels: tuple[str, ...] | None = None
+    group: Group = Group.DATA
+    secret: bool = False
+    handler: str | None = None
+    usage: str = ""
+
+    def __post_init__(self):
+        if self.levels is None:
+            object.__setattr__(self, "levels", {
+                Kind.READ: (READ_QUORUM,), Kind.WRITE: (WRITE_QUORUM,)}.get(self.kind, ()))
+        if not self.usage:
+            object.__setattr__(self, "usage", " ".join((self.name, *self.args)))
+        if not {*self.ints, *self.arrays} <= set(self.args):
+            raise ValueError(f"{self.name}: ints and arrays must be among its arguments")
+        if (self.handler is None) != (self.group is Group.DATA):
+            raise ValueError(f"{self.name}: a data method runs its Redis command, any "
+                             f"other names its handler")
 
     @property
-    def kind(self) -> Kind:
-        return REDIS[self.redis].kind
+    def kind(self) -> Kind | None:
+        """The Redis command's kind (read or write), if it runs one."""
+        return REDIS[self.redis].kind if self.redis else None
 
     @property
-    def usage(self) -> str:
-        return " ".join((self.name,) + self.args)
+    def params(self) -> tuple[str, ...]:
+        """Its HTTP parameters, in order: the arguments, then the levels."""
+        return self.args + self.levels
 
 
-API: dict[str, ApiMethod] = {m.name: m for m in [
-    ApiMethod("get", "GET", ("key",), "value of a string key, or null"),
-    ApiMethod("set", "SET", ("key", "value"), "store a string value"),
-    ApiMethod("getStrlen", "STRLEN", ("key",), "length of a string value"),
-    ApiMethod("append", "APPEND", ("key", "value"), "append to a string; new length"),
-    ApiMethod("lPush", "LPUSH", ("key", "value"), "push onto a list's head; new length"),
-    ApiMethod("lPop", "LPOP", ("key",), "pop a list's head, or null"),
-    ApiMethod("lIndex", "LINDEX", ("key", "index"), "list element at index, or null",
+_T, _I, _A, _D = Returns.TEXT, Returns.INTEGER, Returns.TEXTS, Returns.DICT
+_MULTI, _ADMIN = Group.MULTI, Group.ADMIN
+
+METHODS: dict[str, ApiMethod] = {m.name: m for m in [
+    # The paper's eight methods, then dtriad's additions: one Redis command each.
+    ApiMethod("get", "GET", ("key",), _T, "value of a string key, or null"),
+    ApiMethod("set", "SET", ("key", "value"), _T, "store a string value"),
+    ApiMethod("getStrlen", "STRLEN", ("key",), _I, "length of a string value"),
+    ApiMethod("append", "APPEND", ("key", "value"), _I, "append to a string; new length"),
+    ApiMethod("lPush", "LPUSH", ("key", "value"), _I, "push onto a list's head; new length"),
+    ApiMethod("lPop", "LPOP", ("key",), _T, "pop a list's head, or null"),
+    ApiMethod("lIndex", "LINDEX", ("key", "index"), _T, "list element at index, or null",
               ints=("index",)),
-    ApiMethod("lLen", "LLEN", ("key",), "length of a list"),
-    ApiMethod("delete", "DEL", ("key",), "delete a key; 1 if it existed"),
-    ApiMethod("exists", "EXISTS", ("key",), "1 if the key exists, else 0"),
-    ApiMethod("expire", "EXPIRE", ("key", "seconds"), "set a time to live; 1 if set",
+    ApiMethod("lLen", "LLEN", ("key",), _I, "length of a list"),
+    ApiMethod("delete", "DEL", ("key",), _I, "delete a key; 1 if it existed"),
+    ApiMethod("exists", "EXISTS", ("key",), _I, "1 if the key exists, else 0"),
+    ApiMethod("expire", "EXPIRE", ("key", "seconds"), _I, "set a time to live; 1 if set",
               ints=("seconds",)),
-    ApiMethod("ttl", "TTL", ("key",), "seconds to live; -1 none, -2 no key"),
-    ApiMethod("incr", "INCR", ("key",), "add 1 to an integer value; new value"),
+    ApiMethod("ttl", "TTL", ("key",), _I, "seconds to live; -1 none, -2 no key"),
+    ApiMethod("incr", "INCR", ("key",), _I, "add 1 to an integer value; new value"),
+    # Several keys, or any command: handlers of the front end.
+    ApiMethod("mget", "MGET", ("key",), _A, "values of several keys (repeat key=)",
+              arrays=("key",), group=_MULTI, handler="mget", usage="mget key [key ...]"),
+    ApiMethod("mset", "MSET", ("key", "value"), _T,
+              "store several keys (repeat key= and value= in pairs)",
+              arrays=("key", "value"), group=_MULTI, handler="mset",
+              usage="mset key value [key value ...]"),
+    ApiMethod("command", None, ("arg",), _D,
+              "any command of the table, as its Redis arguments (repeat arg=)",
+              arrays=("arg",), levels=(READ_QUORUM, WRITE_QUORUM), group=_MULTI,
+              handler="command", usage="command arg [arg ...]"),
+    # The admin methods: what the shell offers as its admin commands.
+    ApiMethod("ring", None, (), _D, "the ring: epoch, and each node's tokens, share of the "
+              "ring and arcs as master and backup", group=_ADMIN, secret=True, handler="ring"),
+    ApiMethod("keyDist", None, (), _D, "keys each node holds as master and as backup, as a "
+              "bar chart", group=_ADMIN, secret=True, handler="key_dist"),
+    ApiMethod("check", None, (), _D, "verify both invariants over every backend (as "
+              "'dtriad check')", group=_ADMIN, secret=True, handler="check"),
+    ApiMethod("health", None, (), _D, "whether each backend answers, and how fast",
+              group=_ADMIN, handler="health"),
+    ApiMethod("stats", None, (), _D, "requests and errors served by this DTServer",
+              group=_ADMIN, secret=True, handler="stats"),
+    # Internal: the secret is an argument (checked by DTCore.install), not a header.
+    ApiMethod("ringUpdate", None, ("secret", "state"), _D,
+              "install a ring pushed by the DTSentinel (needs the cluster secret)",
+              group=Group.INTERNAL, handler="ring_update"),
 ]}
-MULTI_KEY = {
-    "mget": "values of several keys (repeat key=)",
-    "mset": "store several keys (repeat key= and value= in pairs)",
-    "command": "any command of the table, as its Redis arguments (repeat arg=)",
-}
-ADMIN = {
-    "ring": "the ring: epoch, replicas, nodes and their shares",
-    "keyDist": "keys per node, as master and as backup",
-    "check": "both invariants over every backend, as 'dtriad check' reports them",
-    "health": "reachability of every backend",
-    "stats": "requests and errors served by this DTServer",
-}
-INTERNAL = {
-    "ringUpdate": "install a ring pushed by the DTSentinel (needs the cluster secret)",
-}
+
+
+def _summaries(group: Group) -> dict[str, str]:
+    return {m.name: m.summary for m in METHODS.values() if m.group is group}
+
+
+# Views of METHODS.
+API: dict[str, ApiMethod] = {n: m for n, m in METHODS.items() if m.group is Group.DATA}
+MULTI_KEY = _summaries(Group.MULTI)    # name -> summary
+ADMIN = _summaries(Group.ADMIN)
+INTERNAL = _summaries(Group.INTERNAL)
 
 
 def method_names() -> list[str]:
-    return sorted([*API, *MULTI_KEY, *ADMIN, *INTERNAL], key=str.lower)
+    return sorted(METHODS, key=str.lower)

@@ -32,7 +32,6 @@ from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import DOWN_ERRORS, Steps, describe
 from dtriad.config import ClusterConfig
 from dtriad.core import steps
-from dtriad.core.commands import method_names  # noqa: F401 - TEMP: http.py imports it here
 from dtriad.core.follower import RingFollower
 from dtriad.core.repair import Repairs
 from dtriad.core.reports import Reports
@@ -177,47 +176,3 @@ class DTCore:
     def close(self) -> None:
         self._stop.set()
         self.client.close()
-
-    # TEMP: the HTTP front end's calls until it runs the generators itself
-    def call(self, method, write_quorum=None, read_quorum=None, **args):
-        return self.command(self.requests.argv_of(method, **args), write_quorum, read_quorum)
-
-    def command(self, argv, write_quorum=None, read_quorum=None):
-        return self.run(self.requests.command(argv, write_quorum, read_quorum))
-
-    def checked(self, argv):
-        return self.requests.checked(argv)
-
-    def mget(self, keys, quorum=None):
-        from dtriad.exceptions import ArgumentError
-        if not keys:
-            raise ArgumentError("missing argument 'key'; usage: mget key [key ...]")
-        return self.run(self.requests.mget(keys, self.requests.level("read_quorum", quorum)))
-
-    def mset(self, keys, values, quorum=None):
-        from dtriad.exceptions import ArgumentError
-        if not keys:
-            raise ArgumentError("missing argument 'key'; usage: mset key value [key value ...]")
-        if len(keys) != len(values):
-            raise ArgumentError(
-                f"mset needs one value per key, got {len(keys)} keys and {len(values)} values")
-        for key, value in zip(keys, values, strict=True):
-            self.requests.check_size("key", key)
-            self.requests.check_size("value", value)
-        return self.run(self.requests.mset(keys, values,
-                                           self.requests.level("write_quorum", quorum)))
-
-    def ring_info(self):
-        return self.reports.ring()
-
-    def key_dist(self):
-        return self.reports.key_dist()
-
-    def health(self):
-        return self.reports.health()
-
-    def dbsize(self):
-        return self.reports.dbsize()
-
-    def _catalog(self):
-        return self.reports.catalog()

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dtriad.backends.outcome import Fanout, Steps, Suspects, describe
 from dtriad.config import ClusterConfig
+from dtriad.core.commands import METHODS
 from dtriad.core.scripts import READ_META
 from dtriad.exceptions import ArgumentError, StaleRingError
 from dtriad.placement.ringstate import RingState, View
@@ -142,7 +143,7 @@ class RingFollower:
     def install(self, state_json: str | None) -> Steps:
         """A ring pushed by the DTSentinel (already authenticated): never older than ours."""
         if not state_json:
-            raise ArgumentError("missing argument 'state'; usage: ringUpdate secret state")
+            raise ArgumentError(f"missing argument 'state'; usage: {METHODS['ringUpdate'].usage}")
         state = RingState.from_json(state_json)
         current = (yield from self.follow()).token
         if state.token < current:

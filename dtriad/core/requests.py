@@ -40,7 +40,7 @@ from dtriad.backends.outcome import (
 )
 from dtriad.config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
 from dtriad.core import steps
-from dtriad.core.commands import API, Kind, RedisCommand, arity_error, lookup, method_names
+from dtriad.core.commands import API, METHODS, Kind, RedisCommand, arity_error, lookup, method_names
 from dtriad.core.commands import Route as Routing
 from dtriad.core.follower import RingFollower
 from dtriad.core.repair import Repairs
@@ -130,6 +130,24 @@ class Requests:
                                         f"usage: {spec.usage}") from None
             argv.append(value)
         return argv
+
+    def mget_argv(self, keys: Sequence[Any]) -> list[Any]:
+        """The HTTP API's ``mget`` (its keys as one list) as a Redis argv."""
+        if not keys:
+            raise ArgumentError(f"missing argument 'key'; usage: {METHODS['mget'].usage}")
+        return ["MGET", *keys]
+
+    def mset_argv(self, keys: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+        """The HTTP API's ``mset`` (keys and values as two lists) as a Redis argv."""
+        if not keys:
+            raise ArgumentError(f"missing argument 'key'; usage: {METHODS['mset'].usage}")
+        if len(keys) != len(values):
+            raise ArgumentError(
+                f"mset needs one value per key, got {len(keys)} keys and {len(values)} values")
+        for key, value in zip(keys, values, strict=True):
+            self.check_size("key", key)
+            self.check_size("value", value)
+        return ["MSET", *(x for pair in zip(keys, values, strict=True) for x in pair)]
 
     def command(self, argv: Sequence[Any], write_quorum: str | None = None,
                       read_quorum: str | None = None) -> Steps:

@@ -1,8 +1,18 @@
 """DTServer: the paper's HTTP RPC API as a spyne application (HttpRpc in, JSON out).
 
-Every method is a thin adapter over :class:`dtriad.core.dtcore.DTCore`. Both
-``GET /set?key=a&value=b`` and a form-encoded POST work. Errors are JSON objects
-``{"error": ..., "code": ...}`` with a 4xx/5xx status, never a stack trace.
+The service is generated from the command table, where each method is declared
+once: :data:`dtriad.core.commands.METHODS` -> :class:`DTService`, one spyne
+``@rpc`` per entry, named as the entry (the URL path: ``/get?key=k``), its
+HttpRpc parameters the entry's arguments then its levels (``read_quorum`` or
+``write_quorum``), an array for each of its ``arrays`` and text otherwise, and
+its return type from the entry's :class:`~dtriad.core.commands.Returns`. A
+plain entry runs its Redis command through ``DTCore.call``; one that names a
+handler runs that handler of :data:`HANDLERS` (several keys, ``command``,
+the admin methods). Entries marked ``secret`` need ``Authorization: Bearer``.
+
+Both ``GET /set?key=a&value=b`` and a form-encoded POST work. Errors are JSON
+objects ``{"error": ..., "code": ...}`` with a 4xx/5xx status, never a stack
+trace.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -23,8 +34,8 @@ from spyne.protocol.json import JsonDocument
 from spyne.server.wsgi import WsgiApplication
 
 from dtriad.config import NodeSpec
-from dtriad.core.commands import Kind, lookup
-from dtriad.core.dtcore import DTCore, method_names
+from dtriad.core.commands import METHODS, ApiMethod, Kind, Returns, lookup, method_names, text
+from dtriad.core.dtcore import DTCore
 from dtriad.exceptions import (
     ArgumentError,
     CommandError,
@@ -87,49 +98,43 @@ def bearer(environ: dict) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def _call(ctx, method: str, run, admin: bool = False) -> Any:
+def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
+          record: str | None = None) -> Any:
+    """``run(core)`` as ``method``: the secret checked first if the method needs
+    it, the outcome counted in the stats (as ``record``, else the method's name)."""
     core: DTCore = ctx.udc
+    record = record or method.name
     try:
-        if admin:
-            core.authorize(bearer(ctx.transport.req_env), method)
+        if method.secret:
+            core.authorize(bearer(ctx.transport.req_env), method.name)
         result = run(core)
     except DtriadError as e:
-        core.stats.record(method, e.code)
+        core.stats.record(record, e.code)
         raise DtFault(e) from e
-    core.stats.record(method)
+    core.stats.record(record)
     return result
 
 
-def _text(value: Any) -> str | None:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-
-
-def _cmd(ctx, method: str, **args) -> Any:
-    return _call(ctx, method, lambda core: core.call(method, **args))
-
-
-def _json(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A Redis reply as JSON: bulk strings as text (UTF-8), arrays as lists."""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
     if isinstance(value, list):
-        return [_json(v) for v in value]
-    return value
+        return [jsonable(v) for v in value]
+    return text(value)
 
 
 def run_command(core: DTCore, argv: list[str], write_quorum: str | None = None,
                 read_quorum: str | None = None) -> Any:
     """HTTP's ``command``: any data command of the table, plus PING, ECHO and
     DBSIZE; the RESP port's connection commands (AUTH, HELLO ...) mean nothing here."""
-    spec = core.checked(argv)
+    spec = core.requests.checked(argv)
     if spec.kind is not Kind.LOCAL:
-        return core.command(argv, write_quorum, read_quorum)
+        return core.run(core.requests.command(argv, write_quorum, read_quorum))
     if spec.name == "ping":
         return argv[1] if len(argv) > 1 else "PONG"
     if spec.name == "echo":
         return argv[1]
     if spec.name == "dbsize":
-        return core.dbsize()
+        return core.reports.dbsize()
     raise CommandError(f"ERR '{spec.name}' is a command of the RESP port's connections, "
                        f"not of the HTTP API; use 'ring', 'health' or 'stats' for what "
                        f"this DTServer knows")
@@ -139,7 +144,7 @@ def check_report(core: DTCore, own: tuple[str, int]) -> dict:
     """``dtriad check`` run by a DTServer, over every node it knows; ``own``
     (host, port) is this DTServer's, which answers for itself."""
     nodes, names = [], set()
-    for name, redis, http in core._catalog():
+    for name, redis, http in core.reports.catalog():
         if name not in names:
             names.add(name)
             nodes.append(NodeSpec(name, redis, http))
@@ -147,7 +152,7 @@ def check_report(core: DTCore, own: tuple[str, int]) -> dict:
 
     def ring_of(node: NodeSpec) -> dict:
         if (node.http_host, node.http_port) == own:
-            return core.ring_info()
+            return core.reports.ring()
         return http_ring(node, config.admin_headers())
 
     report = run_check(config, ring_of=ring_of)
@@ -162,115 +167,118 @@ def _own_address(ctx) -> tuple[str, int]:
     return host, int(port)
 
 
-class DTService(ServiceBase):
-    """The paper's eight methods, then dtriad's additions and admin methods.
+# ------------------------------------------------------------------ handlers
+# What a method of the table does when it is not one Redis command: called as
+# handler(ctx, method, **params), with the method's HTTP parameters by name.
+def _run_method(core: DTCore, method: ApiMethod, write_quorum: str | None = None,
+                read_quorum: str | None = None, **args: Any) -> Any:
+    argv = core.requests.argv_of(method.name, **args)
+    return core.run(core.requests.command(argv, write_quorum, read_quorum))
+
+
+def _redis_method(ctx, method: ApiMethod, **args) -> Any:
+    """A plain entry: its Redis command, with its named arguments and level."""
+    return _call(ctx, method, lambda core: _run_method(core, method, **args))
+
+
+def _mget(ctx, method: ApiMethod, key, read_quorum) -> Any:
+    return _call(ctx, method, lambda core: core.run(core.requests.command(
+        core.requests.mget_argv(key or []), read_quorum=read_quorum)))
+
+
+def _mset(ctx, method: ApiMethod, key, value, write_quorum) -> Any:
+    return _call(ctx, method, lambda core: core.run(core.requests.command(
+        core.requests.mset_argv(key or [], value or []), write_quorum=write_quorum)))
+
+
+def _command(ctx, method: ApiMethod, arg, read_quorum, write_quorum) -> Any:
+    """Any command of the command table as its Redis argv, one ``arg`` each:
+    ``/command?arg=LRANGE&arg=l&arg=0&arg=-1`` answers ``["a", "b"]``; counted
+    in the stats as ``command:lrange``."""
+    argv = [a if a is not None else "" for a in arg or []]
+    spec = lookup(argv[0]) if argv else None
+    return _call(ctx, method, lambda core: jsonable(
+        run_command(core, argv, write_quorum, read_quorum)),
+        record=f"command:{spec.name}" if spec else None)
+
+
+def _check(ctx, method: ApiMethod) -> Any:
+    return _call(ctx, method, lambda core: check_report(core, _own_address(ctx)))
+
+
+def _ring(ctx, method: ApiMethod) -> Any:
+    return _call(ctx, method, lambda core: core.reports.ring())
+
+
+def _key_dist(ctx, method: ApiMethod) -> Any:
+    return _call(ctx, method, lambda core: core.reports.key_dist())
+
+
+def _health(ctx, method: ApiMethod) -> Any:
+    """Answered 503 when every backend is down (for load balancers)."""
+    result = _call(ctx, method, lambda core: core.reports.health())
+    if result["status"] == "down":
+        ctx.transport.resp_code = status_line(HTTPStatus.SERVICE_UNAVAILABLE)
+    return result
+
+
+def _ring_update(ctx, method: ApiMethod, secret, state) -> Any:
+    return _call(ctx, method, lambda core: core.install(secret, state))
+
+
+def _stats(ctx, method: ApiMethod) -> Any:
+    return _call(ctx, method, lambda core: {**core.stats.snapshot(),
+                                            "repairs": core.repairs.snapshot()})
+
+
+HANDLERS: dict[str, Callable[..., Any]] = {
+    "mget": _mget, "mset": _mset, "command": _command, "check": _check, "ring": _ring,
+    "key_dist": _key_dist, "health": _health, "ring_update": _ring_update, "stats": _stats,
+}
+
+
+# ------------------------------------------------------ the generated service
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _texts(values: list[Any]) -> list[Any]:
+    return [text(v) for v in values]
+
+
+# Returns -> (spyne's return type, how the handler's result becomes it).
+_RETURNS: dict[Returns, tuple[type, Callable[[Any], Any]]] = {
+    Returns.TEXT: (Unicode, text),
+    Returns.INTEGER: (Integer, _identity),
+    Returns.TEXTS: (Array(Unicode), _texts),
+    Returns.DICT: (AnyDict, _identity),
+}
+
+
+def _rpc(method: ApiMethod):
+    """The spyne ``@rpc`` for one entry of the command table."""
+    handler = HANDLERS[method.handler] if method.handler else _redis_method
+    returns, answer = _RETURNS[method.returns]
+    params = method.params
+
+    def serve(ctx, *values):
+        return answer(handler(ctx, method, **dict(zip(params, values, strict=True))))
+
+    serve.__name__ = serve.__qualname__ = method.name
+    serve.__doc__ = method.summary
+    types = [Array(Unicode) if p in method.arrays else Unicode for p in params]
+    return rpc(*types, _args=params, _returns=returns)(serve)
+
+
+DTService = type(ServiceBase)("DTService", (ServiceBase,), {
+    "__module__": __name__,
+    "__doc__": """Every method of :data:`dtriad.core.commands.METHODS`, generated.
 
     Reads take an optional ``read_quorum`` (one, quorum) and writes an
     optional ``write_quorum`` (all, quorum, one) overriding the cluster's.
-    """
-
-    @rpc(Unicode, Unicode, _returns=Unicode)
-    def get(ctx, key, read_quorum):
-        return _text(_cmd(ctx, "get", key=key, read_quorum=read_quorum))
-
-    @rpc(Unicode, Unicode, Unicode, _returns=Unicode)
-    def set(ctx, key, value, write_quorum):
-        return _text(_cmd(ctx, "set", key=key, value=value, write_quorum=write_quorum))
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def getStrlen(ctx, key, read_quorum):
-        return _cmd(ctx, "getStrlen", key=key, read_quorum=read_quorum)
-
-    @rpc(Unicode, Unicode, Unicode, _returns=Integer)
-    def append(ctx, key, value, write_quorum):
-        return _cmd(ctx, "append", key=key, value=value, write_quorum=write_quorum)
-
-    @rpc(Unicode, Unicode, Unicode, _returns=Integer)
-    def lPush(ctx, key, value, write_quorum):
-        return _cmd(ctx, "lPush", key=key, value=value, write_quorum=write_quorum)
-
-    @rpc(Unicode, Unicode, _returns=Unicode)
-    def lPop(ctx, key, write_quorum):
-        return _text(_cmd(ctx, "lPop", key=key, write_quorum=write_quorum))
-
-    @rpc(Unicode, Unicode, Unicode, _returns=Unicode)
-    def lIndex(ctx, key, index, read_quorum):
-        return _text(_cmd(ctx, "lIndex", key=key, index=index, read_quorum=read_quorum))
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def lLen(ctx, key, read_quorum):
-        return _cmd(ctx, "lLen", key=key, read_quorum=read_quorum)
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def delete(ctx, key, write_quorum):
-        return _cmd(ctx, "delete", key=key, write_quorum=write_quorum)
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def exists(ctx, key, read_quorum):
-        return _cmd(ctx, "exists", key=key, read_quorum=read_quorum)
-
-    @rpc(Unicode, Unicode, Unicode, _returns=Integer)
-    def expire(ctx, key, seconds, write_quorum):
-        return _cmd(ctx, "expire", key=key, seconds=seconds, write_quorum=write_quorum)
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def ttl(ctx, key, read_quorum):
-        return _cmd(ctx, "ttl", key=key, read_quorum=read_quorum)
-
-    @rpc(Unicode, Unicode, _returns=Integer)
-    def incr(ctx, key, write_quorum):
-        return _cmd(ctx, "incr", key=key, write_quorum=write_quorum)
-
-    @rpc(Array(Unicode), Unicode, _returns=Array(Unicode))
-    def mget(ctx, key, read_quorum):
-        return [_text(v) for v in _call(ctx, "mget",
-                                        lambda core: core.mget(key or [], read_quorum))]
-
-    @rpc(Array(Unicode), Array(Unicode), Unicode, _returns=Unicode)
-    def mset(ctx, key, value, write_quorum):
-        return _text(_call(ctx, "mset",
-                           lambda core: core.mset(key or [], value or [], write_quorum)))
-
-    @rpc(Array(Unicode), Unicode, Unicode, _returns=AnyDict)
-    def command(ctx, arg, read_quorum, write_quorum):
-        """Any command of the command table as its Redis argv, one ``arg`` each:
-        ``/command?arg=LRANGE&arg=l&arg=0&arg=-1`` answers ``["a", "b"]``."""
-        argv = [a if a is not None else "" for a in arg or []]
-        spec = lookup(argv[0]) if argv else None
-        return _call(ctx, f"command:{spec.name}" if spec else "command", lambda core: _json(
-            run_command(core, argv, write_quorum, read_quorum)))
-
-    @rpc(_returns=AnyDict)
-    def check(ctx):
-        """Both invariants over every backend (what ``dtriad check`` reports)."""
-        return _call(ctx, "check", lambda core: check_report(core, _own_address(ctx)),
-                     admin=True)
-
-    @rpc(_returns=AnyDict)
-    def ring(ctx):
-        return _call(ctx, "ring", lambda core: core.ring_info(), admin=True)
-
-    @rpc(_returns=AnyDict)
-    def keyDist(ctx):
-        return _call(ctx, "keyDist", lambda core: core.key_dist(), admin=True)
-
-    @rpc(_returns=AnyDict)
-    def health(ctx):
-        result = _call(ctx, "health", lambda core: core.health())
-        if result["status"] == "down":
-            ctx.transport.resp_code = "503 Service Unavailable"
-        return result
-
-    @rpc(Unicode, Unicode, _returns=AnyDict)
-    def ringUpdate(ctx, secret, state):
-        """Internal: the DTSentinel pushes a ring (needs the cluster secret)."""
-        return _call(ctx, "ringUpdate", lambda core: core.install(secret, state))
-
-    @rpc(_returns=AnyDict)
-    def stats(ctx):
-        return _call(ctx, "stats", lambda core: {**core.stats.snapshot(),
-                                                  "repairs": core.repairs.snapshot()},
-                     admin=True)
+    """,
+    **{m.name: _rpc(m) for m in METHODS.values()},
+})
 
 
 def make_wsgi_app(core: DTCore) -> WsgiApplication:

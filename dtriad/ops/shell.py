@@ -23,7 +23,7 @@ from dtriad.core.commands import Kind
 from dtriad.exceptions import error_line
 from dtriad.frontends.resp import split_args
 from dtriad.ops import shell_rules as shell
-from dtriad.ops.shell_rules import Action, Error, Plan, Refused
+from dtriad.ops.shell_rules import Action, Error, ParsedLine, Refused
 
 CHECK_TIMEOUT_S = 600.0  # the invariant check reads every key of every backend
 
@@ -162,45 +162,48 @@ class Shell:
 
     def run(self, argv: list[str]) -> bool | None:
         try:
-            plan = shell.plan(argv)
+            parsed = shell.parse_line(argv)
         except Refused as refused:
             ok = self._error(refused.line)
             if refused.usage:
                 self.err.write(refused.usage + "\n")
                 self.err.flush()
             return ok
-        if plan.action is Action.QUIT:
+        if parsed.action is Action.QUIT:
             return None
-        if plan.action is Action.CLEAR:
+        if parsed.action is Action.CLEAR:
             self._write("\x1b[H\x1b[2J")
             return True
-        if plan.action is Action.HELP:
+        if parsed.action is Action.HELP:
             self._write(shell.help_text(argv[1:], _version()))
             return True
         try:
-            reply = self._call(plan)
+            reply = self._call(parsed)
         except Unreachable as e:
             self.err.write(f"{e}\n")
             self.err.flush()
             return False
-        self._print(reply, plan.name if plan.action is Action.ADMIN else None)
+        self._print(reply, parsed.method.name if parsed.action is Action.ADMIN else None)
         return not isinstance(reply, Error)
 
-    def _call(self, plan: Plan) -> Any:
-        if plan.action is Action.ADMIN:
-            method = shell.ADMIN[plan.name][0]
+    def _call(self, parsed: ParsedLine) -> Any:
+        if parsed.action is Action.ADMIN:
+            method = parsed.method.name
             return self.remote.post(method, [], idempotent=True,
-                                    timeout=CHECK_TIMEOUT_S if plan.name == "check" else None)
-        data = [("arg", a) for a in plan.argv] + self.levels
+                                    timeout=CHECK_TIMEOUT_S if method == "check" else None)
+        data = [("arg", a) for a in parsed.argv] + self.levels
         return shell.typed(self.remote.post("command", data,
-                                            idempotent=plan.spec.kind is not Kind.WRITE), plan)
+                                            idempotent=parsed.spec.kind is not Kind.WRITE),
+                           parsed)
 
     def _print(self, reply: Any, admin: str | None = None) -> None:
-        """A reply in the session's mode; an admin command's answer as its table."""
+        """A reply in the session's mode; an admin method's answer (``admin``
+        is its name) as its table, when the shell has one for it."""
+        formatter = shell.ADMIN_FORMAT.get(admin) if admin else None
         if self.mode == "json":
             self._write(shell.format_json(reply) + "\n")
-        elif admin and not isinstance(reply, Error):
-            self._write(shell.ADMIN_FORMAT[admin](reply) + "\n")
+        elif formatter and not isinstance(reply, Error):
+            self._write(formatter(reply) + "\n")
         elif self.mode == "raw":
             self._write(shell.format_raw(reply) + "\n")
         else:

@@ -14,7 +14,15 @@ who know redis-cli read the same thing:
   ``tools/redis_help.py``), plus dtriad's admin commands;
 * a command dtriad does not serve, or a wrong number of arguments, is
   answered here with Redis's words and the command's usage line
-  (:func:`plan`), without a round trip.
+  (:func:`parse_line`), without a round trip.
+
+Where the commands come from: the Redis commands from the command table's
+:data:`~dtriad.core.commands.REDIS` (those the HTTP API can carry), sent to
+the DTServer's ``command`` method; the admin commands (``ring``, ``keydist``
+...) and their one-line summaries from the HTTP methods the command table
+(:data:`~dtriad.core.commands.METHODS`) marks :attr:`~dtriad.core.commands.Group.ADMIN`,
+typed in lower case. How an admin reply prints (:data:`ADMIN_FORMAT`, keyed
+by the table's method names) is the shell's own.
 """
 
 from __future__ import annotations
@@ -26,7 +34,17 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from dtriad.core.commands import REDIS, Kind, RedisCommand, arity_error, reply_is_status
+from dtriad.core.commands import (
+    METHODS,
+    REDIS,
+    ApiMethod,
+    Group,
+    Kind,
+    RedisCommand,
+    arity_error,
+    reply_is_status,
+    text,
+)
 from dtriad.frontends.resp import split_args
 
 
@@ -55,14 +73,10 @@ class HelpEntry:
 # The front end's own commands that mean something over HTTP.
 HTTP_LOCAL = {"ping", "echo", "dbsize"}
 ADMIN_GROUP = "dtriad"
-ADMIN: dict[str, tuple[str, str]] = {   # name -> (HTTP method, summary)
-    "ring": ("ring", "The ring: epoch, and each node's tokens, share of the ring and "
-                     "arcs as master and backup"),
-    "keydist": ("keyDist", "Keys each node holds as master and as backup, as a bar chart"),
-    "check": ("check", "Verify both invariants over every backend (as 'dtriad check')"),
-    "health": ("health", "Whether each backend answers, and how fast"),
-    "stats": ("stats", "Requests and errors served by this DTServer"),
-}
+# The command table's admin methods, by the shell's name for them (lower case:
+# ``keydist`` runs ``keyDist``).
+ADMIN_COMMANDS: dict[str, ApiMethod] = {
+    m.name.lower(): m for m in METHODS.values() if m.group is Group.ADMIN}
 SHELL = {"help": "[command|@group]", "quit": "", "exit": "", "clear": ""}
 NOTES = {
     "dbsize": "dtriad: counts every key of the cluster once (a SCAN of every backend)",
@@ -96,7 +110,8 @@ def help_entries() -> dict[str, HelpEntry]:
         if served(spec):
             out[spec.name] = table.get(spec.name.upper()) or HelpEntry(
                 spec.name.upper(), "", "", spec.group)
-    for name, (_, summary) in ADMIN.items():
+    for name, method in ADMIN_COMMANDS.items():
+        summary = method.summary[:1].upper() + method.summary[1:]  # as Redis's help reads
         out[name] = HelpEntry(name.upper(), "", summary, ADMIN_GROUP)
     return out
 
@@ -124,10 +139,14 @@ class Action(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Plan:
+class ParsedLine:
+    """One command line: what to do, its arguments, and the Redis command
+    (:attr:`Action.REDIS`) or the HTTP method (:attr:`Action.ADMIN`) it runs."""
+
     action: Action
     argv: list[str]
     spec: RedisCommand | None = None
+    method: ApiMethod | None = None
 
     @property
     def name(self) -> str:
@@ -144,26 +163,26 @@ class Refused(Exception):
         self.usage = usage
 
 
-def plan(argv: list[str]) -> Plan:
+def parse_line(argv: list[str]) -> ParsedLine:
     """What to do with one command line (already split into arguments)."""
     name = argv[0].lower()
     if name in ("help", "?"):
-        return Plan(Action.HELP, argv)
+        return ParsedLine(Action.HELP, argv)
     if name in ("quit", "exit"):
-        return Plan(Action.QUIT, argv)
+        return ParsedLine(Action.QUIT, argv)
     if name == "clear":
-        return Plan(Action.CLEAR, argv)
-    if name in ADMIN:
+        return ParsedLine(Action.CLEAR, argv)
+    if name in ADMIN_COMMANDS:
         if len(argv) != 1:
             raise Refused(f"ERR wrong number of arguments for '{name}' command", usage(name))
-        return Plan(Action.ADMIN, argv)
+        return ParsedLine(Action.ADMIN, argv, method=ADMIN_COMMANDS[name])
     spec = REDIS.get(name.upper())
     if spec is None or not served(spec):
         raise Refused(unknown_command(argv))
     problem = arity_error(spec, len(argv))
     if problem:
         raise Refused(problem, usage(name))
-    return Plan(Action.REDIS, argv, spec)
+    return ParsedLine(Action.REDIS, argv, spec)
 
 
 def unknown_command(argv: list[str]) -> str:
@@ -182,10 +201,10 @@ def unknown_command(argv: list[str]) -> str:
     return line.replace("\r", " ").replace("\n", " ")
 
 
-def typed(value: Any, plan: Plan) -> Reply:
+def typed(value: Any, line: ParsedLine) -> Reply:
     """A reply decoded from JSON, with its status replies marked (``OK``)."""
     if isinstance(value, str) and not isinstance(value, Error) and reply_is_status(
-            plan.spec, plan.argv):  # a Plan of Action.REDIS always has its spec
+            line.spec, line.argv):  # a line of Action.REDIS always has its spec
         return Status(value)
     return value
 
@@ -262,20 +281,20 @@ def hint(line: str) -> str | None:
     argv = split_args(line)
     if not argv:
         return None
-    entry = help_entries().get(argv[0].decode("utf-8", "replace").lower())
+    entry = help_entries().get(text(argv[0]).lower())
     if entry is None:
         return None
-    text = entry.params
+    rest = entry.params
     remove = len(argv) - 1
-    while remove > 0 and text:
-        if text[0] == "[":
+    while remove > 0 and rest:
+        if rest[0] == "[":
             break
-        if text[0] == " ":
+        if rest[0] == " ":
             remove -= 1
-        text = text[1:]
+        rest = rest[1:]
     if not line[-1:].isspace():
-        text = " " + text
-    return text
+        rest = " " + rest
+    return rest
 
 
 # ----------------------------------------------------------------------- help
@@ -289,7 +308,7 @@ def help_text(args: list[str], version: str) -> str:
                 '      "help <tab>" to get a list of possible help topics\n'
                 '      "quit" to exit\n\n'
                 f"Groups: {' '.join('@' + g for g in groups())}\n"
-                f"Admin commands (@{ADMIN_GROUP}): {', '.join(ADMIN)}\n")
+                f"Admin commands (@{ADMIN_GROUP}): {', '.join(ADMIN_COMMANDS)}\n")
     topic = " ".join(args).lower()
     entries = help_entries()
     if topic.startswith("@"):
@@ -388,5 +407,6 @@ def _table(rows: list[tuple], right: tuple[int, ...] = ()) -> str:
     return "\n".join(out)
 
 
-ADMIN_FORMAT = {"ring": ring_table, "keydist": keydist_chart, "check": check_text,
+# How each admin method's reply prints, by its name in the command table.
+ADMIN_FORMAT = {"ring": ring_table, "keyDist": keydist_chart, "check": check_text,
                 "health": health_table, "stats": stats_text}
