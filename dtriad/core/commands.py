@@ -39,7 +39,7 @@ class Kind(enum.Enum):
     LOCAL = "local"      # answered by the front end itself (PING, AUTH, INFO...)
 
 
-class Route(enum.Enum):
+class Routing(enum.Enum):
     SINGLE = "single"    # one key, argv[1]
     EACH = "each"        # every argument is a key; per-node groups, replies summed
     MGET = "mget"        # every argument is a key; per-node groups, replies in order
@@ -52,7 +52,7 @@ class RedisCommand:
     name: str            # lower case, as Redis reports it
     arity: int
     kind: Kind
-    route: Route = Route.SINGLE
+    route: Routing = Routing.SINGLE
     status: bool = False  # a string reply is a status (+OK), not a bulk string
     group: str = "generic"
 
@@ -64,8 +64,8 @@ class RedisCommand:
     @property
     def key_spec(self) -> tuple[int, int, int]:
         """(first key, last key, step), as in COMMAND's reply."""
-        return {Route.SINGLE: (1, 1, 1), Route.EACH: (1, -1, 1), Route.MGET: (1, -1, 1),
-                Route.PAIRS: (1, -1, 2), Route.NONE: (0, 0, 0)}[self.route]
+        return {Routing.SINGLE: (1, 1, 1), Routing.EACH: (1, -1, 1), Routing.MGET: (1, -1, 1),
+                Routing.PAIRS: (1, -1, 2), Routing.NONE: (0, 0, 0)}[self.route]
 
     def arity_ok(self, argc: int) -> bool:
         return argc == self.arity if self.arity > 0 else argc >= -self.arity
@@ -81,24 +81,24 @@ def _table(group: str, *rows: tuple) -> list[RedisCommand]:
 
 REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
     *_table("string",
-            ("get", 2, _R), ("set", -3, _W, Route.SINGLE, True), ("mget", -2, _R, Route.MGET),
-            ("mset", -3, _W, Route.PAIRS, True), ("incr", 2, _W), ("incrby", 3, _W),
+            ("get", 2, _R), ("set", -3, _W, Routing.SINGLE, True), ("mget", -2, _R, Routing.MGET),
+            ("mset", -3, _W, Routing.PAIRS, True), ("incr", 2, _W), ("incrby", 3, _W),
             ("decr", 2, _W), ("decrby", 3, _W), ("incrbyfloat", 3, _W), ("append", 3, _W),
             ("strlen", 2, _R), ("getrange", 4, _R), ("setrange", 4, _W), ("getdel", 2, _W),
-            ("getset", 3, _W), ("setnx", 3, _W), ("setex", 4, _W, Route.SINGLE, True),
-            ("psetex", 4, _W, Route.SINGLE, True)),
+            ("getset", 3, _W), ("setnx", 3, _W), ("setex", 4, _W, Routing.SINGLE, True),
+            ("psetex", 4, _W, Routing.SINGLE, True)),
     *_table("generic",
-            ("del", -2, _W, Route.EACH), ("unlink", -2, _W, Route.EACH),
-            ("exists", -2, _R, Route.EACH), ("expire", 3, _W), ("pexpire", 3, _W),
+            ("del", -2, _W, Routing.EACH), ("unlink", -2, _W, Routing.EACH),
+            ("exists", -2, _R, Routing.EACH), ("expire", 3, _W), ("pexpire", 3, _W),
             ("expireat", 3, _W), ("pexpireat", 3, _W), ("ttl", 2, _R), ("pttl", 2, _R),
-            ("persist", 2, _W), ("type", 2, _R, Route.SINGLE, True)),
+            ("persist", 2, _W), ("type", 2, _R, Routing.SINGLE, True)),
     *_table("list",
             ("lpush", -3, _W), ("rpush", -3, _W), ("lpushx", -3, _W), ("rpushx", -3, _W),
             ("lpop", -2, _W), ("rpop", -2, _W), ("llen", 2, _R), ("lindex", 3, _R),
-            ("lrange", 4, _R), ("lset", 4, _W, Route.SINGLE, True), ("lrem", 4, _W),
-            ("ltrim", 4, _W, Route.SINGLE, True)),
+            ("lrange", 4, _R), ("lset", 4, _W, Routing.SINGLE, True), ("lrem", 4, _W),
+            ("ltrim", 4, _W, Routing.SINGLE, True)),
     *_table("hash",
-            ("hset", -4, _W), ("hsetnx", 4, _W), ("hmset", -4, _W, Route.SINGLE, True),
+            ("hset", -4, _W), ("hsetnx", 4, _W), ("hmset", -4, _W, Routing.SINGLE, True),
             ("hget", 3, _R), ("hmget", -3, _R), ("hdel", -3, _W), ("hgetall", 2, _R),
             ("hincrby", 4, _W), ("hlen", 2, _R), ("hexists", 3, _R), ("hkeys", 2, _R),
             ("hvals", 2, _R), ("hstrlen", 3, _R)),
@@ -110,14 +110,14 @@ REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
             ("zcard", 2, _R), ("zrange", -4, _R), ("zrangebyscore", -4, _R),
             ("zrevrange", -4, _R), ("zrank", 3, _R), ("zcount", 4, _R)),
     *_table("connection",
-            ("ping", -1, _L, Route.NONE), ("echo", 2, _L, Route.NONE),
-            ("auth", -2, _L, Route.NONE), ("select", 2, _L, Route.NONE),
-            ("quit", 1, _L, Route.NONE), ("client", -2, _L, Route.NONE),
-            ("hello", -1, _L, Route.NONE)),
+            ("ping", -1, _L, Routing.NONE), ("echo", 2, _L, Routing.NONE),
+            ("auth", -2, _L, Routing.NONE), ("select", 2, _L, Routing.NONE),
+            ("quit", 1, _L, Routing.NONE), ("client", -2, _L, Routing.NONE),
+            ("hello", -1, _L, Routing.NONE)),
     *_table("server",
-            ("command", -1, _L, Route.NONE), ("info", -1, _L, Route.NONE),
-            ("config", -2, _L, Route.NONE),
-            ("dbsize", 1, _L, Route.NONE)),
+            ("command", -1, _L, Routing.NONE), ("info", -1, _L, Routing.NONE),
+            ("config", -2, _L, Routing.NONE),
+            ("dbsize", 1, _L, Routing.NONE)),
 ]}
 
 
@@ -125,7 +125,7 @@ def arity_error(command: RedisCommand, argc: int) -> str | None:
     """Redis's error for ``argc`` arguments (the name included), or None if right."""
     if not command.arity_ok(argc):
         return f"ERR wrong number of arguments for '{command.name}' command"
-    if command.route is Route.PAIRS and argc % 2 == 0:  # Redis's own words for MSET
+    if command.route is Routing.PAIRS and argc % 2 == 0:  # Redis's own words for MSET
         return f"ERR wrong number of arguments for {command.name.upper()}"
     return None
 

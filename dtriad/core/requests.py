@@ -40,8 +40,16 @@ from dtriad.backends.outcome import (
 )
 from dtriad.config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
 from dtriad.core import steps
-from dtriad.core.commands import API, METHODS, Kind, RedisCommand, arity_error, lookup, method_names
-from dtriad.core.commands import Route as Routing
+from dtriad.core.commands import (
+    API,
+    METHODS,
+    Kind,
+    RedisCommand,
+    Routing,
+    arity_error,
+    lookup,
+    method_names,
+)
 from dtriad.core.follower import RingFollower
 from dtriad.core.repair import Repairs
 from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
