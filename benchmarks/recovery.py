@@ -49,9 +49,8 @@ def members(directory: Path) -> set[str]:
 def restart(keys: int, directory: Path) -> dict:
     config = local.up(directory, local.UpOptions(nodes=3, replicas=1, persist=False, workers=1,
                                                  down_after_ms=10_000), log=lambda *_: None)
-    config.extra["dir"] = str(directory)
     try:
-        host, port = parse_address(config.nodes[0].extra["resp"])
+        host, port = parse_address(config.nodes[0].resp)
         client = redis.Redis(host=host, port=port, password=config.password, protocol=2,
                              socket_timeout=10)
         names = [f"k{i}" for i in range(keys)]

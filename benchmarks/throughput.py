@@ -75,7 +75,7 @@ def measure(workdir: Path, scale: float, echo) -> list[dict]:
                                                      workers=1, down_after_ms=60_000),
                           log=lambda *_: None)
         try:
-            resp = parse_address(config.nodes[0].extra["resp"])[1]
+            resp = parse_address(config.nodes[0].resp)[1]
             for pipeline in (1, 16):
                 n = int(REQUESTS["dtriad", pipeline] * scale)
                 for test, r in benchmark(resp, config.password, pipeline, n).items():

@@ -1,21 +1,54 @@
-"""Typed, validated cluster configuration (``cluster.json``)."""
+"""Typed, validated cluster configuration (``cluster.json`` or a host's ``dtriad.toml``).
+
+Every setting is a field of :class:`ClusterConfig`, :class:`NodeSpec` or
+:class:`HostSection` (the ``[host]`` table), checked when the object is made.
+A key the file has but no field takes is refused, naming the key, where it
+was and what is accepted: a typo never silently leaves a default in force.
+
+Runtime state (the PIDs of a local cluster's processes) is not configuration:
+it lives in ``DIR/pids.json`` (see :mod:`dtriad.ops.cluster`). The PID keys
+older versions wrote into ``cluster.json`` are still read (and ignored) here.
+"""
 
 from __future__ import annotations
 
+import difflib
+import enum
 import json
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from dtriad.exceptions import ConfigurationError
 from dtriad.placement.ring import Ring
 
-WRITE_QUORUMS = ("all", "quorum", "one")
-READ_QUORUMS = ("one", "quorum")
+
+class ReadQuorum(enum.StrEnum):
+    """How many copies a read consults."""
+
+    ONE = "one"        # the first copy that answers, master first
+    QUORUM = "quorum"  # the newest of a majority, older copies repaired
+
+
+class WriteQuorum(enum.StrEnum):
+    """How many copies must take a write before it is acknowledged."""
+
+    ALL = "all"
+    QUORUM = "quorum"
+    ONE = "one"
+
+
+WRITE_QUORUMS = tuple(level.value for level in WriteQuorum)  # ("all", "quorum", "one")
+READ_QUORUMS = tuple(level.value for level in ReadQuorum)    # ("one", "quorum")
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
+SERVERS = ("granian", "wsgiref")
+DEFAULT_DATA_DIR = "/var/lib/dtriad"
+# Runtime keys older versions wrote into cluster.json; now in DIR/pids.json.
+LEGACY_CLUSTER_KEYS = ("sentinel_pids", "dtsentinel_pid", "dtsentinel_pids")
+LEGACY_NODE_KEYS = ("pids",)
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -26,16 +59,20 @@ def parse_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def check_level(name: str, level: str) -> str:
-    """Validate a consistency level (``write_quorum`` or ``read_quorum``)."""
-    allowed = WRITE_QUORUMS if name == "write_quorum" else READ_QUORUMS
-    if level not in allowed:
-        raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, got {level!r}")
-    return level
+def check_level(name: str, level: str) -> ReadQuorum | WriteQuorum:
+    """Validate a consistency level (``write_quorum`` or ``read_quorum``);
+    the matching enum member."""
+    kind = WriteQuorum if name == "write_quorum" else ReadQuorum
+    try:
+        return kind(level)
+    except ValueError:
+        allowed = ", ".join(kind)
+        raise ConfigurationError(f"{name} must be one of {allowed}, got {level!r}") from None
 
 
 def required_copies(total: int, level: str) -> int:
-    """Copies needed out of ``total`` at ``level`` (all, quorum or one)."""
+    """Copies needed out of ``total`` at ``level`` (all, quorum or one; a
+    :class:`WriteQuorum`/:class:`ReadQuorum` member or its string)."""
     if level == "one":
         return min(1, total)
     if level == "quorum":
@@ -48,6 +85,69 @@ def admin_headers(secret: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"} if secret else {}
 
 
+# ------------------------------------------------------------------ checks
+def _int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _positive_number(name: str, value, unit: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(f"{name} must be a number > 0{unit}, got {value!r}")
+
+
+def _address(name: str, value) -> None:
+    try:
+        if not isinstance(value, str):
+            raise ConfigurationError("not a string")
+        parse_address(value)
+    except ConfigurationError:
+        raise ConfigurationError(
+            f"{name} must be an address like 127.0.0.1:6379, got {value!r}") from None
+
+
+def _optional_str(name: str, value) -> None:
+    if value is not None and not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string, got {value!r}")
+
+
+def _bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be true or false, got {value!r}")
+
+
+def _settings(cls) -> list[str]:
+    """The keys a file may give for ``cls``: its init fields but ``path``."""
+    return [f.name for f in fields(cls) if f.init and f.name != "path"]
+
+
+def _refuse_unknown(table: dict, accepted: list[str], where: str) -> None:
+    """A ConfigurationError naming every key of ``table`` not in ``accepted``."""
+    unknown = [k for k in table if k not in accepted]
+    if not unknown:
+        return
+    guesses = {}
+    for key in unknown:
+        close = difflib.get_close_matches(str(key), accepted, n=1)
+        if close:
+            guesses[key] = close[0]
+    if len(unknown) == 1:
+        message = f"unknown setting {unknown[0]!r} {where}; "
+        hint = f"did you mean {guesses[unknown[0]]!r}? " if guesses else ""
+    else:
+        message = f"unknown settings {', '.join(map(repr, unknown))} {where}; "
+        hint = "".join(f"did you mean {guess!r} for {key!r}? "
+                       for key, guess in guesses.items())
+    raise ConfigurationError(f"{message}{hint}accepted: {', '.join(sorted(accepted))}")
+
+
+def _table(value, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigurationError(f"{what} must be a table of settings, got {value!r}")
+    return value
+
+
+# ------------------------------------------------------------------ settings
 @dataclass(frozen=True)
 class NodeSpec:
     """One node: its Redis backend and its DTServer."""
@@ -55,16 +155,21 @@ class NodeSpec:
     name: str
     redis: str
     http: str
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
+    _: KW_ONLY
+    resp: str | None = None  # the DTServer's RESP front end, "host:port"
+    persist: bool = True     # a local cluster's backend keeps an append-only file
 
     def __post_init__(self):
-        if not self.name:
-            raise ConfigurationError("a node needs a name")
-        parse_address(self.redis)
-        url = urlsplit(self.http)
-        if url.scheme not in ("http", "https") or not url.hostname or not url.port:
+        if not self.name or not isinstance(self.name, str):
+            raise ConfigurationError(f"a node needs a name (a string), got {self.name!r}")
+        _address(f"node {self.name}: redis", self.redis)
+        url = urlsplit(self.http) if isinstance(self.http, str) else None
+        if url is None or url.scheme not in ("http", "https") or not url.hostname or not url.port:
             raise ConfigurationError(
                 f"node {self.name}: http must look like http://127.0.0.1:50001, got {self.http!r}")
+        if self.resp is not None:
+            _address(f"node {self.name}: resp", self.resp)
+        _bool(f"node {self.name}: persist", self.persist)
 
     @property
     def redis_host(self) -> str:
@@ -82,10 +187,67 @@ class NodeSpec:
     def http_port(self) -> int:
         return urlsplit(self.http).port
 
+    def to_dict(self) -> dict:
+        out = {"name": self.name, "redis": self.redis, "http": self.http}
+        if self.resp is not None:
+            out["resp"] = self.resp
+        out["persist"] = self.persist
+        return out
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> NodeSpec:
+        data = dict(_table(data, f"a node {where}"))
+        name = data.get("name")
+        place = f"in node {name!r} {where}" if name else f"in a node {where}"
+        for key in LEGACY_NODE_KEYS:
+            data.pop(key, None)
+        _refuse_unknown(data, _settings(cls), place)
+        missing = [k for k in ("name", "redis", "http") if k not in data]
+        if missing:
+            raise ConfigurationError(
+                f"missing {', '.join(repr(k) for k in missing)} {place}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class HostSection:
+    """A production host's ``[host]`` table: which parts run on it, and how.
+    (:class:`dtriad.ops.units.Roles` checks it against the rest of the file.)"""
+
+    node: str | None = None          # this host runs that node's backend and DTServer
+    sentinel: str | None = None      # and/or a Redis Sentinel on this address
+    dtsentinel: bool = False         # and/or a DTSentinel
+    data_dir: str = DEFAULT_DATA_DIR
+    workers: int = 2                 # HTTP workers of the DTServer
+    down_after_ms: int = 5000        # this host's Sentinel calls a backend down after it
+
+    def __post_init__(self):
+        _optional_str("[host] node", self.node)
+        if self.sentinel is not None:
+            _address("[host] sentinel", self.sentinel)
+        _bool("[host] dtsentinel", self.dtsentinel)
+        if not isinstance(self.data_dir, str) or not self.data_dir:
+            raise ConfigurationError(
+                f"[host] data_dir must be a directory path, got {self.data_dir!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) \
+                or self.workers < 1:
+            raise ConfigurationError(f"[host] workers must be >= 1, got {self.workers!r}")
+        _int("[host] down_after_ms", self.down_after_ms, 1)
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in _settings(type(self))
+                if getattr(self, k) is not None}
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> HostSection:
+        data = _table(data, f"[host] {where}")
+        _refuse_unknown(data, _settings(cls), f"in [host] {where}")
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """What every DTServer needs to know to serve the ring."""
+    """What every DTServer, the DTSentinel and ``dtriad`` need to know."""
 
     nodes: tuple[NodeSpec, ...]
     replicas: int
@@ -93,31 +255,56 @@ class ClusterConfig:
     password: str | None = None
     secret: str | None = None
     username: str | None = None
-    write_quorum: str = "all"
-    read_quorum: str = "one"
+    write_quorum: WriteQuorum = WriteQuorum.ALL
+    read_quorum: ReadQuorum = ReadQuorum.ONE
     max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
     backend_timeout: float = 1.0
     epoch: int = 0
-    extra: dict = field(default_factory=dict, compare=False, repr=False)
+    _: KW_ONLY
+    # Redis Sentinels watching the backends ("host:port"); the DTSentinel listens to them.
+    sentinels: tuple[str, ...] = ()
+    # DTSentinel: keys scanned per Lua call while migrating; a throttle in keys/s
+    # (None: none); how long no holder of an arc answers before it is lost.
+    migration_batch: int = 1000
+    migration_max_keys_per_s: float | None = None
+    lost_after_ms: int = 10_000
+    # A local cluster ('dtriad up'): Sentinel's down-after-milliseconds, DTSentinels
+    # started, HTTP workers per DTServer and the HTTP server they run.
+    down_after_ms: int = 1000
+    dtsentinels: int = 1
+    workers: int = 2
+    server: str = "granian"
+    # A production host's [host] table (dtriad.toml only).
+    host: HostSection | None = None
+    # Not a setting: the file this configuration was read from or saved to.
+    path: Path | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        if not self.nodes:
+        set_ = object.__setattr__  # frozen: normalise in place, once
+        if isinstance(self.nodes, list):
+            set_(self, "nodes", tuple(self.nodes))
+        if not isinstance(self.nodes, tuple) or not self.nodes:
             raise ConfigurationError("a cluster needs at least one node")
+        if not all(isinstance(n, NodeSpec) for n in self.nodes):
+            raise ConfigurationError("nodes must be NodeSpec objects")
         names = [n.name for n in self.nodes]
         if len(set(names)) != len(names):
             raise ConfigurationError(f"node names must be unique, got {names}")
         redis = [n.redis for n in self.nodes]
         if len(set(redis)) != len(redis):
             raise ConfigurationError(f"two nodes share a Redis address: {redis}")
-        if not isinstance(self.replicas, int) or self.replicas < 0:
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) \
+                or self.replicas < 0:
             raise ConfigurationError(f"replicas must be an integer >= 0, got {self.replicas!r}")
-        if not isinstance(self.vnodes, int) or self.vnodes < 1:
-            raise ConfigurationError(f"vnodes must be an integer >= 1, got {self.vnodes!r}")
-        check_level("write_quorum", self.write_quorum)
-        check_level("read_quorum", self.read_quorum)
-        if not isinstance(self.max_value_bytes, int) or self.max_value_bytes < 1:
+        _int("vnodes", self.vnodes, 1)
+        set_(self, "write_quorum", check_level("write_quorum", self.write_quorum))
+        set_(self, "read_quorum", check_level("read_quorum", self.read_quorum))
+        if isinstance(self.max_value_bytes, bool) or not isinstance(self.max_value_bytes, int) \
+                or self.max_value_bytes < 1:
             raise ConfigurationError(
                 f"max_value_bytes must be a positive integer, got {self.max_value_bytes!r}")
+        for what in ("password", "secret", "username"):
+            _optional_str(what, getattr(self, what))
         if self.username is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.username):
             raise ConfigurationError(
                 f"username must be letters, digits, '_', '.' or '-', got {self.username!r}")
@@ -129,9 +316,49 @@ class ClusterConfig:
                     f"(try: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
         if self.username and not self.password:
             raise ConfigurationError("a username needs a password")
-        if not self.backend_timeout > 0:
+        _positive_number("backend_timeout", self.backend_timeout, " seconds")
+        _int("epoch", self.epoch, 0)
+        self._check_runtime_settings()
+        if isinstance(self.host, dict):
+            set_(self, "host", HostSection.from_dict(self.host, "of the configuration"))
+        if self.host is not None and not isinstance(self.host, HostSection):
+            raise ConfigurationError(f"[host] must be a table, got {self.host!r}")
+        if self.path is not None:
+            set_(self, "path", Path(self.path))
+
+    def _check_runtime_settings(self) -> None:
+        set_ = object.__setattr__
+        sentinels = self.sentinels
+        if isinstance(sentinels, list):
+            sentinels = tuple(sentinels)
+            set_(self, "sentinels", sentinels)
+        if not isinstance(sentinels, tuple) or not all(isinstance(a, str) for a in sentinels):
             raise ConfigurationError(
-                f"backend_timeout must be > 0 seconds, got {self.backend_timeout!r}")
+                f"sentinels must be a list of addresses like 127.0.0.1:26379, got {sentinels!r}")
+        for address in sentinels:
+            _address("each of sentinels", address)
+        if len(set(sentinels)) != len(sentinels):
+            raise ConfigurationError(f"sentinels must be distinct, got {list(sentinels)}")
+        _int("migration_batch", self.migration_batch, 1)
+        rate = self.migration_max_keys_per_s
+        if rate == 0 and not isinstance(rate, bool):
+            set_(self, "migration_max_keys_per_s", None)  # 0, as before: no throttle
+        elif rate is not None:
+            _positive_number("migration_max_keys_per_s", rate,
+                             " (leave it out for no throttle)")
+            set_(self, "migration_max_keys_per_s", float(rate))
+        _int("lost_after_ms", self.lost_after_ms, 1)
+        _int("down_after_ms", self.down_after_ms, 1)
+        _int("dtsentinels", self.dtsentinels, 1)
+        _int("workers", self.workers, 1)
+        if self.server not in SERVERS:
+            raise ConfigurationError(
+                f"server must be one of {', '.join(SERVERS)}, got {self.server!r}")
+
+    @property
+    def directory(self) -> Path | None:
+        """The directory of the file this was read from: a local cluster's directory."""
+        return self.path.parent if self.path is not None else None
 
     def ring(self) -> Ring:
         return Ring([n.redis for n in self.nodes], self.replicas, self.vnodes)
@@ -155,34 +382,50 @@ class ClusterConfig:
         return required_copies(total, level or self.write_quorum)
 
     @classmethod
-    def from_dict(cls, data: dict) -> ClusterConfig:
+    def accepted(cls) -> list[str]:
+        """The top-level keys of a cluster file."""
+        return _settings(cls)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str | None = None,
+                  path: Path | None = None) -> ClusterConfig:
+        """Build from a parsed file; ``source`` names it in errors."""
+        where = f"in {source}" if source else "in the cluster configuration"
         if not isinstance(data, dict):
-            raise ConfigurationError("cluster configuration must be a JSON object")
-        known = {"replicas", "vnodes", "password", "secret", "username", "write_quorum",
-                 "read_quorum",
-                 "max_value_bytes", "backend_timeout", "epoch"}
-        try:
-            nodes = tuple(
-                NodeSpec(n["name"], n["redis"], n["http"],
-                         extra={k: v for k, v in n.items() if k not in ("name", "redis", "http")})
-                for n in data["nodes"])
-            return cls(nodes=nodes, **{k: data[k] for k in known if k in data},
-                       extra={k: v for k, v in data.items() if k not in known | {"nodes"}})
-        except (KeyError, TypeError) as e:
-            raise ConfigurationError(f"cluster configuration is missing or mistypes {e}") from e
+            raise ConfigurationError(f"cluster configuration must be a JSON object ({where})")
+        data = {k: v for k, v in data.items() if k not in LEGACY_CLUSTER_KEYS}
+        _refuse_unknown(data, cls.accepted(), where)
+        for key in ("nodes", "replicas"):
+            if key not in data:
+                raise ConfigurationError(f"cluster configuration is missing {key!r} ({where})")
+        nodes = data.pop("nodes")
+        if not isinstance(nodes, list | tuple):
+            raise ConfigurationError(f"nodes must be a list of tables {where}, got {nodes!r}")
+        of = f"of {source}" if source else "of the cluster configuration"
+        data["nodes"] = tuple(NodeSpec.from_dict(n, of) for n in nodes)
+        if "host" in data:
+            data["host"] = HostSection.from_dict(data["host"], of)
+        return cls(**data, path=path)
 
     def to_dict(self) -> dict:
-        out = dict(self.extra)
-        out.update({
+        out = {
             "replicas": self.replicas, "vnodes": self.vnodes, "password": self.password,
             "secret": self.secret, "username": self.username,
-            "write_quorum": self.write_quorum,
-            "read_quorum": self.read_quorum,
+            "write_quorum": self.write_quorum.value,
+            "read_quorum": self.read_quorum.value,
             "max_value_bytes": self.max_value_bytes, "backend_timeout": self.backend_timeout,
             "epoch": self.epoch,
-            "nodes": [{**n.extra, "name": n.name, "redis": n.redis, "http": n.http}
-                      for n in self.nodes],
-        })
+            "sentinels": list(self.sentinels),
+            "migration_batch": self.migration_batch,
+            "lost_after_ms": self.lost_after_ms,
+            "down_after_ms": self.down_after_ms, "dtsentinels": self.dtsentinels,
+            "workers": self.workers, "server": self.server,
+        }
+        if self.migration_max_keys_per_s is not None:
+            out["migration_max_keys_per_s"] = self.migration_max_keys_per_s
+        if self.host is not None:
+            out["host"] = self.host.to_dict()
+        out["nodes"] = [n.to_dict() for n in self.nodes]
         return out
 
     @classmethod
@@ -210,7 +453,7 @@ class ClusterConfig:
                 data = json.loads(text)
             except json.JSONDecodeError as e:
                 raise ConfigurationError(f"{path} is not valid JSON: {e}") from e
-        return cls.from_dict(data)
+        return cls.from_dict(data, source=str(path), path=path.absolute())
 
     def save(self, path: str | os.PathLike) -> None:
         """Write atomically, readable by the owner only (it holds secrets)."""
@@ -221,3 +464,4 @@ class ClusterConfig:
             json.dump(self.to_dict(), f, indent=2)
             f.write("\n")
         os.replace(tmp, path)
+        object.__setattr__(self, "path", path.absolute())

@@ -40,8 +40,7 @@ def quiet_cluster(tmp_path_factory, name: str, max_value_bytes: int):
                                                  down_after_ms=60_000,
                                                  max_value_bytes=max_value_bytes),
                       log=lambda *_: None)
-    config.extra["dir"] = str(directory)
-    yield config
+    yield config  # config.directory is the cluster's directory
     local.down(directory)
 
 
@@ -129,7 +128,6 @@ def cluster5(tmp_path_factory):
     directory = tmp_path_factory.mktemp("cluster5")
     config = local.up(directory, local.UpOptions(nodes=5, replicas=2, persist=False,
                                                  workers=1), log=lambda *_: None)
-    config.extra["dir"] = str(directory)
     yield config
     local.down(directory)
 
@@ -154,8 +152,8 @@ def pytest_runtest_makereport(item, call):
         if isinstance(base, Path):
             logs += sorted(base.rglob("*.log"))
     for config in item.funcargs.values():
-        if isinstance(config, ClusterConfig) and config.extra.get("dir"):
-            logs += sorted(Path(config.extra["dir"]).rglob("*.log"))
+        if isinstance(config, ClusterConfig) and config.directory:
+            logs += sorted(config.directory.rglob("*.log"))
     for log in logs:
         text = log.read_text(errors="replace")[-3000:]
         report.sections.append((f"log {log}", text))

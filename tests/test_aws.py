@@ -82,7 +82,7 @@ def test_provision_launches_tagged_hosts_that_install_themselves(ec2, tmp_path):
         config = ClusterConfig.load(path)
         roles = Roles.of(config)
         assert [n.redis for n in config.nodes] == [f"{a}:6379" for a in addresses[:4]]
-        assert config.extra["sentinels"] == [f"{addresses[4]}:26379"]
+        assert config.sentinels == (f"{addresses[4]}:26379",)
         assert config.username == "dtriad" and len(config.password) >= 32
         if host.name == "sentinel":
             assert roles.services() == ["sentinel", "register", "dtsentinel"]

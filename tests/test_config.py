@@ -9,20 +9,24 @@ from dtriad.exceptions import CommandError, ConfigurationError
 from .conftest import make_nodes
 
 
-def test_round_trip_keeps_unknown_fields(tmp_path):
+def test_round_trip_keeps_every_setting(tmp_path):
     config = ClusterConfig(nodes=make_nodes(3), replicas=1, password="p", secret="s",
-                           extra={"sentinels": ["127.0.0.1:26379"]})
+                           sentinels=("127.0.0.1:26379",))
     path = tmp_path / "cluster.json"
     config.save(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert config.path == path and config.directory == tmp_path
     data = json.loads(path.read_text())
     data["nodes"][0]["resp"] = "127.0.0.1:7000"
     path.write_text(json.dumps(data))
     loaded = ClusterConfig.load(tmp_path)
-    assert loaded == config
-    assert loaded.extra["sentinels"] == ["127.0.0.1:26379"]
-    assert loaded.nodes[0].extra == {"resp": "127.0.0.1:7000"}
+    assert loaded.path == path and loaded.directory == tmp_path
+    assert loaded.sentinels == ("127.0.0.1:26379",)
+    assert loaded.nodes[0].resp == "127.0.0.1:7000" and loaded.nodes[1].resp is None
     assert loaded.to_dict()["nodes"][0]["resp"] == "127.0.0.1:7000"
+    assert loaded != config  # n1 has a RESP address now
+    assert ClusterConfig.from_dict(loaded.to_dict()) == loaded
+    assert "path" not in loaded.to_dict()
 
 
 @pytest.mark.parametrize("change,words", [

@@ -48,7 +48,10 @@ def test_a_standby_dtsentinel_on_a_node_host_needs_no_register_unit():
     ({}, "[host] runs nothing"),
     ({"node": "n9"}, "no node named 'n9'"),
     ({"sentinel": "10.0.0.99:26379"}, "is not in 'sentinels'"),
-    ({"node": "n1", "colour": "red"}, "unknown key(s) in [host]: colour"),
+    ({"node": "n1", "colour": "red"}, "unknown setting 'colour' in [host]"),
+    ({"node": "n1", "worker": 3}, "did you mean 'workers'?"),
+    ({"node": "n1", "dtsentinel": "yes"}, "[host] dtsentinel must be true or false"),
+    ({"sentinel": "nowhere"}, "[host] sentinel must be an address like"),
     ({"node": "n1", "workers": 0}, "workers must be >= 1"),
 ])
 def test_a_bad_host_table_is_refused_with_the_reason(host, message):
@@ -126,7 +129,8 @@ def test_a_host_file_in_toml_loads_like_cluster_json(tmp_path):
     path = write(tmp_path / "h.toml", {"node": "n2"}, write_quorum="quorum")
     config = ClusterConfig.load(path)
     assert config.username == "dtriad" and config.write_quorum == "quorum"
-    assert config.extra["sentinels"] == ["10.0.0.20:26379"]
+    assert config.sentinels == ("10.0.0.20:26379",)
+    assert config.host.node == "n2" and Roles.of(config).node == "n2"
     bad = tmp_path / "broken.toml"
     bad.write_text("replicas = \n")
     with pytest.raises(ConfigurationError, match="is not valid TOML"):

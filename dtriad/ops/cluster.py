@@ -1,12 +1,14 @@
-"""A local cluster on loopback (DESIGN.md 7): N Redis backends, N DTServers,
-Redis Sentinel (one, or three with quorum 2) and the DTSentinel.
+"""A local cluster on loopback (docs/architecture.md section 7): N Redis
+backends, N DTServers, Redis Sentinel (one, or three with quorum 2) and the DTSentinel.
 
 Every process runs in its own session and is stopped by its PID, which is
-recorded in ``DIR/cluster.json`` (mode 0600: it holds the password).
+recorded in ``DIR/pids.json`` (:class:`Pids`); ``DIR/cluster.json`` (mode
+0600: it holds the password) holds only the configuration.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -14,7 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
@@ -38,6 +40,7 @@ from dtriad.ops.procs import (
 
 DEFAULT_DIR = "dtriad-cluster"
 CLUSTER_FILE = "cluster.json"
+PIDS_FILE = "pids.json"
 
 
 @dataclass(frozen=True)
@@ -73,25 +76,135 @@ def cluster_file(directory: str | os.PathLike) -> Path:
     return Path(directory).resolve() / CLUSTER_FILE
 
 
-def _running(config: ClusterConfig) -> list[str]:
-    alive = []
-    for node in config.nodes:
-        pids = node.extra.get("pids", {})
-        for role, pid in pids.items():
+# ------------------------------------------------------------------ PIDs
+def _pid(value, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{where}: a PID must be a positive integer or null, "
+                                 f"got {value!r}")
+    return value
+
+
+@dataclass
+class NodePids:
+    """A node's processes: its Redis backend and its DTServer (None: not running)."""
+
+    redis: int | None = None
+    server: int | None = None
+
+    def items(self) -> list[tuple[str, int | None]]:
+        return [("redis", self.redis), ("server", self.server)]
+
+
+@dataclass
+class Pids:
+    """The PIDs of a local cluster's processes, kept in ``DIR/pids.json``:
+    runtime state, apart from the configuration in ``DIR/cluster.json``.
+    Every process is stopped by the PID recorded here, never by its name.
+
+    ``sentinels[i]`` runs the Sentinel at ``config.sentinels[i]``;
+    ``dtsentinels[i - 1]`` the DTSentinel in ``dtsentinel_home(DIR, i)``.
+    """
+
+    nodes: dict[str, NodePids] = field(default_factory=dict)
+    sentinels: list[int | None] = field(default_factory=list)
+    dtsentinels: list[int | None] = field(default_factory=list)
+
+    @property
+    def dtsentinel(self) -> int | None:
+        """The first DTSentinel's PID."""
+        return self.dtsentinels[0] if self.dtsentinels else None
+
+    def node(self, name: str) -> NodePids:
+        """``name``'s PIDs (recorded from now on if it had none)."""
+        return self.nodes.setdefault(name, NodePids())
+
+    def every(self) -> list[int]:
+        """Every recorded PID: backends, DTServers, Sentinels, DTSentinels."""
+        pids = [pid for node in self.nodes.values() for _, pid in node.items()]
+        return [pid for pid in pids + self.sentinels + self.dtsentinels if pid]
+
+    def running(self) -> list[str]:
+        """The recorded processes still alive, described."""
+        alive = []
+        for name, node in self.nodes.items():
+            for role, pid in node.items():
+                if pid and pid_alive(pid):
+                    alive.append(f"{name}/{role} (pid {pid})")
+        for pid in dict.fromkeys(self.sentinels + self.dtsentinels):
             if pid and pid_alive(pid):
-                alive.append(f"{node.name}/{role} (pid {pid})")
-    for pid in config.extra.get("sentinel_pids", []) + _dtsentinel_pids(config):
-        if pid and pid_alive(pid):
-            alive.append(f"sentinel (pid {pid})")
-    return alive
+                alive.append(f"sentinel (pid {pid})")
+        return alive
+
+    def to_dict(self) -> dict:
+        return {"nodes": {name: {"redis": n.redis, "server": n.server}
+                          for name, n in self.nodes.items()},
+                "sentinels": list(self.sentinels), "dtsentinels": list(self.dtsentinels)}
+
+    @classmethod
+    def from_dict(cls, data, where: str) -> Pids:
+        if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
+            raise ConfigurationError(f"{where} must hold a JSON object with 'nodes'")
+        nodes = {}
+        for name, node in data.get("nodes", {}).items():
+            node = node if isinstance(node, dict) else {}
+            nodes[name] = NodePids(_pid(node.get("redis"), where),
+                                   _pid(node.get("server"), where))
+        lists = {}
+        for key in ("sentinels", "dtsentinels"):
+            value = data.get(key) or []
+            if not isinstance(value, list):
+                raise ConfigurationError(f"{where}: {key} must be a list of PIDs")
+            lists[key] = [_pid(pid, where) for pid in value]
+        return cls(nodes, **lists)
+
+    @classmethod
+    def _legacy(cls, path: Path) -> Pids:
+        """What an older dtriad recorded in ``cluster.json`` itself (its ``pids``
+        per node, ``sentinel_pids``, ``dtsentinel_pid(s)``), if anything."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        first = data.get("dtsentinel_pid")
+        dtsentinels = list(data.get("dtsentinel_pids") or ([first] if first else []))
+        nodes = {n["name"]: n.get("pids") or {} for n in data.get("nodes", [])
+                 if isinstance(n, dict) and "name" in n}
+        return cls.from_dict({"nodes": nodes, "sentinels": data.get("sentinel_pids") or [],
+                              "dtsentinels": dtsentinels}, str(path))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> Pids:
+        """The PIDs recorded for the cluster in ``directory`` (none if nothing ran)."""
+        directory = Path(directory).resolve()
+        path = directory / PIDS_FILE
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return cls._legacy(directory / CLUSTER_FILE)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigurationError(
+                f"{path} is not valid JSON ({e}); stop the cluster's processes by their "
+                f"PIDs yourself, then remove it") from e
+        return cls.from_dict(data, str(path))
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``DIR/pids.json`` atomically (a reader never sees half a file)."""
+        path = Path(directory).resolve() / PIDS_FILE
+        tmp = path.with_name(f"{PIDS_FILE}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(self.to_dict(), f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
 
 
-def _dtsentinel_pids(config: ClusterConfig) -> list[int]:
-    """Every DTSentinel's PID: ``dtsentinel_pid`` is the first one's."""
-    pids = [config.extra.get("dtsentinel_pid")] + list(config.extra.get("dtsentinel_pids", []))
-    return list(dict.fromkeys(p for p in pids if p))
-
-
+# ------------------------------------------------------------------ up
 def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterConfig:
     """Start a cluster in ``directory`` and return once every DTServer serves.
 
@@ -102,7 +215,7 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
     path = cluster_file(directory)
     if path.exists():
         config = ClusterConfig.load(path)
-        alive = _running(config)
+        alive = Pids.load(directory).running()
         if alive:
             raise ConfigurationError(
                 f"a cluster is already running in {directory} ({', '.join(alive)}); "
@@ -121,8 +234,7 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
             return p
 
         nodes = tuple(NodeSpec(f"n{i}", f"127.0.0.1:{port()}", f"http://127.0.0.1:{port()}",
-                               extra={"pids": {}, "persist": options.persist,
-                                      "resp": f"127.0.0.1:{port()}"})
+                               resp=f"127.0.0.1:{port()}", persist=options.persist)
                       for i in range(1, options.nodes + 1))
         config = ClusterConfig(nodes=nodes, replicas=options.replicas, vnodes=options.vnodes,
                                password=secrets.token_urlsafe(24),
@@ -131,43 +243,43 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                read_quorum=options.read_quorum,
                                backend_timeout=options.backend_timeout,
                                max_value_bytes=options.max_value_bytes,
-                               extra={"sentinels": [f"127.0.0.1:{port()}"
-                                                    for _ in range(options.sentinels)],
-                                      "sentinel_pids": [], "dtsentinel_pid": None,
-                                      "dtsentinels": options.dtsentinels,
-                                      "down_after_ms": options.down_after_ms,
-                                      "workers": options.workers, "server": options.server})
+                               sentinels=tuple(f"127.0.0.1:{port()}"
+                                               for _ in range(options.sentinels)),
+                               dtsentinels=options.dtsentinels,
+                               down_after_ms=options.down_after_ms,
+                               workers=options.workers, server=options.server, path=path)
+    pids = Pids()
     try:
         for node in config.nodes:
             proc = start_redis(node.redis_port, directory / node.name, config.password,
-                               persist=node.extra.get("persist", True))
-            node.extra.setdefault("pids", {})["redis"] = proc.pid
+                               persist=node.persist)
+            pids.node(node.name).redis = proc.pid
+            pids.save(directory)
         config.save(path)
-        _start_sentinels(directory, config)
-        config.save(path)
+        _start_sentinels(directory, config, pids)
         servers = []
         for node in config.nodes:
             proc = _start_server(directory, path, node, config)
-            node.extra["pids"]["server"] = proc.pid  # recorded at once: stopped on failure
+            pids.node(node.name).server = proc.pid  # recorded at once: stopped on failure
+            pids.save(directory)
             servers.append((node, proc))
         for node, proc in servers:
             _wait_server(directory, node, proc)
-        config.save(path)
-        for index in range(1, int(config.extra.get("dtsentinels", 1)) + 1):
-            _start_dtsentinel(directory, path, config, index)
-            config.save(path)
-        wait_until(lambda: admitted(config), 60, "the DTSentinel to admit every backend",
+        for index in range(1, config.dtsentinels + 1):
+            _start_dtsentinel(directory, path, config, index, pids)
+        wait_until(lambda: admitted(config, pids), 60, "the DTSentinel to admit every backend",
                    interval=0.1, log=directory / "dtsentinel" / "dtsentinel.log")
     except BaseException:
-        _stop_all(config, path)
+        _stop_all(config, path, pids)
         raise
     return config
 
 
-def admitted(config: ClusterConfig) -> bool:
+def admitted(config: ClusterConfig, pids: Pids | None = None) -> bool:
     """Does the stored ring name every member's current incarnation, and does
-    every running DTServer route by it? (After a restart every backend has a
-    new one, and the DTSentinel admits them again.)"""
+    every running DTServer (by ``pids``, else the recorded ones) route by it?
+    (After a restart every backend has a new one, and the DTSentinel admits
+    them again.)"""
     client = DTClient(password=config.password, username=config.username, timeout=2.0)
     try:
         state, _ = run(newest_ring([n.redis for n in config.nodes]), client)
@@ -180,8 +292,10 @@ def admitted(config: ClusterConfig) -> bool:
         return False
     finally:
         client.close()
+    if pids is None and config.directory is not None:
+        pids = Pids.load(config.directory)
     for node in config.nodes:
-        if node.extra.get("pids", {}).get("server"):
+        if pids is None or (pids.nodes.get(node.name) or NodePids()).server:
             try:
                 reply = requests.get(f"{node.http}/ring", headers=config.admin_headers(),
                                      timeout=2)
@@ -192,15 +306,17 @@ def admitted(config: ClusterConfig) -> bool:
     return True
 
 
-def _start_sentinels(directory: Path, config: ClusterConfig) -> None:
+def _start_sentinels(directory: Path, config: ClusterConfig, pids: Pids) -> None:
     """Start the Sentinels and make each monitor every backend."""
-    pids = config.extra["sentinel_pids"] = []
-    for i, address in enumerate(config.extra["sentinels"], start=1):
-        port = int(address.rsplit(":", 1)[1])
-        pids.append(start_sentinel(port, directory / f"sentinel{i}", config.password).pid)
+    pids.sentinels = []
+    for i, address in enumerate(config.sentinels, start=1):
+        port = parse_address(address)[1]
+        pids.sentinels.append(start_sentinel(port, directory / f"sentinel{i}",
+                                             config.password).pid)
+        pids.save(directory)
     for node in config.nodes:
-        register(config.extra["sentinels"], node.name, node.redis, config.password,
-                 config.extra.get("down_after_ms", 1000))
+        register(list(config.sentinels), node.name, node.redis, config.password,
+                 config.down_after_ms)
 
 
 def dtsentinel_home(directory: Path, index: int = 1) -> Path:
@@ -209,8 +325,10 @@ def dtsentinel_home(directory: Path, index: int = 1) -> Path:
 
 
 def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig,
-                      index: int = 1) -> None:
-    """Start one DTSentinel; return once it knows whether it leads or stands by."""
+                      index: int = 1, pids: Pids | None = None) -> int:
+    """Start one DTSentinel and record its PID (in ``pids``, else in the
+    directory's); return it once it knows whether it leads or stands by."""
+    directory = Path(directory)
     home = dtsentinel_home(directory, index)
     home.mkdir(exist_ok=True)
     state = home / "state.json"
@@ -222,34 +340,28 @@ def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig,
              "--state", str(state)],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True)
-    pids = list(config.extra.get("dtsentinel_pids", []))
-    pids += [None] * (index - len(pids))
-    pids[index - 1] = proc.pid  # by index: dtsentinel_pids[i - 1] runs in dtsentinel_home(i)
-    config.extra["dtsentinel_pids"] = pids
-    if index == 1:
-        config.extra["dtsentinel_pid"] = proc.pid
+    pids = pids if pids is not None else Pids.load(directory)
+    pids.dtsentinels += [None] * (index - len(pids.dtsentinels))
+    pids.dtsentinels[index - 1] = proc.pid  # by index: [i - 1] runs in dtsentinel_home(i)
+    pids.save(directory)
     said = (b" leading: ", b" standby: ")  # its first lease decision
     wait_until(lambda: any(s in log_path.read_bytes()[started:] for s in said), 30,
                f"the DTSentinel in {home}", proc=proc, log=log_path)
+    return proc.pid
 
 
 def restart_dtsentinel(directory: str | os.PathLike, index: int = 1) -> int:
     """Start the ``index``-th DTSentinel again (after it was killed); its PID."""
     directory = Path(directory).resolve()
     path = cluster_file(directory)
-    config = ClusterConfig.load(path)
-    _start_dtsentinel(directory, path, config, index)
-    config.save(path)
-    return config.extra["dtsentinel_pids"][index - 1]
+    return _start_dtsentinel(directory, path, ClusterConfig.load(path), index)
 
 
 def leading_dtsentinel(directory: str | os.PathLike) -> tuple[int, int | None]:
     """``(index, pid)`` of the DTSentinel whose log last said it leads (pid None
     if no running one did)."""
     directory = Path(directory).resolve()
-    config = ClusterConfig.load(cluster_file(directory))
-    pids = config.extra.get("dtsentinel_pids") or [config.extra.get("dtsentinel_pid")]
-    for index, pid in enumerate(pids, start=1):
+    for index, pid in enumerate(Pids.load(directory).dtsentinels, start=1):
         if not pid or not pid_alive(pid):
             continue
         log_path = dtsentinel_home(directory, index) / "dtsentinel.log"
@@ -266,11 +378,10 @@ def _wait_server(directory: Path, node: NodeSpec, proc: subprocess.Popen) -> Non
     wait_until(lambda: requests.get(f"{node.http}/health", timeout=2).status_code in (200, 503),
                30, f"the DTServer of {node.name} at {node.http}", proc=proc,
                log=directory / node.name / "server.log")
-    if node.extra.get("resp"):
-        wait_until(lambda: _resp_answers(node.extra["resp"]), 30,
-                   f"the RESP front end of {node.name} at {node.extra['resp']}", proc=proc,
+    if node.resp:
+        wait_until(lambda: _resp_answers(node.resp), 30,
+                   f"the RESP front end of {node.name} at {node.resp}", proc=proc,
                    log=directory / node.name / "server.log")
-    node.extra["pids"]["server"] = proc.pid
 
 
 def _resp_answers(address: str) -> bool:
@@ -286,9 +397,9 @@ def _start_server(directory: Path, path: Path, node: NodeSpec,
     with open(log_path, "ab") as log_file:
         return subprocess.Popen(
             [sys.executable, "-m", "dtriad", "serve", "--cluster", str(path),
-             "--node", node.name, "--workers", str(config.extra.get("workers", 2)),
+             "--node", node.name, "--workers", str(config.workers),
              "--state-file", str(directory / node.name / "ring.json"),
-             "--server", config.extra.get("server", "granian")],
+             "--server", config.server],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True)
 
@@ -304,33 +415,34 @@ def _stop_server(pid: int, path: Path) -> None:
         pass
 
 
-def _stop_all(config: ClusterConfig, path: Path) -> list[str]:
+def _stop_all(config: ClusterConfig, path: Path, pids: Pids | None = None) -> list[str]:
+    """Stop every recorded process by its PID (``pids``, else the directory's)."""
+    directory = path.parent
+    pids = pids if pids is not None else Pids.load(directory)
     stopped = []
-    for pid in _dtsentinel_pids(config):
+    for pid in dict.fromkeys(p for p in pids.dtsentinels if p):
         stop_pid(pid, needle=str(path), timeout=10)
         stopped.append(f"dtsentinel (pid {pid})")
-    config.extra["dtsentinel_pid"] = None
-    config.extra["dtsentinel_pids"] = []
+    pids.dtsentinels = []
     for node in config.nodes:
-        pids = node.extra.get("pids", {})
-        if pids.get("server"):
-            _stop_server(pids["server"], path)
-            stopped.append(f"{node.name} server (pid {pids['server']})")
-            pids["server"] = None
-    for address, pid in zip(config.extra.get("sentinels", []),
-                            config.extra.get("sentinel_pids", []), strict=False):
+        mine = pids.node(node.name)
+        if mine.server:
+            _stop_server(mine.server, path)
+            stopped.append(f"{node.name} server (pid {mine.server})")
+            mine.server = None
+    for address, pid in zip(config.sentinels, pids.sentinels, strict=False):
         if pid:
-            stop_pid(pid, needle=address.rsplit(":", 1)[1])
+            stop_pid(pid, needle=str(parse_address(address)[1]))
             stopped.append(f"sentinel {address} (pid {pid})")
-    config.extra["sentinel_pids"] = []
+    pids.sentinels = []
     for node in config.nodes:
-        pids = node.extra.get("pids", {})
-        if pids.get("redis"):
-            stop_pid(pids["redis"], needle=str(node.redis_port))
-            stopped.append(f"{node.name} redis (pid {pids['redis']})")
-            pids["redis"] = None
-    if path.exists():
-        config.save(path)
+        mine = pids.node(node.name)
+        if mine.redis:
+            stop_pid(mine.redis, needle=str(node.redis_port))
+            stopped.append(f"{node.name} redis (pid {mine.redis})")
+            mine.redis = None
+    if directory.exists():
+        pids.save(directory)
     return stopped
 
 
@@ -344,6 +456,7 @@ def status(directory: str | os.PathLike) -> tuple[ClusterConfig, list[dict]]:
     """One row per node: is its backend answering, is its DTServer serving."""
     path = cluster_file(directory)
     config = ClusterConfig.load(path)
+    pids = Pids.load(path.parent)
     rows = []
     health = None
     for node in config.nodes:
@@ -353,7 +466,7 @@ def status(directory: str | os.PathLike) -> tuple[ClusterConfig, list[dict]]:
         except (requests.RequestException, ValueError) as e:
             server = f"down ({type(e).__name__})"
         rows.append({"name": node.name, "redis": node.redis, "http": node.http,
-                     "server": server, "pids": node.extra.get("pids", {})})
+                     "server": server, "pids": dict(pids.node(node.name).items())})
     for row in rows:
         backend = (health or {}).get("backends", {}).get(row["name"])
         if backend is None:
@@ -366,9 +479,9 @@ def status(directory: str | os.PathLike) -> tuple[ClusterConfig, list[dict]]:
 
 def kill_node(directory: str | os.PathLike, name: str) -> int:
     """SIGKILL a node's Redis backend (a crash, as in the paper's failure tests)."""
-    config = ClusterConfig.load(cluster_file(directory))
-    node = config.node(name)
-    pid = node.extra.get("pids", {}).get("redis")
+    path = cluster_file(directory)
+    node = ClusterConfig.load(path).node(name)
+    pid = Pids.load(path.parent).node(name).redis
     if not pid or not pid_alive(pid) or not pid_matches(pid, str(node.redis_port)):
         raise ConfigurationError(f"the backend of {name} is not running")
     os.kill(pid, signal.SIGKILL)
@@ -389,38 +502,41 @@ def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
     used = {n.redis_port for n in config.nodes} | {n.http_port for n in config.nodes}
     taken = {int(n.name[1:]) for n in config.nodes if n.name[1:].isdigit()}
     name = f"n{max(taken, default=0) + 1}"
-    used |= {parse_address(n.extra["resp"])[1] for n in config.nodes if n.extra.get("resp")}
+    used |= {parse_address(n.resp)[1] for n in config.nodes if n.resp}
     redis_port = free_port(avoid=used)
     http_port = free_port(avoid=used | {redis_port})
     resp_port = free_port(avoid=used | {redis_port, http_port})
-    persist = config.nodes[0].extra.get("persist", True)
+    persist = config.nodes[0].persist
     node = NodeSpec(name, f"127.0.0.1:{redis_port}", f"http://127.0.0.1:{http_port}",
-                    extra={"pids": {}, "persist": persist, "resp": f"127.0.0.1:{resp_port}"})
+                    resp=f"127.0.0.1:{resp_port}", persist=persist)
     proc = start_redis(redis_port, directory / name, config.password, persist=persist)
-    node.extra["pids"]["redis"] = proc.pid
+    pids = Pids.load(directory)
+    pids.node(name).redis = proc.pid
+    pids.save(directory)
     server = None
     try:
-        config = ClusterConfig.from_dict({**config.to_dict(), "nodes": config.to_dict()["nodes"] + [
-            {**node.extra, "name": node.name, "redis": node.redis, "http": node.http}]})
-        node = config.node(name)
+        config = dataclasses.replace(config, nodes=(*config.nodes, node))
         config.save(path)
         server = _start_server(directory, path, node, config)
-        node.extra["pids"]["server"] = server.pid
-        config.save(path)
+        pids.node(name).server = server.pid
+        pids.save(directory)
         _wait_server(directory, node, server)
-        register(config.extra.get("sentinels", []), name, node.redis, config.password,
-                 config.extra.get("down_after_ms", 1000))
+        register(list(config.sentinels), name, node.redis, config.password,
+                 config.down_after_ms)
     except BaseException:  # leave nothing behind: no process, no catalog entry
         if server is not None:
             _stop_server(server.pid, path)
         stop_pid(proc.pid, needle=str(redis_port))
         try:
-            unregister(config.extra.get("sentinels", []), name, config.password)
+            unregister(list(config.sentinels), name, config.password)
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
         current = ClusterConfig.load(path)
-        ClusterConfig.from_dict({**current.to_dict(), "nodes": [
-            n for n in current.to_dict()["nodes"] if n["name"] != name]}).save(path)
+        dataclasses.replace(current, nodes=tuple(n for n in current.nodes
+                                                 if n.name != name)).save(path)
+        pids = Pids.load(directory)
+        pids.nodes.pop(name, None)
+        pids.save(directory)
         raise
     log(f"started {name}: redis {node.redis}, http {node.http}; "
         f"the DTSentinel will migrate its arcs to it")
@@ -430,19 +546,19 @@ def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
 def stop_node(directory: str | os.PathLike, name: str) -> list[str]:
     """Stop a node's DTServer and backend cleanly (SIGTERM); the ring repairs itself."""
     path = cluster_file(directory)
-    config = ClusterConfig.load(path)
-    node = config.node(name)
-    pids = node.extra.get("pids", {})
+    node = ClusterConfig.load(path).node(name)
+    pids = Pids.load(path.parent)
+    mine = pids.node(name)
     stopped = []
-    if pids.get("server"):
-        _stop_server(pids["server"], path)
-        stopped.append(f"{name} server (pid {pids['server']})")
-        pids["server"] = None
-    if pids.get("redis"):
-        stop_pid(pids["redis"], needle=str(node.redis_port))
-        stopped.append(f"{name} redis (pid {pids['redis']})")
-        pids["redis"] = None
-    config.save(path)
+    if mine.server:
+        _stop_server(mine.server, path)
+        stopped.append(f"{name} server (pid {mine.server})")
+        mine.server = None
+    if mine.redis:
+        stop_pid(mine.redis, needle=str(node.redis_port))
+        stopped.append(f"{name} redis (pid {mine.redis})")
+        mine.redis = None
+    pids.save(path.parent)
     return stopped
 
 
@@ -469,11 +585,15 @@ def start_node(directory: str | os.PathLike, name: str) -> NodeSpec:
     path = cluster_file(directory)
     config = ClusterConfig.load(path)
     node = config.node(name)
-    pids = node.extra.setdefault("pids", {})
-    if not (pids.get("redis") and pid_alive(pids["redis"])):
-        pids["redis"] = start_redis(node.redis_port, directory / name, config.password,
-                                    persist=node.extra.get("persist", True)).pid
-    if not (pids.get("server") and pid_alive(pids["server"])):
-        _wait_server(directory, node, _start_server(directory, path, node, config))
-    config.save(path)
+    pids = Pids.load(directory)
+    mine = pids.node(name)
+    if not (mine.redis and pid_alive(mine.redis)):
+        mine.redis = start_redis(node.redis_port, directory / name, config.password,
+                                 persist=node.persist).pid
+        pids.save(directory)
+    if not (mine.server and pid_alive(mine.server)):
+        proc = _start_server(directory, path, node, config)
+        mine.server = proc.pid  # recorded at once: stopped by 'down' even if it hangs
+        pids.save(directory)
+        _wait_server(directory, node, proc)
     return node

@@ -76,13 +76,13 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
     click.echo(f"cluster up: {len(config.nodes)} nodes, replicas={config.replicas}, "
                f"vnodes={config.vnodes}; config in {local.cluster_file(directory)}")
     for node in config.nodes:
-        resp = f"  resp {node.extra['resp']}" if node.extra.get("resp") else ""
+        resp = f"  resp {node.resp}" if node.resp else ""
         click.echo(f"  {node.name}  redis {node.redis}  http {node.http}{resp}")
     where = "" if str(directory) == local.DEFAULT_DIR else f" --cluster {directory}"
     click.echo(f"try: dtriad cli{where}   (a redis-cli-like shell; 'help' lists the commands)")
     click.echo(f"  or: curl '{config.nodes[0].http}/set?key=k&value=v'")
-    if config.nodes[0].extra.get("resp"):
-        host, port = config.nodes[0].extra["resp"].rsplit(":", 1)
+    if config.nodes[0].resp:
+        host, port = config.nodes[0].resp.rsplit(":", 1)
         click.echo(f"  or: redis-cli -h {host} -p {port} --askpass set k v   "
                    f"(the password is \"password\" in cluster.json)")
 
@@ -114,13 +114,13 @@ def status(directory, as_json):
         click.echo(json.dumps({"replicas": config.replicas, "vnodes": config.vnodes,
                                "epoch": ring.get("epoch"), "migration": migration,
                                "last_migration": progress.get("last"),
-                               "sentinels": config.extra.get("sentinels", []),
+                               "sentinels": list(config.sentinels),
                                "nodes": rows}, indent=2))
     else:
         members = {m["redis"] for m in ring.get("nodes", [])}
         click.echo(f"replicas={config.replicas} vnodes={config.vnodes} "
                    f"epoch={ring.get('epoch', '?')} "
-                   f"sentinels={','.join(config.extra.get('sentinels', []))}")
+                   f"sentinels={','.join(config.sentinels)}")
         if migration:
             click.echo(f"migrating to epoch {ring.get('pending_epoch')}: "
                        f"{migration.get('keys_moved', 0)} keys copied "
@@ -315,7 +315,7 @@ def serve(cluster_path, node_name, host, port, workers, server, state_file):
             spec = config.node(node_name)
             host, port = host or spec.http_host, port or spec.http_port
             state_file = state_file or _state_file(path, node_name)
-            if spec.extra.get("resp"):
+            if spec.resp:
                 resp = subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
                                          str(path), "--node", node_name,
                                          "--state-file", state_file])
@@ -347,7 +347,7 @@ def resp_command(cluster_path, node_name, host, port, state_file):
         config = ClusterConfig.load(cluster_path)
         path = _cluster_path(cluster_path)
         if node_name:
-            address = config.node(node_name).extra.get("resp")
+            address = config.node(node_name).resp
             if not address:
                 raise click.UsageError(f"{node_name} has no 'resp' address in {path}")
             node_host, node_port = parse_address(address)

@@ -26,14 +26,14 @@ host ...`` command, the same start path the multi-host tests use.
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import PurePosixPath
 
-from dtriad.config import ClusterConfig, parse_address
+from dtriad.config import DEFAULT_DATA_DIR, ClusterConfig, HostSection
 from dtriad.exceptions import ConfigurationError
 
 CONFIG_PATH = PurePosixPath("/etc/dtriad/dtriad.toml")
-DATA_DIR = PurePosixPath("/var/lib/dtriad")
+DATA_DIR = PurePosixPath(DEFAULT_DATA_DIR)
 USER = "dtriad"
 UNIT_DIR = PurePosixPath("/etc/systemd/system")
 # Debian's own units for its packages: they would serve without a password.
@@ -41,39 +41,25 @@ DISTRO_UNITS = ("redis-server.service", "redis-sentinel.service")
 
 
 @dataclass(frozen=True)
-class Roles:
-    """The ``[host]`` table: what runs here."""
-
-    node: str | None = None
-    sentinel: str | None = None
-    dtsentinel: bool = False
-    data_dir: str = str(DATA_DIR)
-    workers: int = 2
-    down_after_ms: int = 5000
+class Roles(HostSection):
+    """The ``[host]`` table (:class:`~dtriad.config.HostSection`): what runs here,
+    checked against the rest of the file."""
 
     @classmethod
     def of(cls, config: ClusterConfig) -> Roles:
-        table = config.extra.get("host", {})
-        if not isinstance(table, dict):
-            raise ConfigurationError("[host] must be a table (node, sentinel, dtsentinel ...)")
-        unknown = set(table) - set(cls.__dataclass_fields__)
-        if unknown:
+        host = config.host
+        if host is None:
             raise ConfigurationError(
-                f"unknown key(s) in [host]: {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(cls.__dataclass_fields__)}")
-        roles = cls(**table)
+                "[host] runs nothing: give node = NAME, sentinel = ADDRESS or dtsentinel = true")
+        roles = cls(**{f.name: getattr(host, f.name) for f in fields(HostSection)})
         if roles.node is not None:
             config.node(roles.node)  # raises with the names it knows
-        if roles.sentinel is not None:
-            parse_address(roles.sentinel)
-            if roles.sentinel not in config.extra.get("sentinels", []):
-                raise ConfigurationError(
-                    f"[host] sentinel {roles.sentinel} is not in 'sentinels' "
-                    f"{config.extra.get('sentinels', [])}")
-        if roles.dtsentinel and not config.extra.get("sentinels"):
+        if roles.sentinel is not None and roles.sentinel not in config.sentinels:
+            raise ConfigurationError(
+                f"[host] sentinel {roles.sentinel} is not in 'sentinels' "
+                f"{list(config.sentinels)}")
+        if roles.dtsentinel and not config.sentinels:
             raise ConfigurationError("the DTSentinel needs 'sentinels' to listen to")
-        if not isinstance(roles.workers, int) or roles.workers < 1:
-            raise ConfigurationError(f"[host] workers must be >= 1, got {roles.workers!r}")
         if not roles.node and not roles.sentinel and not roles.dtsentinel:
             raise ConfigurationError(
                 "[host] runs nothing: give node = NAME, sentinel = ADDRESS or dtsentinel = true")

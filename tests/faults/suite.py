@@ -128,9 +128,9 @@ class Clients:
             t.join(30)
 
     def _connect(self, rng: random.Random) -> redis.Redis:
-        nodes = [n for n in ClusterConfig.load(local.cluster_file(self.config.extra["dir"])).nodes
-                 if n.extra.get("resp")]
-        host, port = parse_address(rng.choice(nodes).extra["resp"])
+        nodes = [n for n in ClusterConfig.load(local.cluster_file(self.config.directory)).nodes
+                 if n.resp]
+        host, port = parse_address(rng.choice(nodes).resp)
         # no retries: redis-py 6+ resends a command after a connection error or a
         # timeout (10 times by default), which applies an APPEND or INCR twice
         # while the suite counts it once
@@ -169,7 +169,7 @@ class Nemesis:
 
     def __init__(self, config: ClusterConfig, seed: int, faults: tuple[str, ...] = FAULTS,
                  max_nodes: int = 5, log: Callable[[str], None] = print):
-        self.directory = Path(config.extra["dir"])
+        self.directory = Path(config.directory)
         self.rng = random.Random(seed)
         self.faults = faults
         self.max_nodes = max_nodes
@@ -178,7 +178,6 @@ class Nemesis:
 
     def config(self) -> ClusterConfig:
         config = ClusterConfig.load(local.cluster_file(self.directory))
-        config.extra["dir"] = str(self.directory)
         return config
 
     def run(self, duration: float) -> None:
@@ -227,12 +226,12 @@ class Nemesis:
         self.restart(cut=True)
 
     def pause_backend(self) -> None:
-        pid = self._node().extra["pids"]["redis"]
+        pid = local.Pids.load(self.directory).node(self._node().name).redis
         _pause(pid, self.rng.uniform(0.3, 3.0), group=False)
 
     def kill_dtserver(self) -> None:
         node = self._node()
-        pid = node.extra["pids"]["server"]
+        pid = local.Pids.load(self.directory).node(node.name).server
         try:
             os.killpg(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -241,7 +240,8 @@ class Nemesis:
         local.start_node(self.directory, node.name)
 
     def pause_dtserver(self) -> None:
-        _pause(self._node().extra["pids"]["server"], self.rng.uniform(0.3, 3.0), group=True)
+        _pause(local.Pids.load(self.directory).node(self._node().name).server,
+               self.rng.uniform(0.3, 3.0), group=True)
 
     def kill_dtsentinel(self) -> None:
         index, pid = local.leading_dtsentinel(self.directory)
@@ -288,7 +288,7 @@ def members(directory: Path) -> set[str]:
 def whole(config: ClusterConfig) -> bool:
     """Every node of the cluster file serves in the committed ring, as the
     incarnation the ring admitted, and no migration runs."""
-    return local.admitted(config) and members(Path(config.extra["dir"])) == {
+    return local.admitted(config) and members(config.directory) == {
         n.name for n in config.nodes}
 
 
@@ -322,7 +322,7 @@ class Summary:
 
 def verify(config: ClusterConfig, history: History, faults: Counter) -> Summary:
     """Converge, then read every copy of every key straight from its backend."""
-    config = ClusterConfig.load(local.cluster_file(config.extra["dir"]))
+    config = ClusterConfig.load(local.cluster_file(config.directory))
     report = {}
 
     def clean() -> bool:
@@ -396,18 +396,17 @@ def heal(directory: Path) -> None:
     """Resume everything paused, start whatever is stopped, until the ring is whole."""
     config = ClusterConfig.load(local.cluster_file(directory))
     for node in config.nodes:
-        for role, pid in node.extra.get("pids", {}).items():
+        for role, pid in local.Pids.load(directory).node(node.name).items():
             if pid and pid_alive(pid):
                 try:
                     (os.killpg if role == "server" else os.kill)(pid, signal.SIGCONT)
                 except ProcessLookupError:
                     pass
         local.start_node(directory, node.name)
-    for pid in config.extra.get("dtsentinel_pids", []):
+    for pid in local.Pids.load(directory).dtsentinels:
         if pid and pid_alive(pid):
             os.kill(pid, signal.SIGCONT)
     config = ClusterConfig.load(local.cluster_file(directory))
-    config.extra["dir"] = str(directory)
     wait_until(lambda: whole(config), 180, "the ring to be whole after the faults",
                interval=0.5)
 
@@ -420,7 +419,6 @@ def run(directory: Path, seed: int, duration: float, nodes: int = 4, replicas: i
     config = local.up(directory, local.UpOptions(nodes=nodes, replicas=replicas, workers=1,
                                                  dtsentinels=2, down_after_ms=1000),
                       log=lambda *_: None)
-    config.extra["dir"] = str(directory)
     try:
         history = History()
         nemesis = Nemesis(config, seed, faults, log=log)

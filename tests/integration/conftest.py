@@ -20,8 +20,7 @@ def cluster(tmp_path):
                                                      **options),
                           log=lambda *_: None)
         started.append(directory)
-        config.extra["dir"] = str(directory)
-        return config
+        return config  # config.directory is ``directory``
 
     yield start
     for directory in started:

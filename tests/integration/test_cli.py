@@ -10,6 +10,7 @@ import requests
 from click.testing import CliRunner
 
 from dtriad.config import ClusterConfig
+from dtriad.ops import cluster as local
 from dtriad.ops.main import main
 from dtriad.ops.procs import pid_alive
 
@@ -26,9 +27,10 @@ def test_up_status_kill_down_and_restart_with_data(tmp_path):
     assert result.exit_code == 0, result.output
     assert "cluster up: 3 nodes, replicas=1" in result.output
     config = ClusterConfig.load(directory)
-    pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
-    pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"]]
+    pids = local.Pids.load(directory).every()
     assert len(pids) == 8  # 3 backends, 3 DTServers, Sentinel, DTSentinel
+    data = json.loads((directory / "cluster.json").read_text())  # configuration only
+    assert not [k for table in [data, *data["nodes"]] for k in table if "pid" in k]
     try:
         http = config.nodes[0].http
         assert requests.get(f"{http}/set", params={"key": "kept", "value": "yes"}).ok
@@ -55,8 +57,7 @@ def test_up_status_kill_down_and_restart_with_data(tmp_path):
         restarted = run("up", "--dir", directory)
         assert restarted.exit_code == 0 and "restarting the cluster" in restarted.output
         config = ClusterConfig.load(directory)
-        pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
-        pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"]]
+        pids = local.Pids.load(directory).every()
         assert len(pids) == 8
         assert requests.get(f"{http}/get", params={"key": "kept"}).json() == "yes"
     finally:
@@ -86,9 +87,7 @@ def test_killed_and_stopped_processes_leave_no_zombie(tmp_path):
     directory = tmp_path / "z"
     assert run("up", "--nodes", 2, "--replicas", 1, "--workers", 1, "--no-persist",
                "--dir", directory).exit_code == 0
-    config = ClusterConfig.load(directory)
-    pids = [pid for n in config.nodes for pid in n.extra["pids"].values()]
-    pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"]]
+    pids = local.Pids.load(directory).every()
     assert len(pids) == 6  # 2 backends, 2 DTServers, Sentinel, DTSentinel
     try:
         assert run("node", "kill", "n1", "--dir", directory).exit_code == 0
@@ -132,8 +131,6 @@ def test_a_failed_start_leaves_no_process_behind(tmp_path):
         blocker.close()
     assert result.exit_code != 0
     assert "Address already in use" in result.output or "n2" in result.output
-    config = ClusterConfig.load(directory)
-    pids = [p for n in config.nodes for p in n.extra["pids"].values() if p]
-    pids += config.extra["sentinel_pids"] + [config.extra["dtsentinel_pid"] or 0]
-    assert not any(pid_alive(p) for p in pids if p)
+    pids = local.Pids.load(directory)
+    assert pids.every() == []  # every process it had started was stopped, by its PID
     assert _processes_under(directory) == []

@@ -1,5 +1,6 @@
 """A real local cluster (`dtriad up`): 5 nodes, r=2, real redis-server processes."""
 
+import json
 import os
 import signal
 import stat
@@ -16,11 +17,17 @@ pytestmark = pytest.mark.integration
 
 
 def test_cluster_file_is_private_and_complete(cluster5):
-    path = local.cluster_file(cluster5.extra["dir"])
+    path = local.cluster_file(cluster5.directory)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = json.loads(path.read_text())  # configuration only: PIDs are in pids.json
+    assert not [k for table in [data, *data["nodes"]] for k in table if "pid" in k]
+    pids = local.Pids.load(cluster5.directory)
+    assert stat.S_IMODE((cluster5.directory / local.PIDS_FILE).stat().st_mode) == 0o600
     for node in cluster5.nodes:
-        assert set(node.extra["pids"]) == {"redis", "server"}
-        assert all(pid_alive(pid) for pid in node.extra["pids"].values())
+        assert node.resp and node.persist is False
+        assert all(pid and pid_alive(pid) for _, pid in pids.node(node.name).items())
+    assert len(pids.sentinels) == 1 and pid_alive(pids.sentinels[0])
+    assert pids.dtsentinel and pid_alive(pids.dtsentinel)
     assert cluster5.password and cluster5.secret
     # Backends refuse clients without the cluster's password.
     node = cluster5.nodes[0]
@@ -96,7 +103,7 @@ def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5):
     http = cluster5.nodes[3].http
     requests.get(f"{http}/set", params={"key": "hung", "value": "v"}).raise_for_status()
     master = cluster5.node_by_redis()[cluster5.ring().master("hung")]
-    pid = master.extra["pids"]["redis"]
+    pid = local.Pids.load(cluster5.directory).node(master.name).redis
     os.kill(pid, signal.SIGSTOP)
     try:
         for _ in range(3):  # the first read times out on the master, then skips it
@@ -113,7 +120,7 @@ def test_a_hung_backend_costs_a_timeout_not_the_server(cluster5):
 
 
 def test_status_lists_every_node(cluster5):
-    config, rows = local.status(cluster5.extra["dir"])
+    config, rows = local.status(cluster5.directory)
     assert [r["name"] for r in rows] == ["n1", "n2", "n3", "n4", "n5"]
     assert all(r["backend"] == "up" and r["server"] == "up" for r in rows)
 
@@ -128,14 +135,14 @@ def test_zz_every_key_is_readable_after_its_master_is_killed(cluster5):
         assert session.get(f"{http}/set", params={"key": key, "value": value}).ok
     victim = ring.master("r0")
     name = cluster5.node_by_redis()[victim].name
-    pid = local.kill_node(cluster5.extra["dir"], name)
+    pid = local.kill_node(cluster5.directory, name)
     assert not pid_alive(pid)
     mastered = [k for k in keys if ring.master(k) == victim]
     assert mastered, "the victim masters some keys"
     for node in cluster5.nodes:  # through every DTServer
         for key, value in keys.items():
             assert session.get(f"{node.http}/get", params={"key": key}).json() == value
-    config, rows = local.status(cluster5.extra["dir"])
+    config, rows = local.status(cluster5.directory)
     assert [r["backend"].startswith("down") for r in rows] == \
         [n.name == name for n in cluster5.nodes]
     # health names the dead backend, whether or not the ring has dropped it yet

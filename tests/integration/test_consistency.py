@@ -38,7 +38,6 @@ def cluster3(tmp_path_factory):
     config = local.up(directory, local.UpOptions(nodes=3, replicas=2, persist=False, workers=2,
                                                  down_after_ms=60_000),
                       log=lambda *_: None)
-    config.extra["dir"] = str(directory)
     yield config
     local.down(directory)
 
@@ -59,9 +58,10 @@ def mixed_load(config, threads: int, ops: int, seed: int, jitter: bool = True) -
 
     def jitterer() -> None:
         rng = random.Random(seed)
-        pids = [n.extra["pids"]["redis"] for n in config.nodes] + [
+        running = local.Pids.load(config.directory)
+        pids = [running.node(n.name).redis for n in config.nodes] + [
             int(child) for n in config.nodes for child in Path(
-                f"/proc/{n.extra['pids']['server']}/task/{n.extra['pids']['server']}/children"
+                f"/proc/{running.node(n.name).server}/task/{running.node(n.name).server}/children"
             ).read_text().split()]
         while not done.is_set():
             pid = rng.choice(pids)
@@ -171,11 +171,11 @@ def test_a_backup_paused_mid_load_is_repaired_and_no_acknowledged_write_is_lost(
     for t in threads:
         t.start()
     time.sleep(0.5)
-    os.kill(victim.extra["pids"]["redis"], signal.SIGSTOP)
+    os.kill(local.Pids.load(cluster3.directory).node(victim.name).redis, signal.SIGSTOP)
     try:
         time.sleep(3)
     finally:
-        os.kill(victim.extra["pids"]["redis"], signal.SIGCONT)
+        os.kill(local.Pids.load(cluster3.directory).node(victim.name).redis, signal.SIGCONT)
     time.sleep(1.5)
     stop.set()
     for t in threads:
@@ -228,7 +228,7 @@ def test_versions_stay_hidden_and_travel_with_keys_through_a_migration(cluster3)
     for key in keys:
         assert session.get(f"{http}/set", params={"key": key, "value": key}).ok
     before = cluster3.ring()
-    newcomer = local.add_node(cluster3.extra["dir"], log=lambda *_: None)
+    newcomer = local.add_node(cluster3.directory, log=lambda *_: None)
     after = converge(cluster3)
     config = reload(cluster3)
     assert after.state.epoch == 1

@@ -27,15 +27,14 @@ CONVERGE = 90  # seconds; Sentinel needs ~1 s to call a backend down
 
 def throttle_migrations(config: ClusterConfig, keys_per_s: int) -> None:
     """Slow migrations down enough for a test to catch one mid-copy."""
-    path = local.cluster_file(config.extra["dir"])
+    path = local.cluster_file(config.directory)
     data = json.loads(path.read_text())
     data["migration_max_keys_per_s"] = keys_per_s
     path.write_text(json.dumps(data))
 
 
 def reload(config: ClusterConfig) -> ClusterConfig:
-    fresh = ClusterConfig.load(local.cluster_file(config.extra["dir"]))
-    fresh.extra["dir"] = config.extra["dir"]
+    fresh = ClusterConfig.load(local.cluster_file(config.directory))
     return fresh
 
 
@@ -46,7 +45,7 @@ class Writers:
     def __init__(self, config: ClusterConfig, threads: int = 4, keys: int = 200,
                  via: str = "http"):
         self.urls = [n.http for n in config.nodes]
-        self.resp = [parse_address(n.extra["resp"]) for n in config.nodes]
+        self.resp = [parse_address(n.resp) for n in config.nodes]
         self.password = config.password
         self.via = via
         self.keys = [f"w{i}" for i in range(keys)]
@@ -157,7 +156,7 @@ def assert_nothing_lost(config: ClusterConfig, writers: Writers, extra: dict | N
 
 
 def ring_members(config: ClusterConfig) -> set[str]:
-    progress = local.sentinel_progress(config.extra["dir"]) or {}
+    progress = local.sentinel_progress(config.directory) or {}
     ring = progress.get("ring") or {}
     if ring.get("pending"):
         return set()
@@ -198,14 +197,14 @@ def report_ring(config: ClusterConfig):
 
 
 def dtsentinel_log(config: ClusterConfig) -> str:
-    return (Path(config.extra["dir"]) / "dtsentinel" / "dtsentinel.log").read_text()
+    return (Path(config.directory) / "dtsentinel" / "dtsentinel.log").read_text()
 
 
 # ------------------------------------------------------------------- tests
 def test_sentinel_monitors_every_backend_and_never_fails_over(cluster):
     config = cluster(sentinels=3)
-    assert len(config.extra["sentinels"]) == 3
-    for address in config.extra["sentinels"]:
+    assert len(config.sentinels) == 3
+    for address in config.sentinels:
         host, port = address.split(":")
         s = redis.Redis(host=host, port=int(port), password=config.password)
         masters = s.sentinel_masters()
@@ -219,7 +218,7 @@ def test_sentinel_monitors_every_backend_and_never_fails_over(cluster):
             redis.Redis(host=host, port=int(port)).sentinel_masters()
     writers = Writers(config)
     with writers:
-        local.kill_node(config.extra["dir"], "n3")
+        local.kill_node(config.directory, "n3")
         wait_members(config, {"n1", "n2", "n4", "n5"})
     assert_nothing_lost(config, writers)
     assert "+odown master n3" in dtsentinel_log(config)
@@ -233,7 +232,7 @@ def test_join_while_writing_with_two_workers_per_dtserver(cluster):
     before = populate(config, 3000)
     writers = Writers(config)
     with writers:
-        node = local.add_node(config.extra["dir"], log=lambda *_: None)
+        node = local.add_node(config.directory, log=lambda *_: None)
         wait_members(config, {"n1", "n2", "n3", "n4", "n5", node.name})
         start = writers.acked_count()
         wait_until(lambda: writers.acked_count() > start + 50, 30, "writes after the join")
@@ -255,9 +254,9 @@ def test_join_then_failure_while_writing_through_resp(cluster):
     config = cluster(nodes=4)
     writers = Writers(config, via="resp")
     with writers:
-        node = local.add_node(config.extra["dir"], log=lambda *_: None)
+        node = local.add_node(config.directory, log=lambda *_: None)
         wait_members(config, {"n1", "n2", "n3", "n4", node.name})
-        local.kill_node(config.extra["dir"], "n2")
+        local.kill_node(config.directory, "n2")
         wait_members(config, {"n1", "n3", "n4", node.name})
         start = writers.acked_count()
         wait_until(lambda: writers.acked_count() > start + 50, 30, "writes after both changes")
@@ -266,7 +265,7 @@ def test_join_then_failure_while_writing_through_resp(cluster):
     for n in reload(config).nodes:
         if n.name == "n2":
             continue
-        host, port = parse_address(n.extra["resp"])
+        host, port = parse_address(n.resp)
         info = redis.Redis(host=host, port=port, password=config.password).info("dtriad")
         assert info["ring_epoch"] == 2
 
@@ -276,7 +275,7 @@ def test_failure_while_writing(cluster):
     before = populate(config, 2000)
     writers = Writers(config)
     with writers:
-        local.kill_node(config.extra["dir"], "n2")
+        local.kill_node(config.directory, "n2")
         wait_members(config, {"n1", "n3", "n4", "n5"})
         start = writers.acked_count()
         wait_until(lambda: writers.acked_count() > start + 50, 30, "writes after repair")
@@ -288,9 +287,9 @@ def test_a_killed_node_returns_wiped_and_rejoins_while_writing(cluster):
     before = populate(config, 2000)
     writers = Writers(config)
     with writers:
-        local.kill_node(config.extra["dir"], "n2")
+        local.kill_node(config.directory, "n2")
         wait_members(config, {"n1", "n3", "n4", "n5"})
-        local.start_node(config.extra["dir"], "n2")
+        local.start_node(config.directory, "n2")
         wait_members(config, {"n1", "n2", "n3", "n4", "n5"})
     report = assert_nothing_lost(config, writers, before)
     assert report.state.epoch == 2
@@ -306,25 +305,25 @@ def test_r_failures_at_once_lose_nothing(cluster):
     before = populate(config, 2000)
     writers = Writers(config)
     with writers:
-        local.kill_node(config.extra["dir"], "n2")
-        local.kill_node(config.extra["dir"], "n4")
+        local.kill_node(config.directory, "n2")
+        local.kill_node(config.directory, "n4")
         wait_members(config, {"n1", "n3", "n5"})
     assert_nothing_lost(config, writers, before)
 
 
 def test_a_second_failure_during_the_first_migration(cluster):
     config = cluster()
-    path = local.cluster_file(config.extra["dir"])
+    path = local.cluster_file(config.directory)
     data = json.loads(path.read_text())
     data["migration_max_keys_per_s"] = 5000  # slow: the second failure lands in it
     path.write_text(json.dumps(data))
     before = populate(config, 20000)
     writers = Writers(config)
     with writers:
-        local.kill_node(config.extra["dir"], "n2")
+        local.kill_node(config.directory, "n2")
         wait_until(lambda: "epoch 1: " in dtsentinel_log(config), CONVERGE,
                    "the first migration to start", interval=0.05)
-        local.kill_node(config.extra["dir"], "n3")
+        local.kill_node(config.directory, "n3")
         wait_members(config, {"n1", "n4", "n5"})
     assert "planning again" in dtsentinel_log(config)
     assert_nothing_lost(config, writers, before)
@@ -332,7 +331,7 @@ def test_a_second_failure_during_the_first_migration(cluster):
 
 def test_dtsentinel_killed_mid_migration_resumes(cluster):
     config = cluster()
-    directory = config.extra["dir"]
+    directory = config.directory
     path = local.cluster_file(directory)
     throttle_migrations(config, 5000)
     before = populate(config, 20000)
@@ -350,7 +349,7 @@ def test_dtsentinel_killed_mid_migration_resumes(cluster):
         ring = requests.get(url, headers=admin, timeout=5).json()
         assert ring["migration"]["phase"] == "copying"
         assert {n["name"]: n["state"] for n in ring["nodes"]}["n2"] == "leaving"
-        pid = reload(config).extra["dtsentinel_pid"]
+        pid = local.Pids.load(config.directory).dtsentinel
         os.kill(pid, signal.SIGKILL)
         wait_until(lambda: not pid_alive(pid), 5, "the DTSentinel to die")
         stop_pid(pid)
@@ -374,8 +373,8 @@ def test_an_arc_whose_every_copy_died_comes_back_with_a_returning_node(cluster):
     master, backup = ring.preference_list("p0")
     orphans = {k: v for k, v in data.items() if set(ring.preference_list(k)) == {master, backup}}
     assert orphans
-    local.kill_node(config.extra["dir"], names[master])
-    local.kill_node(config.extra["dir"], names[backup])
+    local.kill_node(config.directory, names[master])
+    local.kill_node(config.directory, names[backup])
     survivors = {n.name for n in config.nodes} - {names[master], names[backup]}
     wait_members(config, survivors)
     assert "lost every copy" in dtsentinel_log(config)
@@ -383,7 +382,7 @@ def test_an_arc_whose_every_copy_died_comes_back_with_a_returning_node(cluster):
         next(a for a in ring.nodes if names[a] in survivors))].http
     gone = requests.get(f"{url}/get", params={"key": "p0"}, timeout=5).json()
     assert gone is None  # no copy anywhere: nothing is made up
-    local.start_node(config.extra["dir"], names[backup])
+    local.start_node(config.directory, names[backup])
     wait_members(config, survivors | {names[backup]})
     assert "recovered" in dtsentinel_log(config)
     report = converge(config)

@@ -23,6 +23,7 @@ import redis
 from dtriad.config import parse_address
 from dtriad.core.commands import REDIS
 from dtriad.membership.check import check
+from dtriad.ops import cluster as local
 from dtriad.ops.procs import wait_until
 from tests.conftest import backend, quiet_cluster, reference_redis_cli
 
@@ -36,7 +37,7 @@ def cluster(tmp_path_factory):
 
 
 def resp_port(config, index: int = 0) -> int:
-    return parse_address(config.nodes[index].extra["resp"])[1]
+    return parse_address(config.nodes[index].resp)[1]
 
 
 class Raw:
@@ -179,7 +180,7 @@ def test_dtriad_errors_for_what_it_does_not_serve(cluster):
 
 @pytest.mark.parametrize("protocol", [2, 3])
 def test_redis_py_as_an_application_uses_it(cluster, protocol):
-    host, port = parse_address(cluster.nodes[2].extra["resp"])
+    host, port = parse_address(cluster.nodes[2].resp)
     pool = redis.ConnectionPool(host=host, port=port, password=cluster.password,
                                 decode_responses=True, protocol=protocol,
                                 max_connections=16)
@@ -250,7 +251,7 @@ def test_redis_cli_one_shot_output_matches(cluster, plain):
 def test_writes_through_resp_stop_at_a_master_that_does_not_answer(cluster):
     """Same rules as HTTP: a write whose master is down is refused with a
     clear error, reads are served by a backup, and the copies converge."""
-    host, port = parse_address(cluster.nodes[0].extra["resp"])
+    host, port = parse_address(cluster.nodes[0].resp)
     r = redis.Redis(host=host, port=port, password=cluster.password, socket_timeout=10,
                     protocol=2)
     victim = cluster.nodes[2]
@@ -264,7 +265,7 @@ def test_writes_through_resp_stop_at_a_master_that_does_not_answer(cluster):
         i += 1
     for key in keys:
         r.set(key, "before")
-    pid = victim.extra["pids"]["redis"]
+    pid = local.Pids.load(cluster.directory).node(victim.name).redis
     os.kill(pid, signal.SIGSTOP)
     try:
         with pytest.raises(redis.ResponseError) as info:

@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 def resp(config, index: int = 0) -> redis.Redis:
-    host, port = parse_address(config.nodes[index].extra["resp"])
+    host, port = parse_address(config.nodes[index].resp)
     return redis.Redis(host=host, port=port, password=config.password, socket_timeout=10,
                        protocol=2)
 
@@ -79,8 +79,8 @@ def test_a_backend_restarted_before_sentinel_notices_is_not_served_as_it_was(clu
             pipe.incr(f"c{i}")
         assert pipe.execute() == [11] * 300
         increments = 11
-    local.kill_node(config.extra["dir"], victim.name)
-    local.start_node(config.extra["dir"], victim.name)
+    local.kill_node(config.directory, victim.name)
+    local.start_node(config.directory, victim.name)
     # what a client sees at once: every key readable, none as it was before
     assert_keys_and_counters(client, 300, increments)
     # it leaves the ring and joins again, wiped, as its new incarnation
@@ -111,15 +111,15 @@ def test_no_dtserver_routes_by_a_ring_some_member_is_not_fenced_at(cluster):
     config = cluster(nodes=3, replicas=1, down_after_ms=60_000)
     before = dtserver_tokens(config)
     stopped = config.nodes[1]
-    os.kill(stopped.extra["pids"]["redis"], signal.SIGSTOP)
+    os.kill(local.Pids.load(config.directory).node(stopped.name).redis, signal.SIGSTOP)
     try:
-        local.add_node(config.extra["dir"], log=lambda *_: None)
+        local.add_node(config.directory, log=lambda *_: None)
         deadline = time.monotonic() + 6
         while time.monotonic() < deadline:  # the DTSentinel tries (and fails) to fence n2
             assert dtserver_tokens(config) == before
             time.sleep(0.2)
     finally:
-        os.kill(stopped.extra["pids"]["redis"], signal.SIGCONT)
+        os.kill(local.Pids.load(config.directory).node(stopped.name).redis, signal.SIGCONT)
     wait_members(config, {"n1", "n2", "n3", "n4"})
     fresh = reload(config)
     tokens = {n.name: int(meta(fresh, n).get("dtriad:fence") or 0) for n in fresh.nodes}
@@ -133,7 +133,7 @@ def test_check_repair_during_a_migration_deletes_nothing_the_new_ring_needs(clus
     the committed ring they are misplaced). Now it refuses while a ring is
     pending, and its deletions are fenced at the ring it judged by."""
     config = cluster(nodes=3, replicas=1, down_after_ms=60_000)
-    directory = config.extra["dir"]
+    directory = config.directory
     throttle_migrations(config, 300)
     before = populate(config, 6000)
     state = Path(directory) / "dtsentinel" / "state.json"
@@ -160,13 +160,13 @@ def test_two_dtsentinels_one_acts_and_the_other_takes_over(cluster):
     """Exactly one DTSentinel acts; killing it hands over within the lease
     (4 s) and the standby then repairs a failure with nothing lost."""
     config = cluster(nodes=4, replicas=1, dtsentinels=2)
-    directory = config.extra["dir"]
+    directory = config.directory
     wait_until(lambda: leader_log_lines(directory, 2), 20, "the second DTSentinel to stand by")
     assert "standby:" in leader_log_lines(directory, 2)[-1]
     assert "leading:" in leader_log_lines(directory, 1)[-1]
     client = resp(config)
     write_keys_and_counters(client, 200)
-    first = config.extra["dtsentinel_pid"]
+    first = local.Pids.load(config.directory).dtsentinel
     os.kill(first, signal.SIGKILL)
     killed = time.monotonic()
     wait_until(lambda: "leading:" in (leader_log_lines(directory, 2) or [""])[-1], 30,
@@ -184,7 +184,7 @@ def test_a_stale_dtsentinel_adopts_the_newer_ring_instead_of_acting(cluster):
     while another leads, and once it leads it adopts the ring the backends
     hold, which is newer than its own."""
     config = cluster(nodes=3, replicas=1)
-    directory = Path(config.extra["dir"])
+    directory = Path(config.directory)
     old_state = (directory / "dtsentinel" / "state.json").read_text()
     local.add_node(directory, log=lambda *_: None)
     wait_members(config, {"n1", "n2", "n3", "n4"})
@@ -192,7 +192,7 @@ def test_a_stale_dtsentinel_adopts_the_newer_ring_instead_of_acting(cluster):
     write_keys_and_counters(client, 200)
     converge(config)
     # the first DTSentinel stops for good; a second one starts from its old state
-    first = reload(config).extra["dtsentinel_pid"]
+    first = local.Pids.load(config.directory).dtsentinel
     os.kill(first, signal.SIGKILL)
     wait_until(lambda: not pid_alive(first), 5, "the DTSentinel to die")
     stop_pid(first)
@@ -222,10 +222,10 @@ def test_an_arc_whose_holders_sentinel_calls_down_but_answer_is_not_declared_los
     config = cluster(nodes=3, replicas=1, down_after_ms=500)
     client = resp(config)
     write_keys_and_counters(client, 200)
-    sentinel = redis.Redis(*parse_address(config.extra["sentinels"][0]), socket_timeout=2,
+    sentinel = redis.Redis(*parse_address(config.sentinels[0]), socket_timeout=2,
                            password=config.password)
     cut = [n.name for n in config.nodes[:2]]
-    dtsentinel = config.extra["dtsentinel_pid"]
+    dtsentinel = local.Pids.load(config.directory).dtsentinel
     os.kill(dtsentinel, signal.SIGSTOP)  # so that it sees both downs in one step
     for name in cut:
         sentinel.execute_command("SENTINEL", "SET", name, "auth-pass", "wrong")
@@ -305,7 +305,7 @@ def test_after_a_masters_failure_each_key_comes_from_its_newest_copy(cluster):
                                                       "SET", key, "new")
         assert backend(fresh, by_redis[second]).eval(
             WRITE_BACKUP, 1, key, token, reply[1], *reply[2:], "SET", key, "new")[0] == b"applied"
-    local.kill_node(config.extra["dir"], by_redis[victim].name)
+    local.kill_node(config.directory, by_redis[victim].name)
     wait_until(lambda: by_redis[victim].name not in ring_members(config) and
                ring_members(config), 60, "the ring to drop the dead master", interval=0.1)
     assert client.mget(moved) == [b"new"] * len(moved)

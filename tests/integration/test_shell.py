@@ -180,7 +180,7 @@ def test_a_dtserver_down_fails_over_or_says_where_it_looked(cluster, tmp_path):
     assert b"Is the cluster up?" in down.stderr
 
     # The cluster file's first DTServer does not answer: the next one does.
-    data = json.loads(Path(cluster.extra["dir"], "cluster.json").read_text())
+    data = json.loads(Path(cluster.directory, "cluster.json").read_text())
     data["nodes"][0]["http"] = f"http://127.0.0.1:{closed}"
     (tmp_path / "cluster.json").write_text(json.dumps(data))
     done = subprocess.run([sys.executable, "-m", "dtriad", "cli", "--cluster", str(tmp_path),
