@@ -38,7 +38,7 @@ from dtriad.backends.outcome import (
     Suspects,
     describe,
 )
-from dtriad.config import READ_QUORUMS, WRITE_QUORUMS, ClusterConfig, required_copies
+from dtriad.config import ClusterConfig, ReadQuorum, WriteQuorum, required_copies
 from dtriad.core import steps
 from dtriad.core.commands import (
     API,
@@ -202,14 +202,17 @@ class Requests:
                                          self.config.max_value_bytes)
         return spec
 
-    def level(self, name: str, value: str | None) -> str:
-        """A request's consistency level, or the cluster's when it gives none."""
+    def level(self, name: str, value: str | None) -> ReadQuorum | WriteQuorum:
+        """A request's ``read_quorum`` or ``write_quorum``, or the cluster's
+        when it gives none."""
         if value is None or value == "":
             return getattr(self.config, name)
-        allowed = WRITE_QUORUMS if name == "write_quorum" else READ_QUORUMS
-        if value not in allowed:
-            raise ArgumentError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-        return value
+        kind = WriteQuorum if name == "write_quorum" else ReadQuorum
+        try:
+            return kind(value)
+        except ValueError:
+            raise ArgumentError(f"{name} must be one of {', '.join(kind)}, "
+                                f"got {value!r}") from None
 
     def check_size(self, what: str, value: str | bytes | int) -> None:
         limit = self.config.max_value_bytes
@@ -219,12 +222,12 @@ class Requests:
         if size > limit:
             raise ValueTooLargeError(what, size, limit)
 
-    def read(self, key: Any, command: Sequence[Any], level: str) -> Steps:
+    def read(self, key: Any, command: Sequence[Any], level: ReadQuorum) -> Steps:
         """``read_quorum`` one: master first, then backups in ring order, the
         first answer wins (suspected backends last). quorum: see
         :meth:`_quorum_read`."""
         route = (yield from self.follower.follow()).route(key)
-        if level == "quorum":
+        if level == ReadQuorum.QUORUM:
             return (yield from self._quorum_read(key, route, command))
         value, _ = yield from read_first(self.suspects, route.read, tuple(command), key)
         return value
@@ -234,7 +237,7 @@ class Requests:
         version answers (ties: ring order) and older or differing copies are
         repaired from it before returning."""
         copies = route.direct
-        required = required_copies(len(copies), "quorum")
+        required = required_copies(len(copies), ReadQuorum.QUORUM)
         outcomes = yield Fanout(copies, ("EVAL", READ_VERSIONED, 1, key, *command))
         answered = [o for o in outcomes if o.ok]
         if len(answered) < required:
@@ -254,7 +257,7 @@ class Requests:
             raise CommandError.from_redis(ResponseError(printable(reply)))
         return reply
 
-    def write(self, keys: Sequence[Any], command: Sequence[Any], level: str,
+    def write(self, keys: Sequence[Any], command: Sequence[Any], level: WriteQuorum,
                         attempts: int = 8) -> Steps:
         """One replicated write of ``command`` on ``keys`` (keys of one route).
 
@@ -274,7 +277,7 @@ class Requests:
                                 f"{printable(keys[0])!r}; retry")
 
     def _write_once(self, view: View, keys: Sequence[Any], command: Sequence[Any],
-                    level: str) -> Steps:
+                    level: WriteQuorum) -> Steps:
         route = view.route(keys[0])
         master, names = route.direct[0], view.names
         failures: dict[str, str] = {}
@@ -319,7 +322,8 @@ class Requests:
             self.repairs.settle(master, keys, version)  # its intent is cleared
         return result
 
-    def _ring_moved(self, keys: Sequence[Any], master: str, result: Any, level: str) -> Steps:
+    def _ring_moved(self, keys: Sequence[Any], master: str, result: Any,
+                    level: WriteQuorum) -> Steps:
         """The master applied a write but a backup's fence says the ring moved.
 
         If the new ring keeps the same master, its history still holds: every
@@ -343,7 +347,7 @@ class Requests:
         return result
 
     def _check_quorum(self, keys: Sequence[Any], route: Route, held: set[str],
-                      failures: dict[str, str], level: str, sent: bool = True) -> bool:
+                      failures: dict[str, str], level: WriteQuorum, sent: bool = True) -> bool:
         """Raise :class:`QuorumError` unless enough copies hold the write; a
         write ``sent`` that some copy missed is queued for repair. True if
         every copy holds it."""
@@ -396,11 +400,12 @@ class Requests:
                                                 failures)) and agreed
         return agreed
 
-    def each(self, spec: RedisCommand, keys: Sequence[Any], level: str) -> Steps:
+    def each(self, spec: RedisCommand, keys: Sequence[Any],
+             level: ReadQuorum | WriteQuorum) -> Steps:
         """A command whose every argument is a key (DEL, UNLINK, EXISTS), run
         once per group of keys sharing copies; one reply per group."""
         view = yield from self.follower.follow()
-        if spec.kind is Kind.READ and level == "quorum":
+        if spec.kind is Kind.READ and level == ReadQuorum.QUORUM:
             return (yield from self._quorum_reads(view, keys, spec.name))
         groups: dict[Route, list[Any]] = {}
         for key in keys:
@@ -421,11 +426,11 @@ class Requests:
             replies.append((yield from self._quorum_read(key, view.route(key), (command, key))))
         return replies
 
-    def mget(self, keys: Sequence[Any], level: str) -> Steps:
+    def mget(self, keys: Sequence[Any], level: ReadQuorum) -> Steps:
         """Values of ``keys`` in order; one MGET per group of keys sharing copies
         (with ``read_quorum`` quorum, one quorum read per key)."""
         view = yield from self.follower.follow()
-        if level == "quorum":
+        if level == ReadQuorum.QUORUM:
             return (yield from self._quorum_reads(view, keys, "GET"))
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, key in enumerate(keys):
@@ -439,7 +444,7 @@ class Requests:
                 result[i] = value
         return result
 
-    def mset(self, keys: Sequence[Any], values: Sequence[Any], level: str) -> Steps:
+    def mset(self, keys: Sequence[Any], values: Sequence[Any], level: WriteQuorum) -> Steps:
         """Each group of keys sharing copies is one replicated MSET."""
         view = yield from self.follower.follow()
         groups: dict[Route, dict[Any, Any]] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from dtriad.config import ClusterConfig
+from dtriad.config import READ_QUORUMS, SERVERS, WRITE_QUORUMS, ClusterConfig
 from dtriad.exceptions import DtriadError
 from dtriad.ops import cluster as local
 from dtriad.ops.procs import stop_pid
@@ -43,11 +43,11 @@ def main():
 @click.option("--max-value-bytes", default=1 << 20, show_default=True,
               type=click.IntRange(1), help="Largest key or value accepted.")
 @click.option("--write-quorum", default="all", show_default=True,
-              type=click.Choice(["all", "quorum", "one"]),
+              type=click.Choice(WRITE_QUORUMS),
               help="Copies that must take a write before it is acknowledged "
                    "(the key's master always must).")
 @click.option("--read-quorum", default="one", show_default=True,
-              type=click.Choice(["one", "quorum"]),
+              type=click.Choice(READ_QUORUMS),
               help="one: the first copy that answers, master first; quorum: the newest "
                    "of a majority of copies, repairing older ones.")
 @click.option("--backend-timeout", default=1.0, show_default=True,
@@ -248,9 +248,9 @@ def check(directory, config_path, repair):
 @click.option("--json", "mode", flag_value="json", help="Print each reply as JSON.")
 @click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(0.1),
               help="Seconds to wait for a DTServer's answer.")
-@click.option("--read-quorum", type=click.Choice(["one", "quorum"]),
+@click.option("--read-quorum", type=click.Choice(READ_QUORUMS),
               help="Override the cluster's read level for these commands.")
-@click.option("--write-quorum", type=click.Choice(["all", "quorum", "one"]),
+@click.option("--write-quorum", type=click.Choice(WRITE_QUORUMS),
               help="Override the cluster's write level for these commands.")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def cli_shell(host, port, cluster_dir, mode, timeout, read_quorum, write_quorum, command):
@@ -297,7 +297,7 @@ def dtsentinel(cluster_path, state_path):
 @click.option("--port", type=int, help="Port to bind (default: the node's).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64))
 @click.option("--server", default="granian", show_default=True,
-              type=click.Choice(["granian", "wsgiref"]),
+              type=click.Choice(SERVERS),
               help="wsgiref is the original system's single-threaded setup.")
 @click.option("--state-file", type=click.Path(dir_okay=False),
               help="File the workers share the pushed ring through "
