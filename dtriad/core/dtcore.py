@@ -11,8 +11,8 @@ clients' shared state and composes the core's parts, each in its module:
   admin authorization.
 
 Front ends run request generators with :meth:`DTCore.run` (threads: HTTP
-workers) or :meth:`DTCore.arun` (asyncio: the RESP port, with its own
-pipelined client); there is no blocking twin of each generator.
+workers) or :func:`dtriad.core.steps.arun` with the RESP port's pipelined
+client; there is no blocking twin of each generator.
 """
 
 from __future__ import annotations
@@ -95,10 +95,6 @@ class DTCore:
     def run(self, work: Steps) -> Any:
         """Drive request steps with the blocking client (HTTP workers, repairs)."""
         return steps.run(work, self.client)
-
-    async def arun(self, work: Steps, client) -> Any:
-        """Drive request steps with an asyncio client (the RESP front end's)."""
-        return await steps.arun(work, client)
 
     @property
     def view(self) -> View:

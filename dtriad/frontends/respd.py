@@ -4,8 +4,9 @@ An asyncio server, one :class:`Session` per connection. Requests are parsed
 by :class:`dtriad.frontends.resp.RequestParser` and run one after another per
 connection (replies in order; a pipelining client keeps many in flight, and
 replies to one burst go back in one write). Data commands go through the
-same request core as HTTP (:meth:`DTCore.command_steps`), driven by the
-pipelined :class:`~dtriad.backends.aclient.AsyncClient`; the front end itself answers
+same request core as HTTP (:meth:`dtriad.core.requests.Requests.command`),
+driven by the pipelined :class:`~dtriad.backends.aclient.AsyncClient`; the
+front end itself answers
 only connection and server commands (PING, AUTH, HELLO, SELECT 0, CLIENT,
 COMMAND, INFO, DBSIZE, QUIT).
 """
