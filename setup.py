@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["dtriad", "dtriad.*"]),
-    package_data={"dtriad.ops": ["redis_help.json"]},
+    package_data={"dtriad.ops": ["redis_help.json"], "dtriad.core": ["redis62_commands.json"]},
     python_requires=">=3.11",
     install_requires=[
         "redis[hiredis]>=5.0",

@@ -274,6 +274,8 @@ class ClusterConfig:
     dtsentinels: int = 1
     workers: int = 2
     server: str = "granian"
+    # Whether clients may FLUSHALL / FLUSHDB (false: refused, like Redis's rename-command).
+    flush_allowed: bool = True
     # A production host's [host] table (dtriad.toml only).
     host: HostSection | None = None
     # Not a setting: the file this configuration was read from or saved to.
@@ -351,6 +353,7 @@ class ClusterConfig:
         _int("down_after_ms", self.down_after_ms, 1)
         _int("dtsentinels", self.dtsentinels, 1)
         _int("workers", self.workers, 1)
+        _bool("flush_allowed", self.flush_allowed)
         if self.server not in SERVERS:
             raise ConfigurationError(
                 f"server must be one of {', '.join(SERVERS)}, got {self.server!r}")
@@ -420,6 +423,7 @@ class ClusterConfig:
             "lost_after_ms": self.lost_after_ms,
             "down_after_ms": self.down_after_ms, "dtsentinels": self.dtsentinels,
             "workers": self.workers, "server": self.server,
+            "flush_allowed": self.flush_allowed,
         }
         if self.migration_max_keys_per_s is not None:
             out["migration_max_keys_per_s"] = self.migration_max_keys_per_s

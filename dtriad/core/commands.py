@@ -29,22 +29,37 @@ How the declaration flows:
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Any
 
 
 class Kind(enum.Enum):
     READ = "read"        # answered by one copy (or a quorum of copies)
     WRITE = "write"      # replicated to every copy, in the master's order
+    CLUSTER = "cluster"  # the whole keyspace or the server: asked of every member (SCAN...)
     LOCAL = "local"      # answered by the front end itself (PING, AUTH, INFO...)
 
 
 class Routing(enum.Enum):
-    SINGLE = "single"    # one key, argv[1]
+    SINGLE = "single"    # one key (at COMMAND's first key position)
     EACH = "each"        # every argument is a key; per-node groups, replies summed
     MGET = "mget"        # every argument is a key; per-node groups, replies in order
     PAIRS = "pairs"      # key value key value ...; per-node groups
+    MULTI = "multi"      # several keys (keys_of); one step when they share copies
     NONE = "none"
+
+
+# Redis 6.2's own COMMAND reply (name -> arity, flags, first key, last key,
+# step, ACL categories), read out of redis-server 6.2 by COMMAND: the source
+# of every served command's arity, key positions and COMMAND INFO row.
+REDIS62: dict[str, list] = json.loads(
+    files("dtriad.core").joinpath("redis62_commands.json").read_text("utf-8"))
+# SORT_RO is Redis 7.0's read-only SORT (no STORE); served as SORT by 6.2 backends.
+REDIS62.setdefault("sort_ro", [-2, ["readonly", "movablekeys"], 1, 1, 1,
+                               ["@read", "@set", "@sortedset", "@list", "@slow", "@dangerous"]])
 
 
 @dataclass(frozen=True)
@@ -57,68 +72,177 @@ class RedisCommand:
     group: str = "generic"
 
     @property
+    def row(self) -> list:
+        """Redis 6.2's COMMAND row for this command (arity, flags, keys, categories)."""
+        return REDIS62.get(self.name) or [self.arity, self.flags, 0, 0, 0, []]
+
+    @property
     def flags(self) -> list[str]:
+        if self.name in REDIS62:
+            return REDIS62[self.name][1]
         return {Kind.READ: ["readonly"], Kind.WRITE: ["write"],
-                Kind.LOCAL: ["fast"]}[self.kind]
+                Kind.LOCAL: ["fast"], Kind.CLUSTER: ["readonly"]}[self.kind]
 
     @property
     def key_spec(self) -> tuple[int, int, int]:
         """(first key, last key, step), as in COMMAND's reply."""
-        return {Routing.SINGLE: (1, 1, 1), Routing.EACH: (1, -1, 1), Routing.MGET: (1, -1, 1),
-                Routing.PAIRS: (1, -1, 2), Routing.NONE: (0, 0, 0)}[self.route]
+        first, last, step = self.row[2:5]
+        return first, last, step
+
+    @property
+    def random(self) -> bool:
+        """Its effect is not fixed by its arguments (SPOP, XADD *...): the
+        master's resulting state is copied to the backups, not replayed."""
+        return "random" in self.flags
 
     def arity_ok(self, argc: int) -> bool:
         return argc == self.arity if self.arity > 0 else argc >= -self.arity
 
 
-_R, _W, _L = Kind.READ, Kind.WRITE, Kind.LOCAL
+_R, _W, _C, _L = Kind.READ, Kind.WRITE, Kind.CLUSTER, Kind.LOCAL
+_SINGLE, _EACH, _MGET, _PAIRS, _MULTI, _NONE = (Routing.SINGLE, Routing.EACH, Routing.MGET,
+                                                 Routing.PAIRS, Routing.MULTI, Routing.NONE)
+
+# Every data command of Redis 6.2 dtriad serves, by group: (name, routing).
+# Read or write, arity and key positions come from REDIS62. Transactions,
+# scripts, blocking commands and pub/sub are served elsewhere (or not yet).
+_DATA = {
+    "string": [("get", _SINGLE), ("set", _SINGLE), ("mget", _MGET), ("mset", _PAIRS),
+               ("msetnx", _MULTI), ("incr", _SINGLE), ("incrby", _SINGLE), ("decr", _SINGLE),
+               ("decrby", _SINGLE), ("incrbyfloat", _SINGLE), ("append", _SINGLE),
+               ("strlen", _SINGLE), ("getrange", _SINGLE), ("substr", _SINGLE),
+               ("setrange", _SINGLE), ("getdel", _SINGLE), ("getex", _SINGLE),
+               ("getset", _SINGLE), ("setnx", _SINGLE), ("setex", _SINGLE),
+               ("psetex", _SINGLE), ("stralgo", _MULTI), ("setbit", _SINGLE),
+               ("getbit", _SINGLE), ("bitcount", _SINGLE), ("bitpos", _SINGLE),
+               ("bitfield", _SINGLE), ("bitfield_ro", _SINGLE), ("bitop", _MULTI)],
+    "generic": [("del", _EACH), ("unlink", _EACH), ("exists", _EACH), ("touch", _EACH),
+                ("expire", _SINGLE), ("pexpire", _SINGLE), ("expireat", _SINGLE),
+                ("pexpireat", _SINGLE), ("ttl", _SINGLE), ("pttl", _SINGLE),
+                ("persist", _SINGLE), ("type", _SINGLE), ("rename", _MULTI),
+                ("renamenx", _MULTI), ("copy", _MULTI), ("dump", _SINGLE),
+                ("restore", _SINGLE), ("object", _SINGLE), ("sort", _MULTI),
+                ("sort_ro", _MULTI), ("memory", _SINGLE)],
+    "list": [("lpush", _SINGLE), ("rpush", _SINGLE), ("lpushx", _SINGLE), ("rpushx", _SINGLE),
+             ("lpop", _SINGLE), ("rpop", _SINGLE), ("llen", _SINGLE), ("lindex", _SINGLE),
+             ("lrange", _SINGLE), ("lset", _SINGLE), ("lrem", _SINGLE), ("ltrim", _SINGLE),
+             ("lpos", _SINGLE), ("linsert", _SINGLE), ("lmove", _MULTI),
+             ("rpoplpush", _MULTI)],
+    "hash": [("hset", _SINGLE), ("hsetnx", _SINGLE), ("hmset", _SINGLE), ("hget", _SINGLE),
+             ("hmget", _SINGLE), ("hdel", _SINGLE), ("hgetall", _SINGLE), ("hincrby", _SINGLE),
+             ("hincrbyfloat", _SINGLE), ("hlen", _SINGLE), ("hexists", _SINGLE),
+             ("hkeys", _SINGLE), ("hvals", _SINGLE), ("hstrlen", _SINGLE),
+             ("hrandfield", _SINGLE), ("hscan", _SINGLE)],
+    "set": [("sadd", _SINGLE), ("srem", _SINGLE), ("smembers", _SINGLE),
+            ("sismember", _SINGLE), ("smismember", _SINGLE), ("scard", _SINGLE),
+            ("spop", _SINGLE), ("srandmember", _SINGLE), ("sscan", _SINGLE),
+            ("smove", _MULTI), ("sinter", _MULTI), ("sinterstore", _MULTI),
+            ("sunion", _MULTI), ("sunionstore", _MULTI), ("sdiff", _MULTI),
+            ("sdiffstore", _MULTI)],
+    "sorted_set": [("zadd", _SINGLE), ("zrem", _SINGLE), ("zscore", _SINGLE),
+                   ("zmscore", _SINGLE), ("zincrby", _SINGLE), ("zcard", _SINGLE),
+                   ("zcount", _SINGLE), ("zlexcount", _SINGLE), ("zrank", _SINGLE),
+                   ("zrevrank", _SINGLE), ("zrange", _SINGLE), ("zrangebyscore", _SINGLE),
+                   ("zrevrangebyscore", _SINGLE), ("zrangebylex", _SINGLE),
+                   ("zrevrangebylex", _SINGLE), ("zrevrange", _SINGLE),
+                   ("zremrangebyrank", _SINGLE), ("zremrangebyscore", _SINGLE),
+                   ("zremrangebylex", _SINGLE), ("zpopmin", _SINGLE), ("zpopmax", _SINGLE),
+                   ("zrandmember", _SINGLE), ("zscan", _SINGLE), ("zrangestore", _MULTI),
+                   ("zunion", _MULTI), ("zinter", _MULTI), ("zdiff", _MULTI),
+                   ("zunionstore", _MULTI), ("zinterstore", _MULTI), ("zdiffstore", _MULTI)],
+    "hyperloglog": [("pfadd", _SINGLE), ("pfcount", _MULTI), ("pfmerge", _MULTI)],
+    "geo": [("geoadd", _SINGLE), ("geopos", _SINGLE), ("geodist", _SINGLE),
+            ("geohash", _SINGLE), ("georadius", _MULTI), ("georadius_ro", _SINGLE),
+            ("georadiusbymember", _MULTI), ("georadiusbymember_ro", _SINGLE),
+            ("geosearch", _SINGLE), ("geosearchstore", _MULTI)],
+    "stream": [("xadd", _SINGLE), ("xlen", _SINGLE), ("xrange", _SINGLE),
+               ("xrevrange", _SINGLE), ("xdel", _SINGLE), ("xtrim", _SINGLE),
+               ("xsetid", _SINGLE), ("xread", _MULTI), ("xgroup", _SINGLE),
+               ("xreadgroup", _MULTI), ("xack", _SINGLE), ("xpending", _SINGLE),
+               ("xclaim", _SINGLE), ("xautoclaim", _SINGLE), ("xinfo", _SINGLE)],
+}
+# The whole keyspace and the server, asked of the ring's members (groups as
+# redis-cli's help names them).
+_CLUSTER = {
+    "generic": ["scan", "keys", "randomkey", "move"],
+    "server": ["flushall", "flushdb", "swapdb"],
+    "server_info": ["time", "lastsave", "lolwut"],
+}
+# Answered by the front end itself.
+_LOCAL = {
+    "connection": [("ping", -1), ("echo", 2), ("auth", -2), ("select", 2), ("quit", 1),
+                   ("client", -2), ("hello", -1), ("reset", 1)],
+    "server": [("command", -1), ("info", -1), ("config", -2), ("dbsize", 1)],
+}
+# Commands whose string reply is a status (+OK, +string) rather than a bulk string.
+_STATUS = {"set", "mset", "setex", "psetex", "lset", "ltrim", "hmset", "type", "rename",
+           "restore", "pfmerge", "xgroup", "xsetid", "flushall", "flushdb"}
 
 
-def _table(group: str, *rows: tuple) -> list[RedisCommand]:
-    return [RedisCommand(name, arity, kind, *rest, group=group)
-            for name, arity, kind, *rest in rows]
+def _spec(name: str, kind: Kind | None, route: Routing, group: str,
+          arity: int | None = None) -> RedisCommand:
+    row = REDIS62.get(name)
+    arity = row[0] if arity is None else arity
+    if kind is None:
+        kind = Kind.WRITE if "write" in row[1] else Kind.READ
+    return RedisCommand(name, arity, kind, route, name in _STATUS, group)
 
 
 REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
-    *_table("string",
-            ("get", 2, _R), ("set", -3, _W, Routing.SINGLE, True), ("mget", -2, _R, Routing.MGET),
-            ("mset", -3, _W, Routing.PAIRS, True), ("incr", 2, _W), ("incrby", 3, _W),
-            ("decr", 2, _W), ("decrby", 3, _W), ("incrbyfloat", 3, _W), ("append", 3, _W),
-            ("strlen", 2, _R), ("getrange", 4, _R), ("setrange", 4, _W), ("getdel", 2, _W),
-            ("getset", 3, _W), ("setnx", 3, _W), ("setex", 4, _W, Routing.SINGLE, True),
-            ("psetex", 4, _W, Routing.SINGLE, True)),
-    *_table("generic",
-            ("del", -2, _W, Routing.EACH), ("unlink", -2, _W, Routing.EACH),
-            ("exists", -2, _R, Routing.EACH), ("expire", 3, _W), ("pexpire", 3, _W),
-            ("expireat", 3, _W), ("pexpireat", 3, _W), ("ttl", 2, _R), ("pttl", 2, _R),
-            ("persist", 2, _W), ("type", 2, _R, Routing.SINGLE, True)),
-    *_table("list",
-            ("lpush", -3, _W), ("rpush", -3, _W), ("lpushx", -3, _W), ("rpushx", -3, _W),
-            ("lpop", -2, _W), ("rpop", -2, _W), ("llen", 2, _R), ("lindex", 3, _R),
-            ("lrange", 4, _R), ("lset", 4, _W, Routing.SINGLE, True), ("lrem", 4, _W),
-            ("ltrim", 4, _W, Routing.SINGLE, True)),
-    *_table("hash",
-            ("hset", -4, _W), ("hsetnx", 4, _W), ("hmset", -4, _W, Routing.SINGLE, True),
-            ("hget", 3, _R), ("hmget", -3, _R), ("hdel", -3, _W), ("hgetall", 2, _R),
-            ("hincrby", 4, _W), ("hlen", 2, _R), ("hexists", 3, _R), ("hkeys", 2, _R),
-            ("hvals", 2, _R), ("hstrlen", 3, _R)),
-    *_table("set",
-            ("sadd", -3, _W), ("srem", -3, _W), ("smembers", 2, _R), ("sismember", 3, _R),
-            ("scard", 2, _R)),
-    *_table("sorted_set",
-            ("zadd", -4, _W), ("zrem", -3, _W), ("zscore", 3, _R), ("zincrby", 4, _W),
-            ("zcard", 2, _R), ("zrange", -4, _R), ("zrangebyscore", -4, _R),
-            ("zrevrange", -4, _R), ("zrank", 3, _R), ("zcount", 4, _R)),
-    *_table("connection",
-            ("ping", -1, _L, Routing.NONE), ("echo", 2, _L, Routing.NONE),
-            ("auth", -2, _L, Routing.NONE), ("select", 2, _L, Routing.NONE),
-            ("quit", 1, _L, Routing.NONE), ("client", -2, _L, Routing.NONE),
-            ("hello", -1, _L, Routing.NONE)),
-    *_table("server",
-            ("command", -1, _L, Routing.NONE), ("info", -1, _L, Routing.NONE),
-            ("config", -2, _L, Routing.NONE),
-            ("dbsize", 1, _L, Routing.NONE)),
+    *(_spec(name, None, route, group) for group, rows in _DATA.items() for name, route in rows),
+    *(_spec(name, _C, _NONE, group.removesuffix("_info")) for group, names in _CLUSTER.items()
+      for name in names),
+    *(_spec(name, _L, _NONE, group, arity) for group, rows in _LOCAL.items()
+      for name, arity in rows),
 ]}
+
+
+def keys_of(command: RedisCommand, argv: Sequence[Any]) -> list[Any]:
+    """The keys ``argv`` names, as Redis's ``COMMAND GETKEYS`` finds them
+    (the key positions of COMMAND, and the movable keys of ZUNIONSTORE,
+    XREAD, SORT ... STORE, GEORADIUS ... STORE, STRALGO, OBJECT, MEMORY)."""
+    name, argc = command.name, len(argv)
+    if command.kind in (Kind.LOCAL, Kind.CLUSTER):
+        return []
+    if name in ("zunionstore", "zinterstore", "zdiffstore", "zunion", "zinter", "zdiff"):
+        at = 2 if name.endswith("store") else 1
+        count = _count(argv[at])
+        keys = list(argv[at + 1:at + 1 + count]) if count is not None else []
+        return ([argv[1]] if at == 2 else []) + keys
+    if name in ("xread", "xreadgroup"):
+        for i in range(1, argc):
+            if _upper(argv[i]) == "STREAMS":
+                rest = argv[i + 1:]
+                return list(rest[:len(rest) // 2])
+        return []
+    if name in ("sort", "sort_ro", "georadius", "georadiusbymember"):
+        keys = [argv[1]]
+        for i in range(2, argc - 1):
+            if _upper(argv[i]) in ("STORE", "STOREDIST") and name != "sort_ro":
+                keys.append(argv[i + 1])
+        return keys
+    if name == "stralgo":
+        for i in range(2, argc):
+            if _upper(argv[i]) == "KEYS":
+                return list(argv[i + 1:i + 3])
+        return []
+    if name in ("object", "xinfo", "xgroup"):
+        return [argv[2]] if argc > 2 and _upper(argv[1]) != "HELP" else []
+    if name == "memory":
+        return [argv[2]] if argc > 2 and _upper(argv[1]) == "USAGE" else []
+    first, last, step = command.key_spec
+    if first == 0:
+        return []
+    last = argc + last if last < 0 else last
+    return list(argv[first:last + 1:step])
+
+
+def _count(value: Any) -> int | None:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        return None
+    return count if count > 0 else None
 
 
 def arity_error(command: RedisCommand, argc: int) -> str | None:
@@ -127,6 +251,8 @@ def arity_error(command: RedisCommand, argc: int) -> str | None:
         return f"ERR wrong number of arguments for '{command.name}' command"
     if command.route is Routing.PAIRS and argc % 2 == 0:  # Redis's own words for MSET
         return f"ERR wrong number of arguments for {command.name.upper()}"
+    if command.name == "msetnx" and argc % 2 == 0:
+        return "ERR wrong number of arguments for MSETNX"
     return None
 
 

@@ -47,12 +47,15 @@ from dtriad.core.commands import (
     RedisCommand,
     Routing,
     arity_error,
+    keys_of,
     lookup,
     method_names,
 )
 from dtriad.core.follower import RingFollower
+from dtriad.core.keyspace import Keyspace
 from dtriad.core.repair import Repairs
-from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER
+from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER, WRITE_MASTER_IF
+from dtriad.core.spanning import Changed, Spanning
 from dtriad.exceptions import (
     ArgumentError,
     CommandError,
@@ -98,6 +101,21 @@ def _newest(outcomes: Sequence[Outcome]) -> Outcome:
     return max(outcomes, key=lambda o: int(o.value[0]))
 
 
+def _upper(value: Any) -> str:
+    return printable(value).upper()
+
+
+def _sort_patterns(spec: RedisCommand, argv: Sequence[Any]) -> bool:
+    """SORT ... BY/GET with a pattern: it reads keys named by the elements."""
+    if spec.name not in ("sort", "sort_ro"):
+        return False
+    for i in range(2, len(argv) - 1):
+        word, value = _upper(argv[i]), printable(argv[i + 1])
+        if (word == "BY" and "*" in value) or (word == "GET" and value != "#"):
+            return True
+    return False
+
+
 class _Stale(Exception):
     """The ring moved under a write that no copy applied: route it again."""
 
@@ -117,6 +135,12 @@ class Requests:
         self.follower = follower
         self.suspects = suspects
         self.repairs = repairs
+        self.spanning = Spanning(self)  # multi-key commands whose keys span nodes
+        self.keyspace = Keyspace(self)  # SCAN, KEYS, FLUSHALL...: every member
+
+    def first(self, nodes: Sequence[str], command: Sequence[Any], key: Any) -> Steps:
+        """``(reply, node)`` of the first of ``nodes`` to answer (:func:`read_first`)."""
+        return (yield from read_first(self.suspects, nodes, tuple(command), key))
 
     def argv_of(self, method: str, **args: Any) -> list[Any]:
         """The Redis argv of one of the HTTP API's methods
@@ -158,26 +182,47 @@ class Requests:
         return ["MSET", *(x for pair in zip(keys, values, strict=True) for x in pair)]
 
     def command(self, argv: Sequence[Any], write_quorum: str | None = None,
-                      read_quorum: str | None = None) -> Steps:
+                read_quorum: str | None = None) -> Steps:
         """Check, route and replicate one Redis command of :data:`dtriad.core.commands.REDIS`
         (not the front end's own, such as PING): the one request path of every
         front end. Replies are raw Redis replies."""
         spec = self.checked(argv)
         if spec.kind is Kind.LOCAL:
             raise CommandError(f"ERR '{spec.name}' is answered by the front end, not the ring")
-        if spec.kind is Kind.READ:
+        if spec.kind is Kind.CLUSTER:
+            return (yield from self.keyspace.command(spec, argv))
+        if spec.name == "sort_ro":  # Redis 7's read-only SORT, sent to 6.2 backends as SORT
+            if any(_upper(a) == "STORE" for a in argv[2:]):
+                raise CommandError("ERR syntax error")
+            argv = ["SORT", *argv[1:]]
+        keys = keys_of(spec, argv)
+        if not keys:  # a subcommand that names no key (OBJECT HELP, XINFO HELP...)
+            view = yield from self.follower.follow()
+            value, _ = yield from read_first(self.suspects, view.ring.nodes, tuple(argv),
+                                             argv[0])
+            return value
+        reads = spec.kind is Kind.READ or (spec.route is Routing.MULTI and len(keys) == 1
+                                           and spec.name in ("sort", "georadius",
+                                                             "georadiusbymember"))
+        if reads:
             level = self.level("read_quorum", read_quorum)
-            if spec.route is Routing.SINGLE:
-                return (yield from self.read(argv[1], argv, level))
+            if spec.route is Routing.SINGLE or (spec.route is Routing.MULTI and len(keys) == 1
+                                                and spec.name != "pfcount"
+                                                and not _sort_patterns(spec, argv)):
+                return (yield from self.read(keys[0], argv, level))
             if spec.route is Routing.MGET:
                 return (yield from self.mget(argv[1:], level))
-            return sum((yield from self.each(spec, argv[1:], level)))
+            if spec.route is Routing.EACH:
+                return sum((yield from self.each(spec, argv[1:], level)))
+            return (yield from self.spanning.read(spec, keys, argv))
         level = self.level("write_quorum", write_quorum)
         if spec.route is Routing.SINGLE:
-            return (yield from self.write([argv[1]], argv, level))
+            return (yield from self.write(keys[:1], argv, level, replay=not spec.random))
         if spec.route is Routing.PAIRS:
             return (yield from self.mset(argv[1::2], argv[2::2], level))
-        return sum((yield from self.each(spec, argv[1:], level)))
+        if spec.route is Routing.EACH:
+            return sum((yield from self.each(spec, argv[1:], level)))
+        return (yield from self.spanning.write(spec, keys, argv, level))
 
     def checked(self, argv: Sequence[Any]) -> RedisCommand:
         """The command's spec, once its name, arity and sizes are acceptable;
@@ -258,8 +303,13 @@ class Requests:
         return reply
 
     def write(self, keys: Sequence[Any], command: Sequence[Any], level: WriteQuorum,
-                        attempts: int = 8) -> Steps:
+              attempts: int = 8, replay: bool = True, expect: str | None = None) -> Steps:
         """One replicated write of ``command`` on ``keys`` (keys of one route).
+
+        With ``replay`` false (a command whose effect is not fixed by its
+        arguments: SPOP, XADD *...), the backups get the master's resulting
+        state instead of the command. With ``expect``, the master applies it
+        only if ``keys[0]`` is still at that version, else :class:`Changed`.
 
         A write refused by a fence is routed again by the newest ring the
         backends hold. If they hold none newer yet (the DTSentinel has fenced
@@ -269,7 +319,8 @@ class Requests:
         for attempt in range(attempts):
             view = yield from self.follower.follow()
             try:
-                return (yield from self._write_once(view, keys, command, level))
+                return (yield from self._write_once(view, keys, command, level, replay,
+                                                    expect))
             except _Stale:
                 if not (yield from self.follower.refresh()) and attempt + 1 < attempts:
                     yield Pause(min(0.2, 0.01 * 2 ** attempt))
@@ -277,7 +328,8 @@ class Requests:
                                 f"{printable(keys[0])!r}; retry")
 
     def _write_once(self, view: View, keys: Sequence[Any], command: Sequence[Any],
-                    level: WriteQuorum) -> Steps:
+                    level: WriteQuorum, replay: bool = True,
+                    expect: str | None = None) -> Steps:
         route = view.route(keys[0])
         master, names = route.direct[0], view.names
         failures: dict[str, str] = {}
@@ -287,11 +339,14 @@ class Requests:
                                                    "ring replaces it")
             self._check_quorum(keys, route, set(), failures, level, sent=False)
         try:
-            reply = yield Execute(master, ("EVAL", WRITE_MASTER, len(keys), *keys,
-                                           view.token, *command))
+            script, check = (WRITE_MASTER, ()) if expect is None else (WRITE_MASTER_IF, (expect,))
+            reply = yield Execute(master, ("EVAL", script, len(keys), *keys,
+                                           view.token, *check, *command))
         except ResponseError as e:
             if _stale(e):
                 raise _Stale from e
+            if str(e).startswith("DTCHANGED"):
+                raise Changed(printable(keys[0])) from e
             raise CommandError.from_redis(e) from e
         except DOWN_ERRORS as e:
             self.suspects.suspect(master)
@@ -303,8 +358,11 @@ class Requests:
         # A reply beyond 2^53 is re-read as text by the script (Lua numbers are doubles)
         result = int(raw) if len(reply) > 2 + len(keys) else raw
         backups = route.direct[1:]
-        outcomes = yield Fanout(backups, ("EVAL", WRITE_BACKUP, len(keys), *keys,
-                                          view.token, version, *previous, *command))
+        if not replay:  # the master's effect, not the command again
+            outcomes = [Outcome(node, value=(b"state",)) for node in backups]
+        else:
+            outcomes = yield Fanout(backups, ("EVAL", WRITE_BACKUP, len(keys), *keys,
+                                              view.token, version, *previous, *command))
         if any(_stale(o.error) for o in outcomes):
             return (yield from self._ring_moved(keys, master, result, level))
         held = {master}

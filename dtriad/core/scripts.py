@@ -12,6 +12,7 @@ from __future__ import annotations
 
 META_DB = 1
 VERSION_DB = 2
+SCRATCH_DB = 3  # empty outside the SCRATCH script
 # A version outlives its key by this long (a tombstone), so a late write of
 # an older version is still recognised after a delete or an expiry.
 TOMBSTONE_MS = 600_000
@@ -116,12 +117,12 @@ redis.call('SELECT', 0)
 # failure) still sorts after an older one.
 # -> {reply, new version, previous version of each key..., ['int']}: the
 # trailing 'int' says the reply is an integer sent as text (see exact()).
-WRITE_MASTER = _PRELUDE + _FENCE + """
+_MASTER = """
 local prev = versions(KEYS)
-local reply = redis.pcall(unpack(ARGV, 2))
+local reply = redis.pcall(unpack(ARGV, first))
 if type(reply) == 'table' and reply.err then return reply end
 local whole
-reply, whole = exact(reply, 2)
+reply, whole = exact(reply, first)
 local top = 0
 for _, v in ipairs(prev) do if v > top then top = v end end
 local version = math.max(top + 1, now_us())
@@ -136,6 +137,18 @@ for i, v in ipairs(prev) do out[i + 2] = fmt(v) end
 if whole then out[#out + 1] = 'int' end
 return out
 """
+WRITE_MASTER = _PRELUDE + _FENCE + "local first = 2\n" + _MASTER
+
+# WRITE_MASTER only if KEYS[1] is still at version ARGV[2] (the command then
+# starts at ARGV[3]): a compare-and-set for writes computed from a state read
+# earlier (a multi-key command whose keys live on different nodes), so a
+# write another client made in between is never overwritten. -> like
+# WRITE_MASTER, or the error "DTCHANGED <version>".
+WRITE_MASTER_IF = _PRELUDE + _FENCE + """
+local now = fmt(versions({KEYS[1]})[1])
+if now ~= ARGV[2] then return redis.error_reply('DTCHANGED ' .. now) end
+local first = 3
+""" + _MASTER
 
 # On a backup. KEYS as above, ARGV[1] = token, ARGV[2] = the master's new
 # version, ARGV[3..2+#KEYS] = the master's previous versions, then the command.
@@ -402,10 +415,59 @@ return redis.call('UNLINK', KEYS[1])
 """
 
 
+# Run a command on copies of keys read from other nodes (a multi-key command
+# whose keys do not share copies), in database SCRATCH_DB, which is empty
+# outside this script: the copies are restored, the command runs, the
+# resulting state of every key is read, and everything is deleted again,
+# all in one atomic script. Nothing of database 0 is touched.
+# ARGV[1] = n, ARGV[2] = 1 to return the keys' resulting states, then n
+# triples (key, serialized value or '', absolute expiry in ms or 0), then the
+# command. -> {reply, {value or '', ms to live}...} | the command's error.
+SCRATCH = _PRELUDE + """
+local n = tonumber(ARGV[1])
+redis.call('SELECT', @SCRATCH_DB@)
+local keys = {}
+for i = 0, n - 1 do
+  local k, v, at = ARGV[3 + 3 * i], ARGV[4 + 3 * i], tonumber(ARGV[5 + 3 * i])
+  keys[#keys + 1] = k
+  redis.call('DEL', k)
+  if v ~= '' then
+    if at > 0 then redis.call('RESTORE', k, at, v, 'REPLACE', 'ABSTTL')
+    else redis.call('RESTORE', k, 0, v, 'REPLACE') end
+  end
+end
+local reply = redis.pcall(unpack(ARGV, 3 + 3 * n))
+local out = {reply}
+if type(reply) ~= 'table' or not reply.err then
+  if ARGV[2] == '1' then
+    for _, k in ipairs(keys) do
+      out[#out + 1] = {redis.call('DUMP', k) or '', redis.call('PTTL', k)}
+    end
+  end
+end
+for _, k in ipairs(keys) do redis.call('DEL', k) end
+redis.call('SELECT', 0)
+if type(reply) == 'table' and reply.err then return reply end
+return out
+"""
+
+# FLUSHALL / FLUSHDB on one member: its keyspace, the keys' versions and its
+# repair intents. ARGV[1] = ring token (fenced like a write).
+FLUSH = _PRELUDE + _FENCE + """
+redis.call('FLUSHDB')
+redis.call('SELECT', @VERSION_DB@)
+redis.call('FLUSHDB')
+redis.call('SELECT', @META_DB@)
+redis.call('DEL', 'dtriad:dirty')
+redis.call('SELECT', 0)
+return redis.status_reply('OK')
+"""
+
 def _fill(script: str) -> str:
     """The constants above, put in the Lua where it says ``@NAME@``."""
     for name, value in (("META_DB", META_DB), ("VERSION_DB", VERSION_DB),
-                        ("FENCE_KEY", FENCE_KEY), ("RING_KEY", RING_KEY),
+                        ("SCRATCH_DB", SCRATCH_DB), ("FENCE_KEY", FENCE_KEY),
+                        ("RING_KEY", RING_KEY),
                         ("TOMBSTONE_MS", TOMBSTONE_MS)):
         script = script.replace(f"@{name}@", str(value))
     if "@" in script:
@@ -416,6 +478,9 @@ def _fill(script: str) -> str:
 LEASE = _fill(LEASE)
 RELEASE = _fill(RELEASE)
 WRITE_MASTER = _fill(WRITE_MASTER)
+WRITE_MASTER_IF = _fill(WRITE_MASTER_IF)
+SCRATCH = _fill(SCRATCH)
+FLUSH = _fill(FLUSH)
 WRITE_BACKUP = _fill(WRITE_BACKUP)
 CLEAN = _fill(CLEAN)
 SWEEP = _fill(SWEEP)

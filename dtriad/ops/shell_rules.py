@@ -101,6 +101,25 @@ def served(spec: RedisCommand) -> bool:
     return spec.kind is not Kind.LOCAL or spec.name in HTTP_LOCAL
 
 
+# Served commands redis-cli 6.2's help table leaves out: (arguments, summary).
+_NOT_IN_REDIS_CLI_HELP = {
+    "substr": ("key start end", "Get a substring of the string stored at a key (GETRANGE)"),
+    "bitfield_ro": ("key GET type offset [GET type offset ...]",
+                    "Read-only BITFIELD: get integer fields of a string"),
+    "sort_ro": ("key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] "
+                "[ASC|DESC] [ALPHA]", "Read-only SORT (Redis 7.0's; served as SORT)"),
+    "memory": ("USAGE key [SAMPLES count] | HELP | STATS | DOCTOR",
+               "Memory use of a key, or of a backend"),
+    "georadius_ro": ("key longitude latitude radius m|km|ft|mi [WITHCOORD] [WITHDIST] "
+                     "[WITHHASH] [COUNT count [ANY]] [ASC|DESC]",
+                     "Read-only GEORADIUS"),
+    "georadiusbymember_ro": ("key member radius m|km|ft|mi [WITHCOORD] [WITHDIST] "
+                             "[WITHHASH] [COUNT count [ANY]] [ASC|DESC]",
+                             "Read-only GEORADIUSBYMEMBER"),
+    "xsetid": ("key last-id", "Set the last ID of a stream"),
+}
+
+
 @cache
 def help_entries() -> dict[str, HelpEntry]:
     """Every command the shell serves, by lower-case name."""
@@ -109,7 +128,7 @@ def help_entries() -> dict[str, HelpEntry]:
     for spec in REDIS.values():
         if served(spec):
             out[spec.name] = table.get(spec.name.upper()) or HelpEntry(
-                spec.name.upper(), "", "", spec.group)
+                spec.name.upper(), *_NOT_IN_REDIS_CLI_HELP.get(spec.name, ("", "")), spec.group)
     for name, method in ADMIN_COMMANDS.items():
         summary = method.summary[:1].upper() + method.summary[1:]  # as Redis's help reads
         out[name] = HelpEntry(name.upper(), "", summary, ADMIN_GROUP)
