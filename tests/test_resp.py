@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dtriad.core.commands import REDIS, lookup, reply_is_array, reply_is_status, resp3_shape
+from dtriad.core.commands import REDIS, lookup, reply_is_array, reply_is_status, reply_shape
 from dtriad.frontends.resp import (
     ProtocolError,
     RequestParser,
     TooLarge,
     encode,
-    encode3,
+    encode_shaped,
     error,
     split_args,
 )
@@ -119,11 +119,11 @@ def test_encoding_in_resp2_and_resp3():
     assert encode(-7) == b":-7\r\n"
     assert encode([b"a", None, 3, []]) == b"*4\r\n$1\r\na\r\n$-1\r\n:3\r\n*0\r\n"
     assert encode([b"a", None], resp3=True) == b"*2\r\n$1\r\na\r\n_\r\n"
-    assert encode3([b"f", b"1"], "map") == b"%1\r\n$1\r\nf\r\n$1\r\n1\r\n"
-    assert encode3([b"1"], "set") == b"~1\r\n$1\r\n1\r\n"
-    assert encode3(b"2.5", "double") == b",2.5\r\n"
-    assert encode3([b"a", b"1"], "scores") == b"*1\r\n*2\r\n$1\r\na\r\n,1\r\n"
-    assert encode3(None, "double") == b"_\r\n"
+    assert encode_shaped([b"f", b"1"], "map", True) == b"%1\r\n$1\r\nf\r\n$1\r\n1\r\n"
+    assert encode_shaped([b"1"], "set", True) == b"~1\r\n$1\r\n1\r\n"
+    assert encode_shaped(b"2.5", "double", True) == b",2.5\r\n"
+    assert encode_shaped([b"a", b"1"], "scores", True) == b"*1\r\n*2\r\n$1\r\na\r\n,1\r\n"
+    assert encode_shaped(None, "double", True) == b"_\r\n"
     assert error("ERR two\r\nlines") == b"-ERR two  lines\r\n"
 
 
@@ -132,9 +132,16 @@ def test_reply_types_depend_on_the_arguments():
     assert not reply_is_status(lookup(b"set"), [b"SET", b"k", b"v", b"get"])
     assert reply_is_array(lookup("LPOP"), [b"LPOP", b"l", b"2"])
     assert not reply_is_array(lookup("LPOP"), [b"LPOP", b"l"])
-    assert resp3_shape(lookup("zrange"), [b"ZRANGE", b"z", b"0", b"1", b"withscores"]) == "scores"
-    assert resp3_shape(lookup("zadd"), [b"ZADD", b"z", b"incr", b"1", b"a"]) == "double"
-    assert resp3_shape(lookup("zadd"), [b"ZADD", b"z", b"1", b"a"]) is None
+    zrange = [b"ZRANGE", b"z", b"0", b"1", b"withscores"]
+    assert reply_shape(lookup("zrange"), zrange, True) == "scores"
+    assert reply_shape(lookup("zrange"), zrange, False) is None
+    assert reply_shape(lookup("geopos"), [b"GEOPOS", b"g", b"m"], False) == "geopos"
+    assert encode_shaped([None, [b"1", b"2"]], "geopos", False) == (
+        b"*2\r\n*-1\r\n*2\r\n$1\r\n1\r\n$1\r\n2\r\n")
+    assert encode_shaped([[b"st", []]], "streams", True) == b"%1\r\n$2\r\nst\r\n*0\r\n"
+    assert encode_shaped(None, "streams", False) == b"*-1\r\n"
+    assert reply_shape(lookup("zadd"), [b"ZADD", b"z", b"incr", b"1", b"a"], True) == "double"
+    assert reply_shape(lookup("zadd"), [b"ZADD", b"z", b"1", b"a"], True) is None
 
 
 def test_the_table_speaks_redis_arity():

@@ -262,26 +262,50 @@ def reply_is_status(command: RedisCommand, argv: list[Any]) -> bool:
         return not any(_upper(a) == "GET" for a in argv[3:])
     if command.name == "ping":  # PING answers +PONG, PING msg the message
         return len(argv) == 1
+    if len(argv) > 1 and _upper(argv[1]) == "HELP":  # OBJECT HELP ...: status lines
+        return True
     return command.status
 
 
 def reply_is_array(command: RedisCommand, argv: list[Any]) -> bool:
-    """Whether a nil reply to ``argv`` is a nil array (``*-1``): LPOP/RPOP with a count."""
-    return command.name in ("lpop", "rpop") and len(argv) > 2
+    """Whether a nil reply to ``argv`` is a nil array (``*-1``): LPOP/RPOP with
+    a count, XREAD and XREADGROUP with nothing new."""
+    return (command.name in ("lpop", "rpop") and len(argv) > 2) or command.name in (
+        "xread", "xreadgroup")
 
 
-def resp3_shape(command: RedisCommand, argv: list[Any]) -> str | None:
-    """The RESP3 type of a reply whose RESP2 form is flat (see ``resp.encode3``)."""
+def _has(argv: list[Any], word: str, start: int = 2) -> bool:
+    return any(_upper(a) == word for a in argv[start:])
+
+
+def reply_shape(command: RedisCommand, argv: list[Any], resp3: bool) -> str | None:
+    """How to encode a reply whose RESP2 form the backends give flat
+    (``resp.encode_shaped``): RESP3 maps, sets, doubles and pairs, and the
+    nil arrays of GEOPOS."""
     name = command.name
-    if name == "hgetall":
+    if name == "geopos":
+        return "geopos"
+    if not resp3:
+        return None
+    if name == "hgetall" or (name == "xinfo" and len(argv) > 1 and _upper(argv[1]) == "STREAM"
+                             and not _has(argv, "FULL")):
         return "map"
-    if name == "smembers":
+    if name == "xinfo" and len(argv) > 1 and _upper(argv[1]) in ("GROUPS", "CONSUMERS"):
+        return "maps"
+    if name in ("smembers", "sinter", "sunion", "sdiff") or (name == "spop" and len(argv) > 2):
         return "set"
-    if name in ("zscore", "zincrby") or (name == "zadd" and any(
-            _upper(a) == "INCR" for a in argv[2:])):
+    if name in ("zscore", "zincrby") or (name == "zadd" and _has(argv, "INCR")):
         return "double"
-    if name in ("zrange", "zrangebyscore", "zrevrange") and any(
-            _upper(a) == "WITHSCORES" for a in argv[4:]):
+    if name == "zmscore":
+        return "doubles"
+    if name in ("xread", "xreadgroup"):
+        return "streams"
+    if name == "hrandfield" and _has(argv, "WITHVALUES", 3):
+        return "pairs"
+    if name in ("zpopmin", "zpopmax"):
+        return "scores" if len(argv) > 2 else "flatscores"
+    if (name in ("zrange", "zrangebyscore", "zrevrange", "zrevrangebyscore", "zunion",
+                 "zinter", "zdiff", "zrandmember") and _has(argv, "WITHSCORES")):
         return "scores"
     return None
 

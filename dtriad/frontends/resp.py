@@ -229,23 +229,50 @@ def encode(value: Any, status: bool = False, null_array: bool = False,
     raise TypeError(f"cannot encode {type(value).__name__} as RESP")
 
 
-def encode3(value: Any, shape: str) -> bytes:
-    """A RESP2-shaped reply in the RESP3 type Redis gives it: ``map`` (flat
-    pairs, HGETALL), ``set`` (SMEMBERS), ``double`` (ZSCORE) or ``scores``
-    (member, score pairs of ZRANGE ... WITHSCORES)."""
+def encode_shaped(value: Any, shape: str, resp3: bool) -> bytes:
+    """A reply the backends give in RESP2's flat form, in the type Redis gives
+    it (:func:`dtriad.core.commands.reply_shape` names the shape): ``map``
+    (flat pairs: HGETALL, XINFO STREAM), ``maps`` (an array of those),
+    ``set``, ``double``, ``doubles`` (ZMSCORE), ``scores`` (member, score
+    pairs), ``flatscores`` (one member and its score), ``pairs`` (HRANDFIELD
+    WITHVALUES), ``streams`` (XREAD: stream -> entries) and ``geopos``
+    (coordinates, a nil array for a missing member)."""
     if value is None:
-        return b"_\r\n"
+        return b"_\r\n" if resp3 else b"*-1\r\n" if shape == "streams" else b"$-1\r\n"
+    if shape == "geopos":
+        return b"*%d\r\n" % len(value) + b"".join(
+            (b"_\r\n" if resp3 else b"*-1\r\n") if v is None else
+            b"*2\r\n" + b"".join(_double(x) if resp3 else encode(x) for x in v) for v in value)
     if shape == "double":
-        return b"," + value + b"\r\n"
+        return _double(value)
+    if shape == "doubles":
+        return b"*%d\r\n" % len(value) + b"".join(
+            b"_\r\n" if v is None else _double(v) for v in value)
     if shape == "map":
         return b"%%%d\r\n" % (len(value) // 2) + b"".join(encode(v, resp3=True) for v in value)
+    if shape == "maps":
+        return b"*%d\r\n" % len(value) + b"".join(encode_shaped(v, "map", True) for v in value)
     if shape == "set":
         return b"~%d\r\n" % len(value) + b"".join(encode(v, resp3=True) for v in value)
     if shape == "scores":
         return b"*%d\r\n" % (len(value) // 2) + b"".join(
-            b"*2\r\n" + encode(value[i]) + b"," + value[i + 1] + b"\r\n"
+            b"*2\r\n" + encode(value[i]) + _double(value[i + 1])
             for i in range(0, len(value), 2))
-    raise ValueError(f"unknown RESP3 shape {shape!r}")
+    if shape == "flatscores":
+        return b"*%d\r\n" % len(value) + b"".join(
+            encode(v) if i % 2 == 0 else _double(v) for i, v in enumerate(value))
+    if shape == "pairs":
+        return b"*%d\r\n" % (len(value) // 2) + b"".join(
+            b"*2\r\n" + encode(value[i], resp3=True) + encode(value[i + 1], resp3=True)
+            for i in range(0, len(value), 2))
+    if shape == "streams":
+        return b"%%%d\r\n" % len(value) + b"".join(
+            encode(key, resp3=True) + encode(entries, resp3=True) for key, entries in value)
+    raise ValueError(f"unknown reply shape {shape!r}")
+
+
+def _double(value: bytes) -> bytes:
+    return b"," + value + b"\r\n"
 
 
 def error(line: str) -> bytes:

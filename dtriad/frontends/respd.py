@@ -30,12 +30,20 @@ from dtriad.core.commands import (
     lookup,
     reply_is_array,
     reply_is_status,
-    resp3_shape,
+    reply_shape,
 )
 from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import arun
 from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError, printable
-from dtriad.frontends.resp import OK, ProtocolError, RequestParser, TooLarge, encode, encode3, error
+from dtriad.frontends.resp import (
+    OK,
+    ProtocolError,
+    RequestParser,
+    TooLarge,
+    encode,
+    encode_shaped,
+    error,
+)
 from dtriad.placement.ringstate import View
 
 log = logging.getLogger(__name__)
@@ -163,9 +171,9 @@ class RespServer:
                 reply = await self.local(session, spec, argv)
             else:
                 value = await arun(self.core.requests.command(argv), self.client)
-                shape = session.resp3 and resp3_shape(spec, argv)
+                shape = reply_shape(spec, argv, session.resp3)
                 if shape:
-                    reply = encode3(value, shape)
+                    reply = encode_shaped(value, shape, session.resp3)
                 else:
                     reply = encode(value, reply_is_status(spec, argv),
                                    value is None and reply_is_array(spec, argv), session.resp3)
@@ -262,7 +270,7 @@ class RespServer:
         info = [b"server", b"redis", b"version", REDIS_VERSION.encode(),
                 b"proto", 3 if session.resp3 else 2, b"id", session.id, b"mode", b"standalone",
                 b"role", b"master", b"modules", []]
-        return encode3(info, "map") if session.resp3 else encode(info)
+        return encode_shaped(info, "map", True) if session.resp3 else encode(info)
 
     def _client(self, session: Session, args: list) -> bytes:
         sub = args[0].upper()
@@ -283,15 +291,14 @@ class RespServer:
 
     def _command(self, args: list) -> bytes:
         def entry(spec: RedisCommand) -> bytes:
-            first, last, step = spec.key_spec
-            flags = b"*%d\r\n" % len(spec.flags) + b"".join(
-                encode(f.encode(), status=True) for f in spec.flags)
-            category = {Kind.READ: b"@read", Kind.WRITE: b"@write",
-                        Kind.LOCAL: b"@connection"}[spec.kind]
-            return (b"*7\r\n" + encode(spec.name.encode()) + encode(spec.arity) + flags
+            """Redis 6.2's own COMMAND row for ``spec``."""
+            arity, flags, first, last, step, categories = spec.row
+            return (b"*7\r\n" + encode(spec.name.encode()) + encode(arity)
+                    + b"*%d\r\n" % len(flags)
+                    + b"".join(encode(f.encode(), status=True) for f in flags)
                     + encode(first) + encode(last) + encode(step)
-                    + b"*2\r\n" + encode(category, status=True)
-                    + encode(b"@" + spec.group.encode(), status=True))
+                    + b"*%d\r\n" % len(categories)
+                    + b"".join(encode(c.encode(), status=True) for c in categories))
 
         if not args:
             return b"*%d\r\n" % len(REDIS) + b"".join(entry(s) for s in REDIS.values())
