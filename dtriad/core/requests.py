@@ -23,6 +23,7 @@ replies (bytes, int, list, None); front ends encode them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,7 +40,7 @@ from dtriad.backends.outcome import (
     describe,
 )
 from dtriad.config import ClusterConfig, ReadQuorum, WriteQuorum, required_copies
-from dtriad.core import steps
+from dtriad.core import expiry, steps
 from dtriad.core.commands import (
     API,
     METHODS,
@@ -114,6 +115,9 @@ def _sort_patterns(spec: RedisCommand, argv: Sequence[Any]) -> bool:
         if (word == "BY" and "*" in value) or (word == "GET" and value != "#"):
             return True
     return False
+
+
+_RELATIVE_EXPIRY = {"expire", "pexpire", "setex", "psetex", "set", "getex", "restore"}
 
 
 class _Stale(Exception):
@@ -216,6 +220,8 @@ class Requests:
                 return sum((yield from self.each(spec, argv[1:], level)))
             return (yield from self.spanning.read(spec, keys, argv))
         level = self.level("write_quorum", write_quorum)
+        if spec.name in _RELATIVE_EXPIRY:  # every copy gets the same absolute expiry
+            argv = expiry.absolute(argv, int(time.time() * 1000))
         if spec.route is Routing.SINGLE:
             return (yield from self.write(keys[:1], argv, level, replay=not spec.random))
         if spec.route is Routing.PAIRS:

@@ -370,6 +370,29 @@ for i, key in ipairs(KEYS) do
     v = table.concat(m, '\\0')
   elseif t == 'zset' then
     v = table.concat(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES'), '\\0')
+  elseif t == 'stream' then
+    -- entries, last ID, and each group's position and pending entries
+    -- (not the delivery times, which each copy's clock sets)
+    local parts = {}
+    for _, e in ipairs(redis.call('XRANGE', key, '-', '+')) do
+      parts[#parts + 1] = e[1] .. '\\1' .. table.concat(e[2], '\\1')
+    end
+    local info = redis.call('XINFO', 'STREAM', key)
+    for j = 1, #info, 2 do
+      if info[j] == 'last-generated-id' then parts[#parts + 1] = info[j + 1] end
+    end
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+      local name, last = '', ''
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then
+          last = g[j + 1] end
+      end
+      parts[#parts + 1] = name .. '\\1' .. last
+      for _, p in ipairs(redis.call('XPENDING', key, name, '-', '+', 1000000000)) do
+        parts[#parts + 1] = p[1] .. '\\1' .. p[2] .. '\\1' .. p[4]
+      end
+    end
+    v = table.concat(parts, '\\0')
   end
   out[i] = {t, redis.sha1hex(v), redis.call('PTTL', key)}
 end
