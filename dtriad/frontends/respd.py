@@ -223,6 +223,9 @@ class RespServer:
                          f"configured through 'dtriad up' options and cluster.json")
         if name == "dbsize":
             return encode(await self._dbsize())
+        if name == "reset":  # a fresh connection's state, not authenticated, as Redis's
+            session.name, session.resp3, session.authed = b"", False, not self.password
+            return b"+RESET\r\n"
         raise CommandError(f"ERR unknown or unsupported command '{name}'")
 
     def _auth(self, session: Session, args: list) -> bytes:
