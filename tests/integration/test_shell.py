@@ -167,7 +167,7 @@ def test_bad_input_is_refused_with_a_reason(cluster):
                              str(http_port(cluster)), "set", "bad:bin", b"\xff"],
                             capture_output=True, timeout=60)
     assert binary.returncode == 1 and b"not valid UTF-8" in binary.stdout
-    unsupported = dtriad_cli(cluster, "keys", "*")
+    unsupported = dtriad_cli(cluster, "migrate", "h", "1", "k", "0", "5")
     assert unsupported.returncode == 1 and b"dtriad does not serve" in unsupported.stdout
 
 
