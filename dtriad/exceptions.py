@@ -101,6 +101,29 @@ class CommandError(DtriadError):
 # Error replies Redis 7 words differently from 6.2, as (7's, 6.2's).
 REDIS_62_WORDING = [
     (re.compile(r"^(ERR invalid expire time in) '(\w+)' command$"), r"\1 \2"),
+    (re.compile(r"^(ERR at least 1 input key is needed for) '(\w+)' command$"), r"\1 \2"),
+    (re.compile(r"^ERR wrong number of arguments for 'xadd' command$"),
+     "ERR wrong number of arguments for XADD"),
+    (re.compile(r"^ERR unsupported unit provided\. please use M, KM, FT, MI$"),
+     "ERR unsupported unit provided. please use m, km, ft, mi"),
+    (re.compile(r"^ERR GEOSEARCHSTORE is not compatible with WITHDIST, WITHHASH and "
+                r"WITHCOORD options$"),
+     "ERR STORE option in GEORADIUS is not compatible with WITHDIST, WITHHASH and "
+     "WITHCOORDS options"),
+    (re.compile(r"^(ERR RANK can't be zero: use 1 to start from the first match, 2 from the "
+                r"second),? \.\.\. or use negative to start from the end of the list$"),
+     r"\1, ..."),
+    (re.compile(r"^ERR STORE option in GEORADIUS is not compatible with WITHDIST, WITHHASH "
+                r"and WITHCOORD options$"),
+     "ERR STORE option in GEORADIUS is not compatible with WITHDIST, WITHHASH and "
+     "WITHCOORDS options"),
+    (re.compile(r"^ERR unknown subcommand or wrong number of arguments"),
+     "ERR Unknown subcommand or wrong number of arguments"),
+    (re.compile(r"^ERR unknown subcommand '(.*)'\. Try (\w+) HELP\.$"),
+     r"ERR Unknown subcommand or wrong number of arguments for '\1'. Try \2 HELP."),
+    (re.compile(r"^ERR wrong number of arguments for '(\w+)\|(\w+)' command$"),
+     lambda m: (f"ERR Unknown subcommand or wrong number of arguments for "
+                f"'{m.group(2).upper()}'. Try {m.group(1).upper()} HELP.")),
 ]
 
 

@@ -251,8 +251,8 @@ def arity_error(command: RedisCommand, argc: int) -> str | None:
         return f"ERR wrong number of arguments for '{command.name}' command"
     if command.route is Routing.PAIRS and argc % 2 == 0:  # Redis's own words for MSET
         return f"ERR wrong number of arguments for {command.name.upper()}"
-    if command.name == "msetnx" and argc % 2 == 0:
-        return "ERR wrong number of arguments for MSETNX"
+    if command.name == "msetnx" and argc % 2 == 0:  # MSETNX shares MSET's words
+        return "ERR wrong number of arguments for MSET"
     return None
 
 
@@ -271,7 +271,7 @@ def reply_is_array(command: RedisCommand, argv: list[Any]) -> bool:
     """Whether a nil reply to ``argv`` is a nil array (``*-1``): LPOP/RPOP with
     a count, XREAD and XREADGROUP with nothing new."""
     return (command.name in ("lpop", "rpop") and len(argv) > 2) or command.name in (
-        "xread", "xreadgroup")
+        "xread", "xreadgroup", "xrange", "xrevrange")
 
 
 def _has(argv: list[Any], word: str, start: int = 2) -> bool:
@@ -285,8 +285,13 @@ def reply_shape(command: RedisCommand, argv: list[Any], resp3: bool) -> str | No
     name = command.name
     if name == "geopos":
         return "geopos"
+    if name == "xpending" and len(argv) == 3:  # its summary: no consumers is a nil array
+        return None if resp3 else "pending"
     if not resp3:
         return None
+    if name in ("georadius", "georadius_ro", "georadiusbymember", "georadiusbymember_ro",
+                "geosearch") and _has(argv, "WITHCOORD"):
+        return "geocoords"
     if name == "hgetall" or (name == "xinfo" and len(argv) > 1 and _upper(argv[1]) == "STREAM"
                              and not _has(argv, "FULL")):
         return "map"

@@ -40,10 +40,11 @@ from dtriad.backends.outcome import (
     describe,
 )
 from dtriad.config import ClusterConfig, ReadQuorum, WriteQuorum, required_copies
-from dtriad.core import expiry, steps
+from dtriad.core import expiry, redis62, steps
 from dtriad.core.commands import (
     API,
     METHODS,
+    REDIS,
     Kind,
     RedisCommand,
     Routing,
@@ -193,6 +194,18 @@ class Requests:
         spec = self.checked(argv)
         if spec.kind is Kind.LOCAL:
             raise CommandError(f"ERR '{spec.name}' is answered by the front end, not the ring")
+        early = redis62.refused(spec, argv)
+        if early is not None:
+            return early
+        if spec.name == "xgroup" and redis62.xgroup_error(argv, True):
+            exists = len(argv) >= 4 and bool((yield from self._routed(
+                REDIS["EXISTS"], ["EXISTS", argv[2]], write_quorum, read_quorum)))
+            raise CommandError(redis62.xgroup_error(argv, exists))
+        reply = yield from self._routed(spec, argv, write_quorum, read_quorum)
+        return redis62.as_62(spec, argv, reply)
+
+    def _routed(self, spec: RedisCommand, argv: Sequence[Any], write_quorum: str | None,
+                read_quorum: str | None) -> Steps:
         if spec.kind is Kind.CLUSTER:
             return (yield from self.keyspace.command(spec, argv))
         if spec.name == "sort_ro":  # Redis 7's read-only SORT, sent to 6.2 backends as SORT
@@ -205,13 +218,15 @@ class Requests:
             value, _ = yield from read_first(self.suspects, view.ring.nodes, tuple(argv),
                                              argv[0])
             return value
+        if spec.name == "pfcount" and len(keys) == 1:  # it caches the count in the key
+            level = self.level("write_quorum", write_quorum)
+            return (yield from self.write(keys, argv, level))
         reads = spec.kind is Kind.READ or (spec.route is Routing.MULTI and len(keys) == 1
                                            and spec.name in ("sort", "georadius",
                                                              "georadiusbymember"))
         if reads:
             level = self.level("read_quorum", read_quorum)
             if spec.route is Routing.SINGLE or (spec.route is Routing.MULTI and len(keys) == 1
-                                                and spec.name != "pfcount"
                                                 and not _sort_patterns(spec, argv)):
                 return (yield from self.read(keys[0], argv, level))
             if spec.route is Routing.MGET:

@@ -19,8 +19,9 @@ of three ways:
 * **as the commands it is made of** (SMOVE, LMOVE, RPOPLPUSH, RENAME,
   RENAMENX, MSETNX, XREAD, XREADGROUP): remove from the source, then add
   to the destination, each a replicated write of its own;
-* PFCOUNT always runs in the scratch database, even for one key: on a real
-  copy it would rewrite the key's cached cardinality on one copy only.
+* PFCOUNT of several keys runs in the scratch database (Redis merges them
+  into a temporary HyperLogLog too); PFCOUNT of one key is a replicated
+  write, since it caches the cardinality in the key, on every copy alike.
 
 None of these is atomic across nodes: a client reading the keys while one
 runs can see the source changed and the destination not yet (the README's
@@ -50,6 +51,11 @@ _MOVES = {"smove", "lmove", "rpoplpush", "rename", "renamenx", "msetnx", "xread"
 class Changed(Exception):
     """A compare-and-set write found its key at another version: another
     client wrote it since it was read; the caller reads it again."""
+
+
+def _wrongtype() -> CommandError:
+    return CommandError("WRONGTYPE Operation against a key holding the wrong kind of value",
+                        "WRONGTYPE")
 
 
 def _upper(value: Any) -> str:
@@ -175,18 +181,12 @@ class Spanning:
         reply, _ = yield from self.requests.first(view.route(key).read, ("EXISTS", key), key)
         return bool(reply)
 
-    def _wrongtype(self, key: Any, kind: str) -> Steps:
-        if (yield from self._type(key)) not in ("none", kind):
-            raise CommandError("WRONGTYPE Operation against a key holding the wrong kind "
-                               "of value")
-
     def _smove(self, spec, keys, argv, level) -> Steps:
         source, destination, member = argv[1], argv[2], argv[3]
         if (yield from self._type(destination)) not in ("none", "set"):
             if not (yield from self._exists(source)):
                 return 0
-            raise CommandError("WRONGTYPE Operation against a key holding the wrong kind "
-                               "of value")
+            raise _wrongtype()
         if not (yield from self.requests.write([source], ("SREM", source, member), level)):
             return 0
         yield from self.requests.write([destination], ("SADD", destination, member), level)
@@ -208,8 +208,7 @@ class Spanning:
         if (yield from self._type(destination)) not in ("none", "list"):
             if (yield from self._type(source)) == "none":
                 return None
-            raise CommandError("WRONGTYPE Operation against a key holding the wrong kind "
-                               "of value")
+            raise _wrongtype()
         value = yield from self.requests.write([source], (f"{pop}POP", source), level)
         if value is None:
             return None

@@ -245,6 +245,15 @@ def encode_shaped(value: Any, shape: str, resp3: bool) -> bytes:
             b"*2\r\n" + b"".join(_double(x) if resp3 else encode(x) for x in v) for v in value)
     if shape == "double":
         return _double(value)
+    if shape == "pending":  # XPENDING's summary: no consumers is a nil array
+        return b"*%d\r\n" % len(value) + b"".join(
+            b"*-1\r\n" if v is None and i == 3 else encode(v) for i, v in enumerate(value))
+    if shape == "geocoords":  # [member, dist?, hash?, [longitude, latitude]] items
+        return b"*%d\r\n" % len(value) + b"".join(
+            b"*%d\r\n" % len(item) + b"".join(
+                b"*2\r\n" + _double(v[0]) + _double(v[1]) if isinstance(v, list)
+                else encode(v, resp3=True) for v in item)
+            for item in value)
     if shape == "doubles":
         return b"*%d\r\n" % len(value) + b"".join(
             b"_\r\n" if v is None else _double(v) for v in value)

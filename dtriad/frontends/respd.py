@@ -212,7 +212,7 @@ class RespServer:
         if name == "client":
             return self._client(session, args)
         if name == "command":
-            return self._command(args)
+            return self._command(session, args)
         if name == "info":
             view = await arun(self.core.follower.follow(), self.client)  # not the last request's
             return encode(self._info(view, args).encode())
@@ -292,26 +292,28 @@ class RespServer:
         return error(f"ERR Unknown subcommand or wrong number of arguments for "
                      f"'{printable(args[0])}'. Try CLIENT HELP.")
 
-    def _command(self, args: list) -> bytes:
+    def _command(self, session: Session, args: list) -> bytes:
+        kind = b"~" if session.resp3 else b"*"  # flags and categories are sets in RESP3
+
         def entry(spec: RedisCommand) -> bytes:
             """Redis 6.2's own COMMAND row for ``spec``."""
             arity, flags, first, last, step, categories = spec.row
             return (b"*7\r\n" + encode(spec.name.encode()) + encode(arity)
-                    + b"*%d\r\n" % len(flags)
+                    + kind + b"%d\r\n" % len(flags)
                     + b"".join(encode(f.encode(), status=True) for f in flags)
                     + encode(first) + encode(last) + encode(step)
-                    + b"*%d\r\n" % len(categories)
+                    + kind + b"%d\r\n" % len(categories)
                     + b"".join(encode(c.encode(), status=True) for c in categories))
 
         if not args:
             return b"*%d\r\n" % len(REDIS) + b"".join(entry(s) for s in REDIS.values())
         sub = args[0].upper()
-        if sub == b"COUNT":
+        if sub == b"COUNT" and len(args) == 1:
             return encode(len(REDIS))
         if sub == b"INFO":
             found = [lookup(a) for a in args[1:]]
             return b"*%d\r\n" % len(found) + b"".join(
-                entry(s) if s else b"*-1\r\n" for s in found)
+                entry(s) if s else encode(None, resp3=session.resp3) for s in found)
         if sub == b"DOCS":
             return b"*0\r\n"
         return error(f"ERR Unknown subcommand or wrong number of arguments for "
