@@ -3,9 +3,10 @@
 * SCAN walks the members one after another. Its cursor names the member
   (its index among the ring's nodes, sorted) and that backend's own cursor:
   ``backend cursor * 1024 + index``. Each backend reports only the keys it
-  is the master of, so every key comes once; a ring change during a scan
-  may repeat a key (as Redis allows), and a key that existed throughout is
-  reported by its master of the moment the scan reaches that master.
+  is the master of, so every key comes once while the ring stays the same.
+  A ring change during a scan can repeat keys, and miss a key whose master
+  moved to a node already scanned (or shift the node list under the
+  cursor): a scan that must see every key starts again after a ring change.
 * KEYS asks every member and keeps, from each, the keys it is master of.
 * RANDOMKEY asks every member and picks one of the keys they offer.
 * FLUSHALL and FLUSHDB empty every member (data, versions, repair intents),
