@@ -57,7 +57,7 @@ from dtriad.core.follower import RingFollower
 from dtriad.core.keyspace import Keyspace
 from dtriad.core.repair import Repairs
 from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER, WRITE_MASTER_IF
-from dtriad.core.spanning import Changed, Spanning
+from dtriad.core.spanning import Changed, Spanning, sort_patterns
 from dtriad.exceptions import (
     ArgumentError,
     CommandError,
@@ -105,17 +105,6 @@ def _newest(outcomes: Sequence[Outcome]) -> Outcome:
 
 def _upper(value: Any) -> str:
     return printable(value).upper()
-
-
-def _sort_patterns(spec: RedisCommand, argv: Sequence[Any]) -> bool:
-    """SORT ... BY/GET with a pattern: it reads keys named by the elements."""
-    if spec.name not in ("sort", "sort_ro"):
-        return False
-    for i in range(2, len(argv) - 1):
-        word, value = _upper(argv[i]), printable(argv[i + 1])
-        if (word == "BY" and "*" in value) or (word == "GET" and value != "#"):
-            return True
-    return False
 
 
 _RELATIVE_EXPIRY = {"expire", "pexpire", "setex", "psetex", "set", "getex", "restore"}
@@ -227,7 +216,7 @@ class Requests:
         if reads:
             level = self.level("read_quorum", read_quorum)
             if spec.route is Routing.SINGLE or (spec.route is Routing.MULTI and len(keys) == 1
-                                                and not _sort_patterns(spec, argv)):
+                                                and not sort_patterns(spec, argv)):
                 return (yield from self.read(keys[0], argv, level))
             if spec.route is Routing.MGET:
                 return (yield from self.mget(argv[1:], level))

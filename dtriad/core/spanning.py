@@ -62,6 +62,20 @@ def _upper(value: Any) -> str:
     return printable(value).upper()
 
 
+def sort_patterns(spec: RedisCommand, argv: Sequence[Any]) -> list[str]:
+    """The key patterns of SORT's BY and GET options (the part before any
+    ``->field``): each names one key per element, on any node."""
+    if spec.name not in ("sort", "sort_ro"):
+        return []
+    patterns = []
+    for i in range(2, len(argv) - 1):
+        word, value = _upper(argv[i]), argv[i + 1]
+        text = value.decode() if isinstance(value, bytes) else str(value)
+        if word in ("BY", "GET") and "*" in text:
+            patterns.append(text.split("->", 1)[0])
+    return patterns
+
+
 class Spanning:
     """Runs multi-key commands over keys of several routes, for :class:`Requests`."""
 
@@ -152,14 +166,7 @@ class Spanning:
     def _pattern_keys(self, spec: RedisCommand, argv: Sequence[Any],
                       keys: Sequence[Any]) -> Steps:
         """The keys SORT's BY and GET patterns name, one per element and pattern."""
-        if spec.name not in ("sort", "sort_ro"):
-            return []
-        patterns = []
-        for i in range(2, len(argv) - 1):
-            word, value = _upper(argv[i]), argv[i + 1]
-            text = value.decode() if isinstance(value, bytes) else str(value)
-            if word in ("BY", "GET") and "*" in text:
-                patterns.append(text.split("->", 1)[0])
+        patterns = sort_patterns(spec, argv)
         if not patterns:
             return []
         state = yield from self.state(keys[0])
