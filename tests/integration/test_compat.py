@@ -109,7 +109,7 @@ def case(family: str, command: str, *steps) -> None:
 
 # Keys on different masters (test_the_case_keys_span_several_masters), and
 # keys sharing a hash tag.
-A, B, C, D, E = "{a}x", "b", "c:1", "d", "e:2"
+A, B, C, D, E = "{a}x", "b:0", "c:1", "d:0", "e:2"  # never equal to a value of a case
 T1, T2, T3 = "{t}1", "{t}2", "{t}3"
 S = A  # a string key for one-key cases
 SPREAD = (A, B, C, D, E)
