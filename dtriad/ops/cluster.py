@@ -19,7 +19,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 import requests
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import DOWN_ERRORS, run_id_of
@@ -58,6 +61,7 @@ class UpOptions:
     sentinels: int = 1
     down_after_ms: int = 1000
     dtsentinels: int = 1
+    lost_after_ms: int = 10_000
 
     def __post_init__(self):
         if self.dtsentinels < 1:
@@ -247,6 +251,7 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                                for _ in range(options.sentinels)),
                                dtsentinels=options.dtsentinels,
                                down_after_ms=options.down_after_ms,
+                               lost_after_ms=options.lost_after_ms,
                                workers=options.workers, server=options.server, path=path)
     pids = Pids()
     try:
@@ -560,6 +565,57 @@ def stop_node(directory: str | os.PathLike, name: str) -> list[str]:
         mine.redis = None
     pids.save(path.parent)
     return stopped
+
+
+def forget_node(directory: str | os.PathLike, name: str) -> list[str]:
+    """Remove a dead node from the cluster for good: stop its DTServer, drop
+    it from Sentinel and from the cluster file.
+
+    The DTSentinels lead by a lease held on a majority of the cluster file's
+    backends, so once half of them are dead nothing repairs the ring. An
+    operator forgets dead nodes, one at a time, to shrink that majority with
+    the cluster (``docs/membership.md``, Rule 3). A node whose backend still
+    answers is refused: stop it first, or it would serve a ring that no
+    longer counts it.
+    """
+    directory = Path(directory).resolve()
+    path = cluster_file(directory)
+    config = ClusterConfig.load(path)
+    node = config.node(name)
+    if len(config.nodes) == 1:
+        raise ConfigurationError(f"{name} is the only node of the cluster; "
+                                 f"stop the cluster with 'dtriad down' instead")
+    host, port = parse_address(node.redis)
+    probe = redis.Redis(host=host, port=port, password=config.password,
+                        username=config.username, socket_timeout=2, socket_connect_timeout=2,
+                        retry=Retry(NoBackoff(), 0))  # refused once is down
+    try:
+        probe.ping()
+        answers = True
+    except redis.AuthenticationError:  # a ConnectionError, but something answered
+        answers = True
+    except DOWN_ERRORS:
+        answers = False
+    except redis.RedisError:  # LOADING, BUSY...: alive
+        answers = True
+    finally:
+        probe.close()
+    if answers:
+        raise ConfigurationError(f"the backend of {name} ({node.redis}) still answers; "
+                                 f"stop it first ('dtriad node stop {name}')")
+    # The file first: the lease's majority shrinks at the DTSentinel's next step.
+    unregister(list(config.sentinels), name, config.password)
+    current = ClusterConfig.load(path)
+    dataclasses.replace(current, nodes=tuple(n for n in current.nodes if n.name != name)).save(path)
+    done = ["removed it from Sentinel", f"removed it from {path}"]
+    pids = Pids.load(directory)
+    server = (pids.nodes.get(name) or NodePids()).server
+    if server and pid_alive(server):
+        _stop_server(server, path)
+        done.append(f"stopped its DTServer (pid {server})")
+    pids.nodes.pop(name, None)
+    pids.save(directory)
+    return done
 
 
 def sentinel_progress(directory: str | os.PathLike) -> dict | None:

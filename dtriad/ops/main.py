@@ -187,6 +187,22 @@ def node_stop(name, directory):
     click.echo(f"stopped {', '.join(stopped) or 'nothing (not running)'}")
 
 
+@node.command("forget")
+@click.argument("name")
+@dir_option
+def node_forget(name, directory):
+    """Remove dead node NAME from the cluster for good (its backend must be down).
+
+    The DTSentinel repairs only while a majority of the cluster file's backends
+    answer; forget dead nodes, one at a time, to keep repairing as the cluster
+    shrinks."""
+    try:
+        done = local.forget_node(directory, name)
+    except DtriadError as e:
+        _fail(e)
+    click.echo(f"forgot {name}: " + "; ".join(done))
+
+
 @node.command("start")
 @click.argument("name")
 @dir_option
