@@ -48,6 +48,8 @@ def test_up_status_kill_down_and_restart_with_data(tmp_path):
         status = run("status", "--dir", directory)
         assert status.exit_code == 1 and "down" in status.output
         assert run("node", "kill", "n9", "--dir", directory).exit_code != 0
+        refused = run("node", "forget", "n3", "--dir", directory)
+        assert refused.exit_code != 0 and "still answers" in refused.output
 
         assert "stopped" in run("down", "--dir", directory).output
         assert not any(pid_alive(p) for p in pids)

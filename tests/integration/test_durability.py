@@ -13,11 +13,13 @@ import signal
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from dtriad.config import ClusterConfig, parse_address
 from dtriad.exceptions import ConfigurationError
 from dtriad.membership.check import check
 from dtriad.ops import cluster as local
+from dtriad.ops.main import main
 from dtriad.ops.procs import pid_alive, stop_pid, wait_until
 from dtriad.placement.durability import copy_sets
 from dtriad.placement.ringstate import RingState
@@ -113,7 +115,9 @@ def test_with_repair_between_failures_nothing_is_lost_until_one_node_is_left(clu
         local.forget_node(config.directory, alive[3].name)
     for victim in (alive[3], alive[1], alive[0]):  # forgetting n1 stops its DTServer too
         local.kill_node(config.directory, victim.name)
-        local.forget_node(config.directory, victim.name)
+        forgot = CliRunner().invoke(main, ["node", "forget", victim.name,
+                                           "--dir", str(config.directory)])
+        assert forgot.exit_code == 0 and f"forgot {victim.name}" in forgot.output, forgot.output
         alive.remove(victim)
 
         def repaired(victim=victim) -> bool:
