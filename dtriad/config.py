@@ -45,6 +45,7 @@ WRITE_QUORUMS = tuple(level.value for level in WriteQuorum)  # ("all", "quorum",
 READ_QUORUMS = tuple(level.value for level in ReadQuorum)    # ("one", "quorum")
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 SERVERS = ("granian", "wsgiref")
+LOG_FORMATS = ("text", "json")
 DEFAULT_DATA_DIR = "/var/lib/dtriad"
 # Runtime keys older versions wrote into cluster.json; now in DIR/pids.json.
 LEGACY_CLUSTER_KEYS = ("sentinel_pids", "dtsentinel_pid", "dtsentinel_pids")
@@ -276,6 +277,11 @@ class ClusterConfig:
     server: str = "granian"
     # Whether clients may FLUSHALL / FLUSHDB (false: refused, like Redis's rename-command).
     flush_allowed: bool = True
+    # Observability: a read-only token for /dashboard and /metrics (the secret also
+    # opens them); Prometheus metrics on the request path; "text" or "json" logs.
+    viewer_token: str | None = None
+    metrics: bool = True
+    log_format: str = "text"
     # A production host's [host] table (dtriad.toml only).
     host: HostSection | None = None
     # Not a setting: the file this configuration was read from or saved to.
@@ -354,6 +360,13 @@ class ClusterConfig:
         _int("dtsentinels", self.dtsentinels, 1)
         _int("workers", self.workers, 1)
         _bool("flush_allowed", self.flush_allowed)
+        _bool("metrics", self.metrics)
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigurationError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
+                                     f"got {self.log_format!r}")
+        if self.viewer_token is not None and (not isinstance(self.viewer_token, str)
+                                              or len(self.viewer_token) < 16):
+            raise ConfigurationError("viewer_token must be a string of at least 16 characters")
         if self.server not in SERVERS:
             raise ConfigurationError(
                 f"server must be one of {', '.join(SERVERS)}, got {self.server!r}")
@@ -424,6 +437,8 @@ class ClusterConfig:
             "down_after_ms": self.down_after_ms, "dtsentinels": self.dtsentinels,
             "workers": self.workers, "server": self.server,
             "flush_allowed": self.flush_allowed,
+            "viewer_token": self.viewer_token, "metrics": self.metrics,
+            "log_format": self.log_format,
         }
         if self.migration_max_keys_per_s is not None:
             out["migration_max_keys_per_s"] = self.migration_max_keys_per_s

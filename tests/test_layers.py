@@ -15,7 +15,7 @@ import dtriad
 
 PACKAGE = Path(dtriad.__file__).parent
 # lowest first; a module may import its own layer and any layer before it
-LAYERS = ["exceptions", "placement", "config", "backends", "core", "membership", "frontends",
+LAYERS = ["exceptions", "logs", "placement", "config", "backends", "core", "membership", "frontends",
           "ops"]
 
 

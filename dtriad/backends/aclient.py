@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Any
 
 import hiredis
@@ -135,6 +136,7 @@ class AsyncClient:
         self.timeout = timeout
         self._links: dict[str, _Link] = {}
         self._connecting: dict[str, asyncio.Future] = {}
+        self.on_call: Callable[[Execute | Fanout], None] | None = None  # metrics
 
     async def _link(self, node: str) -> _Link:
         link = self._links.get(node)
@@ -220,6 +222,8 @@ class AsyncClient:
 
     async def perform(self, effect: Execute | Fanout) -> Any:
         """Carry out one step of :mod:`dtriad.core.steps` (the asyncio driver)."""
+        if self.on_call is not None:
+            self.on_call(effect)
         if isinstance(effect, Execute):
             return await self.execute(effect.node, effect.args)
         return await self.fanout(effect.nodes, effect.args)

@@ -82,6 +82,7 @@ class DTClient:
         self._pool_factory = pool_factory or self._default_pool
         self._pools: dict[str, redis.ConnectionPool] = {}
         self._lock = threading.Lock()
+        self.on_call: Callable[[Execute | Fanout], None] | None = None  # metrics
         for node in nodes:
             self.pool(node)
 
@@ -113,6 +114,8 @@ class DTClient:
 
     def perform(self, effect: Execute | Fanout) -> Any:
         """Carry out one step of :mod:`dtriad.core.steps` (the blocking driver)."""
+        if self.on_call is not None:
+            self.on_call(effect)
         if isinstance(effect, Execute):
             return _single(self.pool(effect.node), effect.args)
         return self.fanout(effect.nodes, *effect.args)

@@ -147,9 +147,16 @@ class Suspects:
         self._clock = clock
         self._until: dict[str, float] = {}
         self.incarnations: Callable[[str], str | None] = lambda node: None
+        self.on_suspect: Callable[[str], None] | None = None  # metrics: a backend failed
 
     def suspect(self, node: str) -> None:
         self._until[node] = self._clock() + self.cooldown
+        if self.on_suspect is not None:
+            self.on_suspect(node)
+
+    def count(self) -> int:
+        """Backends suspected right now."""
+        return sum(1 for node in list(self._until) if self.suspected(node))
 
     def suspected(self, node: str) -> bool:
         until = self._until.get(node)

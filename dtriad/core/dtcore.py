@@ -33,6 +33,7 @@ from dtriad.backends.outcome import DOWN_ERRORS, Steps, describe
 from dtriad.config import ClusterConfig
 from dtriad.core import steps
 from dtriad.core.follower import RingFollower
+from dtriad.core.metrics import Metrics
 from dtriad.core.repair import Repairs
 from dtriad.core.reports import Reports
 from dtriad.core.requests import Requests
@@ -82,6 +83,11 @@ class DTCore:
                                          timeout=config.backend_timeout)
         self.suspects = self.client.suspects
         self.stats = Stats()
+        self.metrics = Metrics(enabled=config.metrics)
+        self._names = {n.redis: n.name for n in config.nodes}
+        if config.metrics:
+            self.observe(self.client)
+            self.suspects.on_suspect = lambda node: self.metrics.failed(self.node_name(node))
         self.repairs = Repairs()
         self.follower = RingFollower(config, self.suspects, self.client.pool, state_file,
                                      poll_interval, clock)
@@ -91,6 +97,31 @@ class DTCore:
         self._next_sweep = 0.0
         self._stop = threading.Event()
         self.run(self.follower.follow())
+
+    def node_name(self, address: str) -> str:
+        """A backend's node name for metrics and logs (never its address)."""
+        name = self._names.get(address)
+        if name is None:
+            member = self.follower.view.state.members().get(address)
+            name = self._names[address] = member.name if member else "unknown"
+        return name
+
+    def observe(self, client) -> None:
+        """Count ``client``'s backend round trips in the metrics."""
+        client.on_call = lambda effect: self.metrics.calls(effect, self.node_name)
+
+    def record(self, frontend: str, command: str, family: str, seconds: float,
+               error: str | None = None) -> None:
+        """One request answered: the stats (``/stats``) and the metrics."""
+        self.stats.record(command, error)
+        self.metrics.request(frontend, command, family, seconds, error)
+
+    def refresh_gauges(self) -> None:
+        """The metrics that are states, not counts (set when scraped, and by
+        the repair thread so every process's value stays current)."""
+        if self.metrics.enabled:
+            self.metrics.gauges(self.follower.view.state.epoch, self.suspects.count(),
+                                len(self.repairs))
 
     def run(self, work: Steps) -> Any:
         """Drive request steps with the blocking client (HTTP workers, repairs)."""
@@ -138,7 +169,9 @@ class DTCore:
         """Clear the repair intents of writes every copy holds (in batches),
         and, every ``SWEEP_EVERY_S``, reconcile the keys of intents older
         than ``INTENT_AGE_S`` on every member: their writer stopped mid-write,
-        or a copy missed the write (``dtriad/core/repair.py``)."""
+        or a copy missed the write (``dtriad/core/repair.py``). Also keeps this
+        process's gauges current."""
+        self.refresh_gauges()
         for master, pending in self.repairs.take_settled().items():
             items = [x for pair in pending.items() for x in pair]
             try:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dtriad import logs
 from dtriad.backends.outcome import Fanout, Steps, Suspects, describe
 from dtriad.config import ClusterConfig
 from dtriad.core.commands import METHODS
@@ -79,6 +80,7 @@ class RingFollower:
         self._next_poll = 0.0
         self._next_file_check = 0.0
         self.view = View(RingState.initial(config))
+        logs.context["epoch"] = config.epoch
         suspects.incarnations = lambda node: self.view.run_ids.get(node)
 
     def follow(self) -> Steps:
@@ -138,6 +140,7 @@ class RingFollower:
                 if before.get(member.redis, member.run_id) != member.run_id:
                     self.suspects.clear(member.redis)  # refused as restarted; admitted now
             self.view = View(state)
+            logs.context["epoch"] = state.epoch
             return True
 
     def install(self, state_json: str | None) -> Steps:

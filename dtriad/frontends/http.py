@@ -22,6 +22,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
@@ -43,6 +44,7 @@ from dtriad.exceptions import (
     UnknownMethodError,
     ValueTooLargeError,
 )
+from dtriad.frontends.dashboard import Observability
 from dtriad.membership.check import check as run_check
 from dtriad.membership.check import http_ring
 
@@ -104,15 +106,22 @@ def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
     it, the outcome counted in the stats (as ``record``, else the method's name)."""
     core: DTCore = ctx.udc
     record = record or method.name
+    started = time.perf_counter()
     try:
         if method.secret:
             core.authorize(bearer(ctx.transport.req_env), method.name)
         result = run(core)
     except DtriadError as e:
-        core.stats.record(record, e.code)
+        core.record("http", record, family(method), time.perf_counter() - started, e.code)
         raise DtFault(e) from e
-    core.stats.record(record)
+    core.record("http", record, family(method), time.perf_counter() - started)
     return result
+
+
+def family(method: ApiMethod) -> str:
+    """The metrics' command family: the Redis command's group, else "admin"."""
+    spec = lookup(method.redis) if method.redis else None
+    return spec.group if spec else "admin"
 
 
 def jsonable(value: Any) -> Any:
@@ -291,7 +300,8 @@ def make_wsgi_app(core: DTCore) -> WsgiApplication:
     app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", core))
     # Room for the largest value plus form encoding (up to 3 bytes per byte).
     limit = core.config.max_value_bytes * 3 + 64 * 1024
-    return WsgiFront(WsgiApplication(app, max_content_length=limit), max_body=limit)
+    return Observability(core, WsgiFront(WsgiApplication(app, max_content_length=limit),
+                                         max_body=limit))
 
 
 class WsgiFront:

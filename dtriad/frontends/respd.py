@@ -21,6 +21,7 @@ import os
 import signal
 import time
 
+from dtriad import logs
 from dtriad.backends.aclient import AsyncClient
 from dtriad.config import ClusterConfig
 from dtriad.core.commands import (
@@ -154,9 +155,10 @@ class RespServer:
         self.sessions: set[Session] = set()
 
     async def handle(self, session: Session, argv: list) -> bytes:
+        started = time.perf_counter()
         spec = lookup(argv[0])
         if spec is None:
-            self.core.stats.record("resp:unknown", "ERR")
+            self.core.record("resp", "unknown", "unknown", time.perf_counter() - started, "ERR")
             name = printable(argv[0])
             why = _TRANSACTIONS if name.upper() in _TRANSACTION_COMMANDS else ""
             return error(f"ERR unknown or unsupported command '{name}'{why}")
@@ -178,13 +180,15 @@ class RespServer:
                     reply = encode(value, reply_is_status(spec, argv),
                                    value is None and reply_is_array(spec, argv), session.resp3)
         except DtriadError as e:
-            self.core.stats.record(spec.name, e.code)
+            self.core.record("resp", spec.name, spec.group, time.perf_counter() - started,
+                             e.code)
             return error_reply(e)
         except Exception:  # noqa: BLE001 - a bug must not take the connection down
             log.exception("internal error serving %r", spec.name)
-            self.core.stats.record(spec.name, "INTERNAL")
+            self.core.record("resp", spec.name, spec.group, time.perf_counter() - started,
+                             "INTERNAL")
             return error("ERR internal error in the DTServer; see its log")
-        self.core.stats.record(spec.name)
+        self.core.record("resp", spec.name, spec.group, time.perf_counter() - started)
         return reply
 
     # ------------------------------------------------------ local commands
@@ -369,6 +373,8 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
     core.start_repairs()
     client = AsyncClient(core.suspects, password=config.password, username=config.username,
                          timeout=config.backend_timeout)
+    if config.metrics:
+        core.observe(client)
     server = RespServer(core, client, port)
     listener = await loop.create_server(lambda: Session(server), host, port,
                                         reuse_address=True, backlog=1024)
@@ -392,5 +398,8 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
 
 
 def serve(cluster_file: str, host: str, port: int, state_file: str | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run_server(ClusterConfig.load(cluster_file), host, port, state_file))
+    config = ClusterConfig.load(cluster_file)
+    node = next((n.name for n in config.nodes if n.resp and n.resp.endswith(f":{port}")), None)
+    logs.setup("resp", node, config.log_format, logs.secrets_of(config),
+               text_format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_server(config, host, port, state_file))

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import redis
 
+from dtriad import logs
 from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import DOWN_ERRORS, describe, run_id_of
 from dtriad.config import ClusterConfig, parse_address
@@ -52,6 +53,7 @@ from dtriad.core.scripts import READ_META, VERSION_DB
 from dtriad.core.steps import run
 from dtriad.membership.executor import Executor, Interrupted, Rate, push
 from dtriad.membership.leader import Lease, holder_id
+from dtriad.membership.metrics import SentinelMetrics
 from dtriad.placement.planner import Cleanup, Plan, Transfer, plan, strays
 from dtriad.placement.ring import Ring
 from dtriad.placement.ringstate import Member, RingState
@@ -231,6 +233,8 @@ class DTSentinel:
         self._lost_since: float | None = None  # when arcs were first found with no copy
         self._kept: list[str] = []  # members kept as sole holders, for the log
         self.progress: Progress | None = None
+        self.metrics = SentinelMetrics(probe=self._node_keys)
+        self._seen = (0, 0)  # keys moved and transfers done, as last counted
         if self.state_path.exists():
             self.progress = Progress.from_dict(json.loads(self.state_path.read_text()))
             log.info("resuming at epoch %d (phase %s)", self.progress.ring.epoch,
@@ -260,6 +264,7 @@ class DTSentinel:
     def _lead(self) -> bool:
         """Renew the lease; log when leadership changes hands."""
         leading = self.lease.renew(list(self._catalog()))
+        self.metrics.leading.set(1 if leading else 0)
         if leading != self.leading:
             self.leading = leading
             if leading:
@@ -340,6 +345,21 @@ class DTSentinel:
 
     def _save(self) -> None:
         self.progress.save(self.state_path)
+        ring = self.progress.ring
+        logs.context["epoch"] = ring.epoch
+        self.metrics.epoch.set(ring.epoch)
+        self.metrics.pending_epoch.set(ring.pending_epoch or 0)
+        self.metrics.members.set(len(ring.nodes))
+
+    def _node_keys(self) -> dict[str, int | None]:
+        """Each ring member's key copies (DBSIZE), None if it does not answer."""
+        out: dict[str, int | None] = {}
+        for member in (self.progress.ring.nodes if self.progress else ()):
+            try:
+                out[member.name] = self.client.execute(member.redis, "DBSIZE")
+            except DOWN_ERRORS:
+                out[member.name] = None
+        return out
 
     # ------------------------------------------------------------------ steps
     def run_once(self) -> Step:
@@ -558,6 +578,7 @@ class DTSentinel:
         rate = Rate()
         total = len(the_plan.transfers)
         moved = 0
+        self._seen = (0, len(p.done))
         last_report = [time.monotonic()]
         stop = self._changed(set(m.redis for m in state.pending))
         for survivors, arcs in _masterless(the_plan).items():
@@ -585,6 +606,11 @@ class DTSentinel:
         """Persist copy progress; with ``push_too``, log it and show it in every
         DTServer's ``ring`` (same token: only the progress changes)."""
         p = self.progress
+        seen_keys, seen_done = self._seen
+        self.metrics.keys_moved.inc(max(0, moved - seen_keys))
+        self.metrics.transfers.inc(max(0, len(p.done) - seen_done))
+        self.metrics.rate.set(round(rate(moved)))
+        self._seen = (moved, len(p.done))
         p.ring = RingState(state.epoch, state.replicas, state.vnodes, state.nodes,
                            state.pending, state.pending_epoch, {
                                "epoch": state.pending_epoch, "phase": "copying",
@@ -624,6 +650,9 @@ class DTSentinel:
                    "transfers": len(the_plan.transfers), "finished": time.time()}
         committed = RingState(state.pending_epoch, state.replicas, state.vnodes,
                               state.pending, migration=summary)
+        self.metrics.migrations.inc()
+        self.metrics.lost_arcs.inc(len(the_plan.lost))
+        self.metrics.rate.set(0)
         for change in the_plan.lost:
             p.lost.append({"start": change.start, "end": change.end,
                            "holders": list(change.old_owners)})
@@ -703,10 +732,16 @@ def _names(members) -> str:
     return ",".join(m.name for m in members)
 
 
-def main(cluster_file: str, state_path: str) -> None:
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
-    DTSentinel(cluster_file, state_path).run_forever()
+def main(cluster_file: str, state_path: str, metrics: str | None = None) -> None:
+    """Run a DTSentinel until SIGTERM; with ``metrics`` ("host:port"), serve
+    its Prometheus metrics there."""
+    config = ClusterConfig.load(cluster_file)
+    logs.setup("dtsentinel", fmt=config.log_format, secrets=logs.secrets_of(config),
+               text_format="%(asctime)s %(levelname)s %(message)s")
+    sentinel = DTSentinel(cluster_file, state_path)
+    if metrics and config.metrics:
+        sentinel.metrics.serve(metrics, [c for c in (config.secret, config.viewer_token) if c])
+    sentinel.run_forever()
 
 
 __all__ = ["DTSentinel", "Phase", "Progress", "SentinelView", "Step", "main"]

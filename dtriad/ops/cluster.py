@@ -62,6 +62,8 @@ class UpOptions:
     down_after_ms: int = 1000
     dtsentinels: int = 1
     lost_after_ms: int = 10_000
+    log_format: str = "text"
+    metrics: bool = True
 
     def __post_init__(self):
         if self.dtsentinels < 1:
@@ -243,6 +245,7 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
         config = ClusterConfig(nodes=nodes, replicas=options.replicas, vnodes=options.vnodes,
                                password=secrets.token_urlsafe(24),
                                secret=secrets.token_urlsafe(24),
+                               viewer_token=secrets.token_urlsafe(24),
                                write_quorum=options.write_quorum,
                                read_quorum=options.read_quorum,
                                backend_timeout=options.backend_timeout,
@@ -252,6 +255,7 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                dtsentinels=options.dtsentinels,
                                down_after_ms=options.down_after_ms,
                                lost_after_ms=options.lost_after_ms,
+                               log_format=options.log_format, metrics=options.metrics,
                                workers=options.workers, server=options.server, path=path)
     pids = Pids()
     try:
@@ -339,17 +343,20 @@ def _start_dtsentinel(directory: Path, path: Path, config: ClusterConfig,
     state = home / "state.json"
     log_path = home / "dtsentinel.log"
     started = log_path.stat().st_size if log_path.exists() else 0
+    metrics = home / "metrics.address"  # kept across restarts
+    if not metrics.exists():
+        metrics.write_text(f"127.0.0.1:{free_port()}")
     with open(log_path, "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dtriad", "dtsentinel", "--cluster", str(path),
-             "--state", str(state)],
+             "--state", str(state), "--metrics", metrics.read_text().strip()],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
             start_new_session=True)
     pids = pids if pids is not None else Pids.load(directory)
     pids.dtsentinels += [None] * (index - len(pids.dtsentinels))
     pids.dtsentinels[index - 1] = proc.pid  # by index: [i - 1] runs in dtsentinel_home(i)
     pids.save(directory)
-    said = (b" leading: ", b" standby: ")  # its first lease decision
+    said = (b"leading: this", b"standby: ")  # its first lease decision (text or JSON logs)
     wait_until(lambda: any(s in log_path.read_bytes()[started:] for s in said), 30,
                f"the DTSentinel in {home}", proc=proc, log=log_path)
     return proc.pid
@@ -371,10 +378,11 @@ def leading_dtsentinel(directory: str | os.PathLike) -> tuple[int, int | None]:
             continue
         log_path = dtsentinel_home(directory, index) / "dtsentinel.log"
         lines = log_path.read_text(errors="replace").splitlines()
-        starts = [i for i, line in enumerate(lines) if line.endswith(" started")]
-        mine = lines[starts[-1]:] if starts else []  # this process's lines, not a predecessor's
-        said = [line for line in mine if " leading: " in line or " standby: " in line]
-        if said and " leading: " in said[-1]:
+        # (text or JSON lines) this process's lines, not a predecessor's:
+        starts = [i for i, line in enumerate(lines) if f":{pid}:" in line and " started" in line]
+        mine = lines[starts[-1]:] if starts else []
+        said = [line for line in mine if "leading: this" in line or "standby: " in line]
+        if said and "leading: this" in said[-1]:
             return index, pid
     return 1, None
 

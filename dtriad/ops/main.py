@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 
-from dtriad.config import READ_QUORUMS, SERVERS, WRITE_QUORUMS, ClusterConfig
+from dtriad.config import LOG_FORMATS, READ_QUORUMS, SERVERS, WRITE_QUORUMS, ClusterConfig
+from dtriad.core.metrics import prepare_directory
 from dtriad.exceptions import DtriadError
 from dtriad.ops import cluster as local
 from dtriad.ops.procs import stop_pid
@@ -60,9 +63,14 @@ def main():
               help="DTSentinels: one leads (a lease on a majority of backends), the "
                    "others take over if it stops.")
 @click.option("--no-persist", is_flag=True, help="Run backends without the append-only file.")
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(LOG_FORMATS),
+              help="json: one JSON object per line (node, component, epoch) in every log.")
+@click.option("--metrics/--no-metrics", default=True, show_default=True,
+              help="Prometheus metrics (/metrics) on the request path.")
 @dir_option
 def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quorum,
-       backend_timeout, sentinels, down_after_ms, dtsentinels, no_persist, directory):
+       backend_timeout, sentinels, down_after_ms, dtsentinels, no_persist, log_format,
+       metrics, directory):
     """Start a local cluster on loopback and write DIR/cluster.json."""
     try:
         config = local.up(directory, local.UpOptions(
@@ -70,7 +78,7 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
             max_value_bytes=max_value_bytes, write_quorum=write_quorum,
             read_quorum=read_quorum, backend_timeout=backend_timeout,
             sentinels=sentinels, down_after_ms=down_after_ms, dtsentinels=dtsentinels,
-            persist=not no_persist), log=click.echo)
+            persist=not no_persist, log_format=log_format, metrics=metrics), log=click.echo)
     except (DtriadError, RuntimeError, TimeoutError) as e:
         _fail(e)
     click.echo(f"cluster up: {len(config.nodes)} nodes, replicas={config.replicas}, "
@@ -85,6 +93,9 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
         host, port = config.nodes[0].resp.rsplit(":", 1)
         click.echo(f"  or: redis-cli -h {host} -p {port} --askpass set k v   "
                    f"(the password is \"password\" in cluster.json)")
+    click.echo(f"dashboard: {config.nodes[0].http}/dashboard   (log in with \"viewer_token\" "
+               f"from cluster.json; Prometheus: {config.nodes[0].http}/metrics with it as a "
+               f"Bearer token)")
 
 
 @main.command()
@@ -293,13 +304,16 @@ def cli_shell(host, port, cluster_dir, mode, timeout, read_quorum, write_quorum,
               help="cluster.json (or its directory).")
 @click.option("--state", "state_path", required=True, type=click.Path(dir_okay=False),
               help="Where progress is persisted (to resume after a crash).")
-def dtsentinel(cluster_path, state_path):
+@click.option("--metrics", "metrics_address", metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics.")
+def dtsentinel(cluster_path, state_path, metrics_address):
     """Run the DTSentinel in the foreground (dtriad up starts one)."""
     from dtriad.membership.dtsentinel import main as run
 
     path = Path(cluster_path)
     try:
-        run(str(path / local.CLUSTER_FILE if path.is_dir() else path), state_path)
+        run(str(path / local.CLUSTER_FILE if path.is_dir() else path), state_path,
+            metrics_address)
     except DtriadError as e:
         _fail(e)
 
@@ -324,6 +338,7 @@ def serve(cluster_path, node_name, host, port, workers, server, state_file):
     from dtriad.frontends.httpd import serve as run
 
     resp = None
+    scratch = None
     try:
         config = ClusterConfig.load(cluster_path)
         path = _cluster_path(cluster_path)
@@ -331,10 +346,16 @@ def serve(cluster_path, node_name, host, port, workers, server, state_file):
             spec = config.node(node_name)
             host, port = host or spec.http_host, port or spec.http_port
             state_file = state_file or _state_file(path, node_name)
-            if spec.resp:
-                resp = subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
-                                         str(path), "--node", node_name,
-                                         "--state-file", state_file])
+        if config.metrics:  # before any worker starts: they add their values up there
+            if node_name:
+                prepare_directory(path.parent / node_name / "metrics")
+            else:
+                scratch = tempfile.mkdtemp(prefix="dtriad-metrics-")
+                prepare_directory(scratch)
+        if node_name and spec.resp:
+            resp = subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
+                                     str(path), "--node", node_name,
+                                     "--state-file", state_file])
         if not host or not port:
             raise click.UsageError("give --node, or both --host and --port")
         run(str(path), host, port, workers=workers, server=server, state_file=state_file)
@@ -343,6 +364,8 @@ def serve(cluster_path, node_name, host, port, workers, server, state_file):
     finally:
         if resp is not None:
             stop_pid(resp.pid, timeout=5)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @main.command("resp")
