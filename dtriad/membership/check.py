@@ -100,23 +100,29 @@ def http_ring(node: NodeSpec, headers: dict[str, str]) -> dict:
     return body
 
 
+Progress = Callable[[str, int, int], None]
+
+
 def check(config: ClusterConfig, repair: bool = False, batch: int = 500,
-          ring_of: Callable[[NodeSpec], dict] | None = None) -> Report:
+          ring_of: Callable[[NodeSpec], dict] | None = None,
+          progress: Progress | None = None) -> Report:
     """``ring_of(node)`` asks a DTServer which ring it routes by (a DTServer
-    running the check answers for itself without a request to itself)."""
+    running the check answers for itself without a request to itself).
+    ``progress(phase, done, total)`` hears how far the scan ("scanning",
+    copies) and the comparison ("comparing", copies) have come."""
     if ring_of is None:
         def ring_of(node: NodeSpec) -> dict:
             return http_ring(node, config.admin_headers())
     client = DTClient(password=config.password, username=config.username, timeout=5.0,
                       cooldown=0)
     try:
-        return _check(config, client, repair, batch, ring_of)
+        return _check(config, client, repair, batch, ring_of, progress or (lambda *_: None))
     finally:
         client.close()
 
 
 def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
-           ring_of: Callable[[NodeSpec], dict]) -> Report:
+           ring_of: Callable[[NodeSpec], dict], progress: Progress) -> Report:
     report = Report()
     catalog = [n.redis for n in config.nodes]
     state, down = run(newest_ring(catalog), client)
@@ -147,9 +153,15 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
                                    f"the ring in force is epoch {state.epoch}")
     holders: dict[bytes, set[str]] = defaultdict(set)
     live = [n for n in ring.nodes if n not in down]
+    total = sum(client.execute(node, "DBSIZE") for node in live)
+    scanned = 0
     for node in live:
         for key in client.redis(node).scan_iter(count=1000):
             holders[key].add(node)
+            scanned += 1
+            if scanned % 1000 == 0:
+                progress("scanning", scanned, max(total, scanned))
+    progress("scanning", scanned, max(total, scanned))
     report.keys = len(holders)
     to_compare: dict[str, list[bytes]] = defaultdict(list)
     for key, held in holders.items():
@@ -161,12 +173,14 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
             for n in present:
                 to_compare[n].append(key)
     digests: dict[tuple[bytes, str], tuple] = {}
+    total = sum(len(keys) for keys in to_compare.values())
     for node, keys in to_compare.items():
         for i in range(0, len(keys), batch):
             chunk = keys[i:i + batch]
             reply = client.execute(node, "EVAL", DIGEST, len(chunk), *chunk)
             for key, (kind, digest, ttl, version) in zip(chunk, reply, strict=True):
                 digests[(key, node)] = (kind, digest, int(ttl), int(version))
+            progress("comparing", len(digests), total)
     for key in holders:
         present = [n for n in ring.preference_list(key) if (key, n) in digests]
         if len(present) > 1 and not _same([digests[(key, n)] for n in present]):

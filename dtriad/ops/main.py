@@ -17,6 +17,7 @@ from dtriad.core.metrics import prepare_directory
 from dtriad.exceptions import DtriadError
 from dtriad.ops import cluster as local
 from dtriad.ops.procs import stop_pid
+from dtriad.ops.progress import Progress
 from dtriad.ops.units import CONFIG_PATH
 
 dir_option = click.option(
@@ -227,14 +228,25 @@ def node_start(name, directory):
 
 
 def _wait_ring(directory, done, timeout: float, what: str) -> None:
+    """Wait for the ring to satisfy ``done``, showing a running migration's progress."""
     from dtriad.ops.procs import wait_until
+
+    show = Progress("migration")
 
     def check():
         ring = (local.sentinel_progress(directory) or {}).get("ring") or {}
+        migration = ring.get("migration") or {}
+        if ring.get("pending") and migration.get("phase") == "copying":
+            show(f"epoch {migration.get('epoch')}", migration.get("transfers_done", 0),
+                 migration.get("transfers", 0),
+                 f"{migration.get('keys_moved', 0)} keys, {migration.get('keys_per_s', 0)}/s")
         return (not ring.get("pending")
                 and done({m["redis"] for m in ring.get("nodes", [])}))
 
-    wait_until(check, timeout, what, interval=0.2)
+    try:
+        wait_until(check, timeout, what, interval=0.2)
+    finally:
+        show.close()
 
 
 @main.command()
@@ -250,7 +262,11 @@ def check(directory, config_path, repair):
 
     try:
         config = ClusterConfig.load(config_path or local.cluster_file(directory))
-        report = run_check(config, repair=repair)
+        show = Progress("check")
+        try:
+            report = run_check(config, repair=repair, progress=show)
+        finally:
+            show.close()
     except DtriadError as e:
         _fail(e)
     names = {n.redis: n.name for n in config.nodes}
