@@ -15,8 +15,8 @@ import dtriad
 
 PACKAGE = Path(dtriad.__file__).parent
 # lowest first; a module may import its own layer and any layer before it
-LAYERS = ["exceptions", "logs", "placement", "config", "backends", "core", "membership", "frontends",
-          "ops"]
+LAYERS = ["exceptions", "logs", "placement", "config", "backends", "core", "membership",
+          "frontends", "ops"]
 
 
 def layer_of(module: str) -> str | None:

@@ -391,7 +391,7 @@ class Requests:
         return result
 
     def _ring_moved(self, keys: Sequence[Any], master: str, result: Any,
-                    level: WriteQuorum) -> Steps:
+                    level: WriteQuorum, attempts: int = 8) -> Steps:
         """The master applied a write but a backup's fence says the ring moved.
 
         If the new ring keeps the same master, its history still holds: every
@@ -399,18 +399,29 @@ class Requests:
         routed again: the new master may already hold it (a migration copied
         the old master's state), and applying it there again would apply it
         twice (the fault suite caught an INCR counted twice this way). The
-        caller gets an ambiguous error, and the key is queued for repair."""
-        yield from self.follower.refresh()
-        view = yield from self.follower.follow()
-        route = view.route(keys[0])
-        if route.direct[0] != master:
-            self.repairs.add(keys)
-            raise MasterMovedError(printable(keys[0]))
-        failures: dict[str, str] = {}
-        held = {master}
-        for node in route.direct[1:] + route.copy_to:
-            if (yield from self._sync(keys, master, node, view.token, failures)):
-                held.add(node)
+        caller gets an ambiguous error, and the key is queued for repair.
+
+        The DTSentinel fences every member before it stores the new ring, so
+        the backends may not hold the ring the backup was fenced to yet: the
+        copies are then refused again, and it backs off as :meth:`write` does
+        (10 ms doubling, 8 attempts) until the ring is stored."""
+        for attempt in range(attempts):
+            newer = yield from self.follower.refresh()
+            view = yield from self.follower.follow()
+            route = view.route(keys[0])
+            if route.direct[0] != master:
+                self.repairs.add(keys)
+                raise MasterMovedError(printable(keys[0]))
+            failures: dict[str, str] = {}
+            held = {master}
+            for node in route.direct[1:] + route.copy_to:
+                if (yield from self._sync(keys, master, node, view.token, failures)):
+                    held.add(node)
+            fenced = any("STALERING" in why for why in failures.values())
+            if not fenced or attempt + 1 == attempts:
+                break
+            if not newer:
+                yield Pause(min(0.2, 0.01 * 2 ** attempt))
         self._check_quorum(keys, route, held, failures, level)
         return result
 
