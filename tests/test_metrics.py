@@ -1,6 +1,7 @@
 """The metrics' names and values, in-process; the Grafana dashboard uses only real ones."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -52,11 +53,33 @@ def test_disabled_metrics_record_nothing():
                    for name, _ in samples(metrics.exposition()))
 
 
+def test_the_processes_of_a_dtserver_add_up(tmp_path):
+    """Each process saves its counts; /metrics adds every file up. A process
+    that exited still counts for the counters, not for the gauges."""
+    one, other = Metrics(directory=tmp_path), Metrics(directory=tmp_path)
+    other.request("http", "set", "string", 0.002)
+    other.gauges(epoch=9, suspects=2, repairs=5)
+    gone = other.snapshot()
+    gone["pid"] = 2 ** 22 + 12345  # above pid_max: no such process
+    (tmp_path / f"{gone['pid']}.json").write_text(json.dumps(gone))
+    one.request("http", "set", "string", 0.0003)
+    one.gauges(epoch=4, suspects=0, repairs=1)
+    got = samples(one.exposition())
+    assert got["dtriad_requests_total", (("command", "set"), ("frontend", "http"))] == 2
+    assert got["dtriad_request_duration_seconds_count",
+               (("family", "string"), ("frontend", "http"))] == 2
+    assert got["dtriad_ring_epoch", ()] == 4 and got["dtriad_repair_queue", ()] == 1
+    one.save()
+    assert json.loads((tmp_path / f"{os.getpid()}.json").read_text())["requests"] == \
+        [[["http", "set"], 1]]
+
+
 def test_the_grafana_dashboard_uses_only_metrics_that_exist():
-    names = set()
-    for metric in Metrics().registry.collect():
-        names |= {metric.name, f"{metric.name}_total", f"{metric.name}_bucket",
-                  f"{metric.name}_sum", f"{metric.name}_count"}
+    metrics = Metrics()
+    metrics.request("resp", "get", "string", 0.001, error="ERR")
+    metrics.calls(Execute("a:1", ("GET", "k")), lambda node: "n1")
+    metrics.failed("n1")
+    names = {name for name, _ in samples(metrics.exposition())}
     sentinel = SentinelMetrics(probe=lambda: {"n1": 5, "n2": None})
     for metric in sentinel.registry.collect():
         names |= {metric.name, f"{metric.name}_total"}

@@ -103,7 +103,9 @@ class DTCore:
         name = self._names.get(address)
         if name is None:
             member = self.follower.view.state.members().get(address)
-            name = self._names[address] = member.name if member else "unknown"
+            if member is None:
+                return "unknown"  # not cached: a ring naming it may come
+            name = self._names[address] = member.name
         return name
 
     def observe(self, client) -> None:
@@ -118,10 +120,12 @@ class DTCore:
 
     def refresh_gauges(self) -> None:
         """The metrics that are states, not counts (set when scraped, and by
-        the repair thread so every process's value stays current)."""
+        the repair thread, which also saves this process's counts for the
+        DTServer's other processes)."""
         if self.metrics.enabled:
             self.metrics.gauges(self.follower.view.state.epoch, self.suspects.count(),
                                 len(self.repairs))
+            self.metrics.save()  # for the other processes' /metrics
 
     def run(self, work: Steps) -> Any:
         """Drive request steps with the blocking client (HTTP workers, repairs)."""
