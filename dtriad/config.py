@@ -221,9 +221,12 @@ class HostSection:
     data_dir: str = DEFAULT_DATA_DIR
     workers: int = 2                 # HTTP workers of the DTServer
     down_after_ms: int = 5000        # this host's Sentinel calls a backend down after it
+    metrics: str | None = None       # "host:port": where this host's DTSentinel serves /metrics
 
     def __post_init__(self):
         _optional_str("[host] node", self.node)
+        if self.metrics is not None:
+            _address("[host] metrics", self.metrics)
         if self.sentinel is not None:
             _address("[host] sentinel", self.sentinel)
         _bool("[host] dtsentinel", self.dtsentinel)

@@ -121,7 +121,8 @@ def test_an_unknown_key_in_the_host_table_is_refused():
     message = refused({**BASE, "host": {"node": "n1", "colour": "red"}})
     assert "unknown setting 'colour' in [host] of cluster.json" in message
     assert "did you mean" not in message  # nothing close to it
-    assert "accepted: data_dir, down_after_ms, dtsentinel, node, sentinel, workers" in message
+    assert ("accepted: data_dir, down_after_ms, dtsentinel, metrics, node, sentinel, "
+            "workers") in message
 
 
 def test_several_unknown_keys_are_all_named():
@@ -190,6 +191,14 @@ def test_settings_are_checked_when_made_in_code_too():
         NodeSpec("n1", "127.0.0.1:1", "http://127.0.0.1:2", resp="1.2.3.4")
     with pytest.raises(ConfigurationError, match=r"\[host\] workers"):
         HostSection(workers=-1)
+    with pytest.raises(ConfigurationError, match=r"\[host\] metrics"):
+        HostSection(dtsentinel=True, metrics="9107")
+    with pytest.raises(ConfigurationError, match="log_format must be one of text, json"):
+        ClusterConfig(nodes=nodes, replicas=1, log_format="xml")
+    with pytest.raises(ConfigurationError, match="viewer_token must be a string of at least"):
+        ClusterConfig(nodes=nodes, replicas=1, viewer_token="short")
+    with pytest.raises(ConfigurationError, match="metrics must be"):
+        ClusterConfig(nodes=nodes, replicas=1, metrics="yes")
 
 
 # ------------------------------------------------------------------ consistency levels

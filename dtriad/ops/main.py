@@ -506,7 +506,8 @@ def host_dtsentinel(ctx, config_path):
         _fail(e)
     state = Path(roles.data_dir) / "dtsentinel"
     state.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ctx.invoke(dtsentinel, cluster_path=config_path, state_path=str(state / "progress.json"))
+    ctx.invoke(dtsentinel, cluster_path=config_path, state_path=str(state / "progress.json"),
+               metrics_address=roles.metrics)
 
 
 @host.command("install")
