@@ -79,6 +79,7 @@ class Session(asyncio.Protocol):
         self._waiter: asyncio.Future | None = None
         self._drained: asyncio.Future | None = None
         self._reading = True
+        self._woken = False  # bytes or a close came while the loop was not waiting
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport) -> None:
@@ -110,6 +111,8 @@ class Session(asyncio.Protocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+        else:  # busy (answering, or waiting for a drain): it looks again before it waits
+            self._woken = True
 
     async def _serve(self) -> None:
         out: list[bytes] = []
@@ -138,6 +141,9 @@ class Session(asyncio.Protocol):
                 if not self._reading:
                     self.transport.resume_reading()
                     self._reading = True
+                if self._woken:  # a request came during the drain: parse it first
+                    self._woken = False
+                    continue
                 self._waiter = asyncio.get_running_loop().create_future()
                 await self._waiter
                 self._waiter = None

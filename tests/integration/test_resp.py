@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 
 import hiredis
 import pytest
@@ -304,3 +305,38 @@ def test_hundreds_of_connections_at_once(cluster):
     replies = asyncio.run(run_all())
     for n, data in enumerate(replies):
         assert data == b"+OK\r\n+OK\r\n$%d\r\n%d\r\n+OK\r\n" % (len(str(n)), n)
+
+
+
+@pytest.fixture
+def big_values(tmp_path_factory):
+    yield from quiet_cluster(tmp_path_factory, "late", 1 << 20)
+
+
+def test_a_client_that_reads_late_gets_every_reply(big_values):
+    """Ten replies of 1 MB fill the socket while the client sends without
+    reading; a request sent then, while the session waits for the socket to
+    drain, is answered too once the client reads (it used to wait forever)."""
+    config = big_values
+    value = b"v" * (1 << 20)
+    setup = Raw(resp_port(config))
+    setup.command("AUTH", config.password)
+    assert setup.command("SET", "late:big", value) == b"+OK\r\n"
+    setup.close()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up quickly
+    sock.connect(("127.0.0.1", resp_port(config)))
+    sock.settimeout(20)
+    get = hiredis.pack_command(("GET", "late:big"))
+    sock.sendall(hiredis.pack_command(("AUTH", config.password)) + get * 10)
+    time.sleep(1.5)  # the session answers all ten, then waits for the socket to drain
+    sock.sendall(hiredis.pack_command(("ECHO", "last")))
+    reader, replies = hiredis.Reader(), []
+    while len(replies) < 12:
+        chunk = sock.recv(1 << 20)
+        assert chunk, f"closed after {len(replies)} replies"
+        reader.feed(chunk)
+        while (reply := reader.gets()) is not False:
+            replies.append(reply)
+    sock.close()
+    assert replies[0] == b"OK" and replies[1:11] == [value] * 10 and replies[11] == b"last"

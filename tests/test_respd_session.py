@@ -1,0 +1,116 @@
+"""A RESP session never stalls, whatever the order of requests, replies and drains.
+
+The session runs against a fake transport whose write buffer fills up
+(``pause_writing``) until the test drains it (``resume_writing``);
+hypothesis draws the interleavings of new requests, drains and event-loop
+turns. Every request must get its reply, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dtriad.frontends.respd import Session
+
+
+class EchoServer:
+    """What a Session needs of its server: answers ``ECHO x`` with ``x`` padded,
+    so a few replies fill the fake transport's buffer."""
+
+    def __init__(self, reply_bytes: int):
+        self.password = None
+        self.sessions: set = set()
+        self.core = SimpleNamespace(config=SimpleNamespace(max_value_bytes=1 << 20))
+        self.pad = b"." * reply_bytes
+
+    async def handle(self, session, argv) -> bytes:
+        await asyncio.sleep(0)  # a backend round trip
+        return b"+" + argv[1] + self.pad + b"\r\n"
+
+
+class FakeTransport:
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.protocol: Session | None = None
+        self.pending = 0  # written, not yet taken by the client
+        self.out = bytearray()
+        self.paused = False
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+        self.pending += len(data)
+        if self.pending > self.limit and not self.paused:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def drain(self) -> None:
+        self.pending = 0
+        if self.paused:
+            self.paused = False
+            self.protocol.resume_writing()
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def request(n: int) -> bytes:
+    word = str(n).encode()
+    return b"*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n" % (len(word), word)
+
+
+def replies(out: bytes, pad: int) -> list[int]:
+    return [int(line[1:len(line) - pad]) for line in out.split(b"\r\n") if line]
+
+
+async def play(events: list[tuple[str, int]], reply_bytes: int, limit: int) -> list[int]:
+    server = EchoServer(reply_bytes)
+    session = Session(server)
+    transport = FakeTransport(limit)
+    transport.protocol = session
+    session.connection_made(transport)
+    sent = 0
+    for kind, count in events:
+        if kind == "send":
+            session.data_received(b"".join(request(sent + i) for i in range(count)))
+            sent += count
+        elif kind == "drain":
+            transport.drain()
+        for _ in range(3):
+            await asyncio.sleep(0)
+    for _ in range(200):  # then the client reads everything
+        transport.drain()
+        await asyncio.sleep(0)
+    got = replies(bytes(transport.out), reply_bytes)
+    session.connection_lost(None)
+    await asyncio.sleep(0)
+    return got, sent
+
+
+def test_a_request_that_arrives_while_replies_drain_is_answered():
+    """The case found on a real socket: replies fill the buffer, a request
+    arrives while the session waits for the drain, then the client reads."""
+    events = [("send", 10), ("send", 1), ("drain", 0)]
+    got, sent = asyncio.run(play(events, reply_bytes=1000, limit=3000))
+    assert got == list(range(sent))
+
+
+events = st.lists(st.tuples(st.sampled_from(["send", "drain", "tick"]), st.integers(1, 5)),
+                  max_size=30)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events, st.sampled_from([10, 1000, 5000]), st.sampled_from([100, 3000, 20000]))
+def test_no_interleaving_stalls_a_session(events, reply_bytes, limit):
+    got, sent = asyncio.run(play(events, reply_bytes, limit))
+    assert got == list(range(sent))
