@@ -285,6 +285,12 @@ class ClusterConfig:
     viewer_token: str | None = None
     metrics: bool = True
     log_format: str = "text"
+    # The RESP port's limits (Redis's are the model): one request's arguments in
+    # all (client-query-buffer-limit), clients at once (maxclients), and how long
+    # a connection may stay open without AUTH.
+    max_request_bytes: int = 64 * 1024 * 1024
+    maxclients: int = 10_000
+    auth_timeout_s: float = 10.0
     # A production host's [host] table (dtriad.toml only).
     host: HostSection | None = None
     # Not a setting: the file this configuration was read from or saved to.
@@ -364,6 +370,13 @@ class ClusterConfig:
         _int("workers", self.workers, 1)
         _bool("flush_allowed", self.flush_allowed)
         _bool("metrics", self.metrics)
+        _int("max_request_bytes", self.max_request_bytes, 1)
+        if self.max_request_bytes < self.max_value_bytes:
+            raise ConfigurationError(
+                f"max_request_bytes ({self.max_request_bytes}) must be at least "
+                f"max_value_bytes ({self.max_value_bytes}): one value must fit in a request")
+        _int("maxclients", self.maxclients, 1)
+        _positive_number("auth_timeout_s", self.auth_timeout_s, "")
         if self.log_format not in LOG_FORMATS:
             raise ConfigurationError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
                                      f"got {self.log_format!r}")
@@ -441,7 +454,8 @@ class ClusterConfig:
             "workers": self.workers, "server": self.server,
             "flush_allowed": self.flush_allowed,
             "viewer_token": self.viewer_token, "metrics": self.metrics,
-            "log_format": self.log_format,
+            "log_format": self.log_format, "max_request_bytes": self.max_request_bytes,
+            "maxclients": self.maxclients, "auth_timeout_s": self.auth_timeout_s,
         }
         if self.migration_max_keys_per_s is not None:
             out["migration_max_keys_per_s"] = self.migration_max_keys_per_s

@@ -96,6 +96,35 @@ def test_protocol_errors_name_the_problem(data, message):
         parser.next()
 
 
+def test_before_auth_only_small_requests_are_read():
+    """Redis 7's rule: 10 arguments of 16 KiB at most until AUTH; the error
+    comes before anything big is buffered."""
+    parser = RequestParser(authenticated=False)
+    parser.feed(multibulk(b"AUTH", b"default", b"p" * 100))
+    assert parser.next() == [b"AUTH", b"default", b"p" * 100]
+    parser.feed(b"*100000\r\n")
+    with pytest.raises(ProtocolError, match="unauthenticated multibulk length"):
+        parser.next()
+    parser = RequestParser(authenticated=False)
+    parser.feed(b"*2\r\n$4\r\nAUTH\r\n$1048576\r\n")
+    with pytest.raises(ProtocolError, match="unauthenticated bulk length"):
+        parser.next()
+    parser = RequestParser(authenticated=False)
+    parser.authenticated = True  # AUTH succeeded
+    parser.feed(multibulk(*[b"SADD", b"s", *(b"m%d" % i for i in range(20))]))
+    assert len(parser.next()) == 22
+
+
+def test_a_request_may_not_add_up_to_more_than_max_request():
+    parser = RequestParser(max_bulk=1000, max_request=2500)
+    parser.feed(multibulk(b"MSET", b"a", b"x" * 900, b"b", b"y" * 900))
+    assert parser.next()[0] == b"MSET"
+    parser.feed(b"*7\r\n$4\r\nMSET\r\n" + b"$1\r\nk\r\n$900\r\n" + b"z" * 902
+                + b"$1\r\nk\r\n$900\r\n" + b"z" * 902 + b"$1\r\nk\r\n$900\r\n")
+    with pytest.raises(ProtocolError, match="add up to more than 2500 bytes"):
+        parser.next()
+
+
 @pytest.mark.parametrize("line, args", [
     ('set a "x\\ny\\t\\x41\\"z"', [b"set", b"a", b'x\ny\tA"z']),
     ("get 'a b'", [b"get", b"a b"]),

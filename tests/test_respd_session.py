@@ -21,10 +21,12 @@ class EchoServer:
     """What a Session needs of its server: answers ``ECHO x`` with ``x`` padded,
     so a few replies fill the fake transport's buffer."""
 
-    def __init__(self, reply_bytes: int):
-        self.password = None
+    def __init__(self, reply_bytes: int, password: str | None = None, **limits):
+        self.password = password
         self.sessions: set = set()
-        self.core = SimpleNamespace(config=SimpleNamespace(max_value_bytes=1 << 20))
+        self.core = SimpleNamespace(config=SimpleNamespace(**{
+            "max_value_bytes": 1 << 20, "max_request_bytes": 64 << 20, "maxclients": 10_000,
+            "auth_timeout_s": 10.0, **limits}))
         self.pad = b"." * reply_bytes
 
     async def handle(self, session, argv) -> bytes:
@@ -114,3 +116,38 @@ events = st.lists(st.tuples(st.sampled_from(["send", "drain", "tick"]), st.integ
 def test_no_interleaving_stalls_a_session(events, reply_bytes, limit):
     got, sent = asyncio.run(play(events, reply_bytes, limit))
     assert got == list(range(sent))
+
+
+def test_a_client_beyond_maxclients_gets_redis_error_and_is_closed():
+    async def run():
+        server = EchoServer(0, maxclients=2)
+        transports = []
+        for _ in range(3):
+            session, transport = Session(server), FakeTransport(1 << 20)
+            transport.protocol = session
+            session.connection_made(transport)
+            transports.append(transport)
+        await asyncio.sleep(0)
+        return server, transports
+
+    server, transports = asyncio.run(run())
+    assert [t.closed for t in transports] == [False, False, True]
+    assert bytes(transports[2].out) == b"-ERR max number of clients reached\r\n"
+    assert len(server.sessions) == 2
+
+
+def test_a_connection_without_auth_is_closed_after_auth_timeout_s():
+    async def run(authenticate: bool):
+        server = EchoServer(0, password="pw", auth_timeout_s=0.05)
+        session, transport = Session(server), FakeTransport(1 << 20)
+        transport.protocol = session
+        session.connection_made(transport)
+        if authenticate:
+            session.authed = True  # as a good AUTH does
+        await asyncio.sleep(0.2)
+        session.connection_lost(None)
+        return transport
+
+    idle = asyncio.run(run(False))
+    assert idle.closed and idle.out.startswith(b"-ERR authentication timeout")
+    assert not asyncio.run(run(True)).closed

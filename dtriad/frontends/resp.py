@@ -19,6 +19,10 @@ from typing import Any
 MAX_INLINE = 64 * 1024          # Redis's PROTO_INLINE_MAX_SIZE
 MAX_MULTIBULK = 1024 * 1024     # Redis's limit on arguments per request
 MAX_BULK = 512 * 1024 * 1024    # Redis's proto-max-bulk-len default
+MAX_REQUEST = 64 * 1024 * 1024  # all of one request's arguments (like client-query-buffer-limit)
+# Before AUTH, Redis 7 accepts requests of at most 10 arguments of 16 KiB each.
+UNAUTH_ARGS = 10
+UNAUTH_BULK = 16 * 1024
 _COMPACT = 64 * 1024
 
 
@@ -35,10 +39,20 @@ class TooLarge:
 
 class RequestParser:
     """Incremental parser of client requests: ``feed`` bytes, then call
-    ``next`` until it returns ``None`` (more bytes needed)."""
+    ``next`` until it returns ``None`` (more bytes needed).
 
-    def __init__(self, max_bulk: int = MAX_BULK):
+    Memory is bounded before anything is buffered: an argument above
+    ``max_bulk`` is skipped (:class:`TooLarge`), a request whose arguments
+    add up to more than ``max_request`` bytes is a protocol error, and while
+    ``authenticated`` is False only Redis 7's unauthenticated requests are
+    accepted (10 arguments of 16 KiB at most)."""
+
+    def __init__(self, max_bulk: int = MAX_BULK, max_request: int = MAX_REQUEST,
+                 authenticated: bool = True):
         self.max_bulk = max_bulk
+        self.max_request = max_request
+        self.authenticated = authenticated
+        self._size = 0                  # bytes of the arguments of the request being read
         self._buf = bytearray()
         self._pos = 0
         self._argc: int | None = None   # arguments of the multibulk being read
@@ -79,10 +93,12 @@ class RequestParser:
                 count = _number(buf, self._pos + 1, end, "invalid multibulk length")
                 if count > MAX_MULTIBULK:
                     raise ProtocolError("Protocol error: invalid multibulk length")
+                if count > UNAUTH_ARGS and not self.authenticated:
+                    raise ProtocolError("Protocol error: unauthenticated multibulk length")
                 self._pos = end + 2
                 if count <= 0:
                     continue
-                self._argc, self._args = count, []
+                self._argc, self._args, self._size = count, [], 0
             while len(self._args) < self._argc:
                 if self._bulk is None:
                     if self._pos >= len(buf):
@@ -96,11 +112,17 @@ class RequestParser:
                     size = _number(buf, self._pos + 1, end, "invalid bulk length")
                     if size < 0 or size > MAX_BULK:
                         raise ProtocolError("Protocol error: invalid bulk length")
+                    if size > UNAUTH_BULK and not self.authenticated:
+                        raise ProtocolError("Protocol error: unauthenticated bulk length")
                     self._pos = end + 2
                     if size > self.max_bulk:
                         self._args.append(TooLarge(size))
                         self._skip = size + 2
                         break
+                    self._size += size
+                    if self._size > self.max_request:
+                        raise ProtocolError(f"Protocol error: the request's arguments add up "
+                                            f"to more than {self.max_request} bytes")
                     self._bulk = size
                 end = self._pos + self._bulk
                 if end + 2 > len(buf):

@@ -50,6 +50,7 @@ from dtriad.placement.ringstate import View
 log = logging.getLogger(__name__)
 REDIS_VERSION = "6.2.0"  # the command semantics served: Redis 6.2's
 _HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its replies
+_BATCH_BYTES = 1024 * 1024  # write replies once they add up to this (or 64 of them)
 _BEFORE_AUTH = {"auth", "hello", "quit"}
 _TRANSACTION_COMMANDS = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"}
 _TRANSACTIONS = ("; dtriad does not serve transactions, whose keys may live on different "
@@ -70,9 +71,11 @@ class Session(asyncio.Protocol):
         self.server = server
         self.id = next(self._ids)
         self.name = b""
+        config = server.core.config
+        self.parser = RequestParser(max_bulk=config.max_value_bytes,
+                                    max_request=config.max_request_bytes)
         self.authed = not server.password
         self.resp3 = False
-        self.parser = RequestParser(max_bulk=server.core.config.max_value_bytes)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.quitting = False
@@ -81,11 +84,36 @@ class Session(asyncio.Protocol):
         self._reading = True
         self._woken = False  # bytes or a close came while the loop was not waiting
 
+    @property
+    def authed(self) -> bool:
+        return self._authed
+
+    @authed.setter
+    def authed(self, value: bool) -> None:
+        """Before AUTH the parser accepts only small requests (Redis 7's rule)."""
+        self._authed = value
+        self.parser.authenticated = value
+
     # ------------------------------------------------------------ transport
     def connection_made(self, transport) -> None:
         self.transport = transport
+        config = self.server.core.config
+        if len(self.server.sessions) >= config.maxclients:
+            transport.write(b"-ERR max number of clients reached\r\n")
+            transport.close()
+            self.closed = True
+            return
         self.server.sessions.add(self)
-        asyncio.get_running_loop().create_task(self._serve())
+        loop = asyncio.get_running_loop()
+        if not self.authed:
+            loop.call_later(config.auth_timeout_s, self._auth_deadline)
+        loop.create_task(self._serve())
+
+    def _auth_deadline(self) -> None:
+        """A connection still without AUTH after ``auth_timeout_s`` is closed."""
+        if not self.authed and not self.closed:
+            self.transport.write(b"-ERR authentication timeout: AUTH must come first\r\n")
+            self.transport.close()
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
@@ -116,6 +144,7 @@ class Session(asyncio.Protocol):
 
     async def _serve(self) -> None:
         out: list[bytes] = []
+        pending = 0  # bytes in ``out``: replies go out in batches of at most ~1 MiB
         parser = self.parser
         while not self.closed:
             try:
@@ -125,12 +154,15 @@ class Session(asyncio.Protocol):
                 self.quitting = True
                 argv = None
             if argv is not None:
-                out.append(await self.server.handle(self, argv))
-                if len(out) < 64 and not self.quitting:
+                reply = await self.server.handle(self, argv)
+                out.append(reply)
+                pending += len(reply)
+                if len(out) < 64 and pending < _BATCH_BYTES and not self.quitting:
                     continue
             if out:
                 self.transport.write(b"".join(out))
                 out.clear()
+                pending = 0
                 if self._drained is not None:
                     await self._drained
                     self._drained = None

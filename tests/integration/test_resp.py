@@ -340,3 +340,62 @@ def test_a_client_that_reads_late_gets_every_reply(big_values):
             replies.append(reply)
     sock.close()
     assert replies[0] == b"OK" and replies[1:11] == [value] * 10 and replies[11] == b"last"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def _resp_pid(config, node) -> int:
+    """The PID of a node's RESP process (read from /proc, never signalled)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"resp" in argv and node.name.encode() in argv \
+                    and str(config.directory).encode() in b" ".join(argv):
+                return int(entry)
+    raise AssertionError(f"no RESP process for {node.name}")
+
+
+def test_a_flood_before_auth_is_refused_and_memory_stays_bounded(cluster):
+    """Without AUTH only Redis 7's small requests are read: a huge argument
+    count or a huge argument closes the connection with Redis's error before
+    anything big is buffered, so 100 such connections sending 1 MiB chunks
+    leave the RESP process's memory about where it was."""
+    node = cluster.nodes[0]
+    pid = _resp_pid(cluster, node)
+    before = _rss_kib(pid)
+    chunk = b"x" * (1 << 20)
+    answers = []
+    for n in range(100):
+        sock = socket.create_connection(("127.0.0.1", resp_port(cluster)), timeout=10)
+        head = b"*100000\r\n" if n % 2 else b"*2\r\n$4\r\nAUTH\r\n$104857600\r\n"
+        try:
+            sock.sendall(head)
+            for _ in range(4):
+                sock.sendall(chunk)
+        except OSError:
+            pass  # closed by the server while we were still sending: expected
+        data = b""
+        try:
+            while b"\r\n" not in data and (more := sock.recv(4096)):
+                data += more
+        except OSError:
+            pass
+        answers.append(data.split(b"\r\n")[0])
+        sock.close()
+    assert set(answers) <= {b"-ERR Protocol error: unauthenticated multibulk length",
+                            b"-ERR Protocol error: unauthenticated bulk length", b""}
+    assert answers.count(b"") < 10  # the error arrives before the reset, nearly always
+    grown = _rss_kib(pid) - before
+    assert grown < 32 * 1024, f"the RESP process grew by {grown} KiB"
+    ok = Raw(resp_port(cluster))  # and a real client is served as before
+    assert ok.command("AUTH", cluster.password) == b"+OK\r\n"
+    assert ok.command("PING") == b"+PONG\r\n"
+    ok.close()
