@@ -54,6 +54,12 @@ class ArgumentError(DtriadError):
     http_status = 400
 
 
+class MediaTypeError(ArgumentError):
+    """A request body in a form the HTTP API does not read (multipart)."""
+
+    http_status = 415
+
+
 class UnknownMethodError(DtriadError):
     code = "UNKNOWN_METHOD"
     http_status = 404

@@ -1,5 +1,6 @@
 """The HTTP API over fakeredis backends: every method, replication, bad input."""
 
+import io
 import json
 
 import pytest
@@ -300,3 +301,41 @@ def test_command_errors_read_as_redis_words(api):
     assert command(client)[0] == 400
     status, body = command(client, "GET", "k", read_quorum="most")
     assert status == 400 and "read_quorum must be one of" in body["error"]
+
+
+def test_keys_are_utf8_the_same_way_in_query_strings_and_bodies(api):
+    """One rule: the bytes of a parameter, percent-encoded or raw, are UTF-8.
+    '%ff' and '%fe' used to both become U+FFFD (two keys in one), and a raw
+    UTF-8 body was read as latin-1 (so 'é' in a body and '%C3%A9' in a query
+    were two keys)."""
+    client, core, backends = api
+    assert client.get("/set?key=%C3%A9t%C3%A9&value=summer").status_code == 200
+    body = "key=été&value=winter".encode()
+    reply = client.post("/set", data=body, content_type="application/x-www-form-urlencoded")
+    assert reply.status_code == 200
+    assert json.loads(client.get("/get?key=%C3%A9t%C3%A9").data) == "winter"
+    for bad in ("/set?key=%ff&value=a", "/get?key=%fe"):
+        reply = client.get(bad)
+        assert reply.status_code == 400, bad
+        answer = json.loads(reply.data)
+        assert answer["code"] == "BADARG" and "UTF-8" in answer["error"]
+    reply = client.post("/set", data=b"key=\xff&value=a",
+                        content_type="application/x-www-form-urlencoded")
+    assert reply.status_code == 400 and "UTF-8" in json.loads(reply.data)["error"]
+    held = {k for n in backends.servers for k in backends.direct(n).keys()}
+    assert held == {"été".encode()}  # one key, nothing for the refused ones
+
+
+def test_bodies_are_bounded_whatever_their_type(api):
+    """A multipart body used to skip the size check (5 MB answered HTTP 500);
+    other body types are refused with the ones that are read."""
+    client, core, backends = api
+    big = b"x" * (5 * 1024 * 1024)
+    reply = client.post("/set", data={"key": "k", "value": (io.BytesIO(big), "f")},
+                        content_type="multipart/form-data")
+    assert reply.status_code == 413 and json.loads(reply.data)["code"] == "TOO_LARGE"
+    reply = client.post("/set", data=b'{"key": "k"}', content_type="application/json")
+    answer = json.loads(reply.data)
+    assert reply.status_code == 415 and answer["code"] == "BADARG"
+    assert "application/x-www-form-urlencoded or multipart/form-data" in answer["error"]
+    assert holders(core, backends, "k") == set()

@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 from spyne import AnyDict, Application, Array, Integer, ServiceBase, Unicode, rpc
 from spyne.error import RequestTooLongError, ResourceNotFoundError
@@ -41,6 +42,7 @@ from dtriad.exceptions import (
     ArgumentError,
     CommandError,
     DtriadError,
+    MediaTypeError,
     UnknownMethodError,
     ValueTooLargeError,
 )
@@ -304,9 +306,30 @@ def make_wsgi_app(core: DTCore) -> WsgiApplication:
                                          max_body=limit))
 
 
+_RAW = re.compile(rb"[\x80-\xff]")
+
+
+def utf8_query(raw: bytes) -> str:
+    """A query string or form body as ASCII, every parameter checked to be
+    UTF-8: raw bytes are percent-encoded (so ``é`` sent raw and ``%C3%A9`` are
+    one key), and a parameter whose bytes are not UTF-8 is refused rather
+    than turned into U+FFFD (which made ``%ff`` and ``%fe`` one key)."""
+    text = _RAW.sub(lambda m: b"%%%02X" % m.group()[0], raw).decode("ascii")
+    try:
+        parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as e:
+        raise ArgumentError(f"parameters must be UTF-8 text (percent-encoded or not); "
+                            f"byte 0x{e.object[e.start]:02x} is not valid UTF-8 there") from e
+    return text
+
+
 class WsgiFront:
     """What sits in front of spyne's WSGI application.
 
+    * Parameters are UTF-8 text, one rule for query strings and bodies,
+      percent-encoded or raw (:func:`utf8_query`); other bytes are refused.
+    * Bodies are bounded before they are read, form-encoded or multipart;
+      other body types are refused (415).
     * A form-encoded POST body is moved into the query string, so POST and GET
       take exactly the same path (spyne turns every empty value of a POST into
       None, but keeps it as "" in a GET; ``value=`` is a valid empty value).
@@ -316,14 +339,25 @@ class WsgiFront:
     """
 
     FORM = "application/x-www-form-urlencoded"
+    MULTIPART = "multipart/form-data"
 
     def __init__(self, app, max_body: int):
         self.app = app
         self.max_body = max_body
 
     def __call__(self, environ, start_response):
-        if (environ.get("REQUEST_METHOD") == "POST"
-                and environ.get("CONTENT_TYPE", "").split(";")[0].strip() == self.FORM):
+        try:
+            query = utf8_query(environ.get("QUERY_STRING", "").encode("latin-1"))
+        except ArgumentError as e:
+            return self._error(start_response, e)
+        environ = {**environ, "QUERY_STRING": query}
+        kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        post = environ.get("REQUEST_METHOD") == "POST"
+        if post and kind and kind not in (self.FORM, self.MULTIPART):
+            return self._error(start_response, MediaTypeError(
+                f"the HTTP API reads parameters from the query string or an {self.FORM} "
+                f"or {self.MULTIPART} body, not {kind}"))
+        if post and kind:
             try:
                 length = int(environ.get("CONTENT_LENGTH") or -1)
             except ValueError:
@@ -336,8 +370,14 @@ class WsgiFront:
             if len(body) > self.max_body:
                 return self._error(start_response, ValueTooLargeError(
                     "request body", len(body), self.max_body))
-            query = "&".join(p for p in (environ.get("QUERY_STRING", ""),
-                                         body.decode("latin-1")) if p)
+            if kind != self.FORM:  # multipart: spyne reads it, bounded like the rest
+                environ = {**environ, "CONTENT_LENGTH": str(len(body)),
+                           "wsgi.input": io.BytesIO(body)}
+        if post and kind == self.FORM:
+            try:
+                query = "&".join(p for p in (query, utf8_query(body)) if p)
+            except ArgumentError as e:
+                return self._error(start_response, e)
             # Handed to spyne as the GET it is now: spyne rewrites a POST's
             # empty values to None wherever they came from.
             environ = {**environ, "REQUEST_METHOD": "GET", "QUERY_STRING": query,
