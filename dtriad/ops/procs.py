@@ -198,9 +198,11 @@ def _launch(args: list[str], directory: Path, host: str, port: int, password: st
             timeout: float, what: str, log: Path, username: str | None = None
             ) -> subprocess.Popen:
     """Start a Redis process in its own session; return once it answers PING."""
+    # umask 077: Redis rewrites its files (Sentinel's holds requirepass) with
+    # the process's umask, so they stay private like the ones we write.
     proc = subprocess.Popen(args, cwd=directory, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+                            start_new_session=True, umask=0o077)
     client = redis.Redis(host=host, port=port, username=username, password=password,
                          socket_timeout=1)
     try:

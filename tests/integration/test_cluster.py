@@ -27,6 +27,11 @@ def test_cluster_file_is_private_and_complete(cluster5):
         assert node.resp and node.persist is False
         assert all(pid and pid_alive(pid) for _, pid in pids.node(node.name).items())
     assert len(pids.sentinels) == 1 and pid_alive(pids.sentinels[0])
+    # Sentinel rewrote its file when the backends were registered; it holds
+    # requirepass, and used to be left 0644 by the rewrite.
+    conf = cluster5.directory / "sentinel1" / "sentinel.conf"
+    assert "sentinel monitor" in conf.read_text()
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert pids.dtsentinel and pid_alive(pids.dtsentinel)
     assert cluster5.password and cluster5.secret
     # Backends refuse clients without the cluster's password.
