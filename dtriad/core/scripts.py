@@ -25,6 +25,10 @@ RING_KEY = "dtriad:ring"
 # token, refused with "STALERING <fence>" if the backend knows a newer ring.
 # Versions are decimal strings: a Lua number holds a microsecond timestamp
 # exactly (2^53), but its default formatting would round it.
+# Arguments a script passes to one redis.call at most: Lua 5.1's unpack stops
+# near 8,000 values (LUAI_MAXCSTACK), and the C stack holds more than these.
+SLICE = 4000
+
 _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
 local function fmt(v) return string.format('%.0f', v) end
@@ -56,11 +60,67 @@ local function exact(reply, cmd)
   end
   return redis.call('GET', KEYS[1]), true
 end
+-- Lua's unpack stops near 8,000 values (LUAI_MAXCSTACK), so a command with
+-- more arguments runs in slices, each with the command's fixed head: a
+-- command that takes its items one by one (SADD k m1 m2 = SADD k m1 + SADD k
+-- m2) gives the same effect and the reply combined. The first slice meets
+-- any type error before anything changes. name -> {head, unit, combine}.
+local SLICES = {
+  SADD = {1, 1, 'sum'}, SREM = {1, 1, 'sum'}, ZREM = {1, 1, 'sum'}, HDEL = {1, 1, 'sum'},
+  RPUSH = {1, 1, 'last'}, LPUSH = {1, 1, 'last'}, RPUSHX = {1, 1, 'last'},
+  LPUSHX = {1, 1, 'last'}, HSET = {1, 2, 'sum'}, HMSET = {1, 2, 'ok'}, MSET = {0, 2, 'ok'},
+  DEL = {0, 1, 'sum'}, UNLINK = {0, 1, 'sum'}, EXISTS = {0, 1, 'sum'}, TOUCH = {0, 1, 'sum'},
+  PFADD = {1, 1, 'any'}, ZADD = {1, 2, 'sum'}, GEOADD = {1, 3, 'sum'},
+  MGET = {0, 1, 'concat'}, HMGET = {1, 1, 'concat'}, SMISMEMBER = {1, 1, 'concat'},
+  ZMSCORE = {1, 1, 'concat'},
+}
+local function sliced(at)
+  local name = string.upper(ARGV[at])
+  local rule = SLICES[name]
+  local n = #ARGV - at
+  if name == 'ZADD' or name == 'GEOADD' then
+    local third = string.upper(ARGV[at + 2])
+    if third == 'NX' or third == 'XX' or third == 'GT' or third == 'LT' or third == 'CH'
+        or third == 'INCR' then rule = nil end
+  end
+  if name == 'MSETNX' and n % 2 == 0 then
+    for i = at + 1, #ARGV, 2 do
+      if redis.call('EXISTS', ARGV[i]) == 1 then return 0 end
+    end
+    name, rule = 'MSET', SLICES.MSET
+  end
+  if not rule then
+    return redis.error_reply('ERR ' .. name .. ' with ' .. n .. ' arguments: dtriad runs '
+      .. 'at most @SLICE@ arguments of it at once (it does not apply item by item)')
+  end
+  local head, unit, how = rule[1], rule[2], rule[3]
+  if n <= head or (n - head) % unit ~= 0 then
+    return redis.error_reply("ERR wrong number of arguments for '" .. string.lower(name)
+      .. "' command")
+  end
+  local step = math.floor(@SLICE@ / unit) * unit
+  local total, out, reply = 0, {}, nil
+  for first = at + 1 + head, #ARGV, step do
+    local args = {name}
+    for i = at + 1, at + head do args[#args + 1] = ARGV[i] end
+    for i = first, math.min(first + step - 1, #ARGV) do args[#args + 1] = ARGV[i] end
+    reply = redis.pcall(unpack(args))
+    if type(reply) == 'table' and reply.err then return reply end
+    if how == 'sum' then total = total + reply
+    elseif how == 'any' then total = math.max(total, reply)
+    elseif how == 'concat' then for _, v in ipairs(reply) do out[#out + 1] = v end end
+  end
+  if how == 'sum' or how == 'any' then return total end
+  if how == 'concat' then return out end
+  if name == 'MSET' and string.upper(ARGV[at]) == 'MSETNX' then return 1 end
+  return reply
+end
 -- Run the client's command ARGV[at..]. INCRBYFLOAT is run as HINCRBYFLOAT
 -- on a scratch hash (the same long-double arithmetic and formatting): Redis
 -- 6.2 rewrites INCRBYFLOAT's arguments into SET ... KEEPTTL, growing the
 -- argument array a script call shares, which corrupts the server's heap.
 local function run(at)
+  if #ARGV - at >= @SLICE@ then return sliced(at) end
   if string.upper(ARGV[at]) ~= 'INCRBYFLOAT' or #ARGV ~= at + 2 then
     return redis.pcall(unpack(ARGV, at))
   end
@@ -267,7 +327,7 @@ return {fmt(v), redis.call('DUMP', KEYS[1]), redis.call('PTTL', KEYS[1])}
 # KEYS[1], ARGV = the command. -> {version, 1, reply} or {version, 0, error}.
 READ_VERSIONED = _PRELUDE + """
 local v = versions(KEYS)[1]
-local reply = redis.pcall(unpack(ARGV))
+local reply = run(1)
 if type(reply) == 'table' and reply.err then return {fmt(v), 0, reply.err} end
 return {fmt(v), 1, reply}
 """
@@ -368,10 +428,12 @@ for _, key in ipairs(res[2]) do
     end
   end
 end
-if deleted > 0 then
-  redis.call('UNLINK', unpack(doomed))
+for first = 1, deleted, @SLICE@ do  -- unpack stops near 8,000 values
+  local slice = {}
+  for i = first, math.min(first + @SLICE@ - 1, deleted) do slice[#slice + 1] = doomed[i] end
+  redis.call('UNLINK', unpack(slice))
   redis.call('SELECT', @VERSION_DB@)
-  redis.call('UNLINK', unpack(doomed))
+  redis.call('UNLINK', unpack(slice))
   redis.call('SELECT', 0)
 end
 if ARGV[3] == 'delete' then out[2] = deleted end
@@ -488,7 +550,7 @@ for i = 0, n - 1 do
     else redis.call('RESTORE', k, 0, v, 'REPLACE') end
   end
 end
-local reply = redis.pcall(unpack(ARGV, 3 + 3 * n))
+local reply = run(3 + 3 * n)
 local out = {reply}
 if type(reply) ~= 'table' or not reply.err then
   if ARGV[2] == '1' then
@@ -519,7 +581,7 @@ def _fill(script: str) -> str:
     """The constants above, put in the Lua where it says ``@NAME@``."""
     for name, value in (("META_DB", META_DB), ("VERSION_DB", VERSION_DB),
                         ("SCRATCH_DB", SCRATCH_DB), ("FENCE_KEY", FENCE_KEY),
-                        ("RING_KEY", RING_KEY),
+                        ("RING_KEY", RING_KEY), ("SLICE", SLICE),
                         ("TOMBSTONE_MS", TOMBSTONE_MS)):
         script = script.replace(f"@{name}@", str(value))
     if "@" in script:
