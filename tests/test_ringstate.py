@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from werkzeug.test import Client
 
@@ -12,6 +12,7 @@ from dtriad.config import ClusterConfig
 from dtriad.core.dtcore import DTCore
 from dtriad.core.follower import FILE_CHECK_S
 from dtriad.core.scripts import PUBLISH_META
+from dtriad.exceptions import ArgumentError
 from dtriad.frontends.http import make_wsgi_app
 from dtriad.placement.ringstate import Member, RingState, View, route_between
 
@@ -243,3 +244,51 @@ def test_a_write_whose_backup_is_fenced_first_waits_for_the_ring():
     assert reply == b"OK" and pauses == [0.01, 0.02]
     assert {backends.direct(n).get("k") for n in core.ring.preference_list("k")} == {b"v"}
     assert backends.direct(master).get("k") == backends.direct(backup).get("k") == b"v"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                 max_size=6),
+    max_leaves=30)
+well_formed = st.fixed_dictionaries({
+    "epoch": st.integers(-2, 2 ** 60) | st.floats() | st.booleans(),
+    "replicas": st.integers(-1, 5000) | st.text(max_size=3),
+    "vnodes": st.integers(-1, 10 ** 10),
+    "nodes": st.lists(st.fixed_dictionaries({
+        "name": st.text(max_size=5), "redis": st.sampled_from(["127.0.0.1:1", "x", "h:99999"]),
+        "http": st.sampled_from(["http://h", "ftp://h", ""])}), max_size=3) | json_values,
+}, optional={"pending": json_values, "pending_epoch": json_values, "token": json_values,
+             "migration": json_values})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(json_values, well_formed).map(json.dumps) | st.binary(max_size=200))
+def test_any_stored_ring_either_loads_or_is_refused_with_a_reason(text):
+    """What a backend holds may have been written by anyone with its
+    password: the loader answers a RingState or an ArgumentError, nothing else."""
+    try:
+        state = RingState.from_json(text)
+    except ArgumentError as e:
+        assert str(e)
+    else:
+        assert 0 <= state.vnodes <= 1024 and len(state.nodes) <= 1024
+        assert state.ring().nodes  # and a ring can be built from it
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"epoch": 1e400, "replicas": 1, "vnodes": 1, "nodes": []}', "epoch must be an integer"),
+    ("[" * 100_000 + "]" * 100_000, "not valid JSON"),
+    ('{"epoch": 1, "replicas": 1, "vnodes": 1000000000, "nodes": '
+     '[{"name": "n1", "redis": "127.0.0.1:1", "http": "http://h"}]}', "vnodes must be"),
+    ('{"epoch": 1, "replicas": true, "vnodes": 1, "nodes": '
+     '[{"name": "n1", "redis": "127.0.0.1:1", "http": "http://h"}]}', "replicas must be"),
+    ('{"epoch": 1, "replicas": 1, "vnodes": 1, "nodes": ["n1"]}', "a member is str"),
+    ('{"epoch": 1, "replicas": 1, "vnodes": 1, "nodes": '
+     '[{"name": "n1", "redis": "127.0.0.1:1", "http": "http://h"},'
+     ' {"name": "n1", "redis": "127.0.0.1:2", "http": "http://h"}]}', "share a name"),
+    ("x" * (5 * 1024 * 1024), "at most"),
+])
+def test_hostile_ring_states_are_refused(text, why):
+    with pytest.raises(ArgumentError, match=why):
+        RingState.from_json(text)

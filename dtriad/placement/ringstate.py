@@ -22,6 +22,13 @@ from typing import Any, Protocol
 from dtriad.exceptions import ArgumentError
 from dtriad.placement.ring import Ring
 
+# Bounds of a ring state read from a backend or a push (what anyone holding a
+# backend's password could write there).
+MAX_MEMBERS = 1024
+MAX_VNODES = 1024
+MAX_EPOCH = 2 ** 53
+MAX_STATE_BYTES = 4 * 1024 * 1024
+
 
 class NodeLike(Protocol):
     """What placement needs of a configured node (:class:`dtriad.config.NodeSpec`)."""
@@ -63,10 +70,25 @@ class Member:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict) -> Member:
+    def from_dict(cls, data: Any) -> Member:
+        """A member as stored: every field a string of the right form (the
+        ring is read from backends anyone with their password could write)."""
+        if not isinstance(data, dict):
+            raise ArgumentError(f"malformed ring state: a member is {type(data).__name__}, "
+                                f"not an object")
+        for name in ("name", "redis", "http"):
+            if not isinstance(data.get(name), str) or not data[name] or len(data[name]) > 256:
+                raise ArgumentError(f"malformed ring state: a member's {name} must be a "
+                                    f"non-empty string")
+        host, _, port = data["redis"].rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ArgumentError(f"malformed ring state: {data['redis']!r} is not host:port")
+        if not data["http"].startswith(("http://", "https://")):
+            raise ArgumentError(f"malformed ring state: {data['http']!r} is not an http URL")
         run_id = data.get("run_id")
-        return cls(str(data["name"]), str(data["redis"]), str(data["http"]),
-                   None if run_id is None else str(run_id))
+        if run_id is not None and (not isinstance(run_id, str) or len(run_id) > 64):
+            raise ArgumentError("malformed ring state: a member's run_id must be a string")
+        return cls(data["name"], data["redis"], data["http"], run_id)
 
 
 @dataclass(frozen=True)
@@ -131,31 +153,55 @@ class RingState:
 
     @classmethod
     def from_dict(cls, data: Any) -> RingState:
-        try:
-            def members(items):
-                return tuple(Member.from_dict(m) for m in items)
+        """A ring state as stored or pushed, checked field by field: numbers
+        are integers within bounds (a ring of 10^9 vnodes would take the
+        process down building it), members well-formed and distinct."""
+        if not isinstance(data, dict):
+            raise ArgumentError(f"malformed ring state: {type(data).__name__}, not an object")
 
-            state = cls(int(data["epoch"]), int(data["replicas"]), int(data["vnodes"]),
-                        members(data["nodes"]),
-                        None if data.get("pending") is None else members(data["pending"]),
-                        None if data.get("pending_epoch") is None
-                        else int(data["pending_epoch"]),
-                        data.get("migration"))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ArgumentError(f"malformed ring state: missing or mistyped {e}") from e
-        if not state.nodes or state.epoch < 0:
-            raise ArgumentError("malformed ring state: no nodes or a negative epoch")
+        def number(field: str, low: int, high: int, optional: bool = False) -> int | None:
+            value = data.get(field)
+            if value is None and optional:
+                return None
+            if type(value) is not int or not low <= value <= high:
+                raise ArgumentError(f"malformed ring state: {field} must be an integer in "
+                                    f"[{low}, {high}], got {value!r:.40}")
+            return value
+
+        def members(field: str) -> tuple[Member, ...]:
+            items = data.get(field)
+            if not isinstance(items, list) or not 0 < len(items) <= MAX_MEMBERS:
+                raise ArgumentError(f"malformed ring state: {field} must be a list of 1 to "
+                                    f"{MAX_MEMBERS} members")
+            out = tuple(Member.from_dict(m) for m in items)
+            for key in ("name", "redis"):
+                seen = [getattr(m, key) for m in out]
+                if len(set(seen)) != len(seen):
+                    raise ArgumentError(f"malformed ring state: two members of {field} share "
+                                        f"a {key}")
+            return out
+
+        migration = data.get("migration")
+        if migration is not None and not isinstance(migration, dict):
+            raise ArgumentError("malformed ring state: migration must be an object")
+        state = cls(number("epoch", 0, MAX_EPOCH), number("replicas", 0, MAX_MEMBERS),
+                    number("vnodes", 1, MAX_VNODES), members("nodes"),
+                    None if data.get("pending") is None else members("pending"),
+                    number("pending_epoch", 0, MAX_EPOCH, optional=True), migration)
         if "token" in data and data["token"] != state.token:
-            raise ArgumentError(f"malformed ring state: token {data['token']!r} does not "
+            raise ArgumentError(f"malformed ring state: token {data['token']!r:.40} does not "
                                 f"match epoch {state.epoch}")
         return state
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RingState:
+        if len(text) > MAX_STATE_BYTES:
+            raise ArgumentError(f"ring state of {len(text)} bytes; at most {MAX_STATE_BYTES}")
         try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as e:
-            raise ArgumentError(f"ring state is not valid JSON: {e}") from e
+            data = json.loads(text)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+            raise ArgumentError(f"ring state is not valid JSON: {str(e)[:100]}") from e
+        return cls.from_dict(data)
 
 
 @dataclass(frozen=True)
