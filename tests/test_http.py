@@ -200,6 +200,10 @@ def test_health_reports_degraded_and_down(api):
         backends.down(node)
     status, body = call(client, "health")
     assert status == 503 and body["status"] == "down"
+    # Open to anyone: names, never the backends' addresses (even in errors).
+    assert sorted(body["backends"]) == sorted(core.view.names.values())
+    text = json.dumps(body)
+    assert not any(node in text for node in core.ring.nodes)
 
 
 @pytest.mark.parametrize("how", ["get", "post", "post-with-query"])

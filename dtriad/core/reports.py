@@ -69,12 +69,14 @@ class Reports:
             start = time.perf_counter()
             try:
                 self.client.execute(address, "PING")
-                backends[name] = {"redis": address, "up": True,
+                backends[name] = {"up": True,
                                   "latency_ms": round((time.perf_counter() - start) * 1e3, 3)}
             except DOWN_ERRORS as e:
-                backends[name] = {"redis": address, "up": False, "error": describe(e)}
-        members = set(self.follower.view.ring.nodes)
-        up = sum(b["up"] for b in backends.values() if b["redis"] in members)
+                backends[name] = {"up": False, "error": describe(e).replace(address, name)}
+            backends[name]["member"] = address in self.follower.view.ring.nodes
+        # Open to anyone (load balancers probe it): node names, never addresses.
+        members = [b for b in backends.values() if b["member"]]
+        up = sum(b["up"] for b in members)
         status = "ok" if up == len(members) else ("down" if up == 0 else "degraded")
         return {"status": status, "epoch": self.follower.view.state.epoch, "backends": backends}
 

@@ -393,9 +393,9 @@ def keydist_chart(dist: dict, width: int = 40) -> str:
 
 
 def health_table(info: dict) -> str:
-    rows = [("node", "redis", "backend", "")]
+    rows = [("node", "backend", "")]
     for name, b in info["backends"].items():
-        rows.append((name, b["redis"], "up" if b["up"] else "down",
+        rows.append((name, "up" if b["up"] else "down",
                      f"{b['latency_ms']} ms" if b["up"] else b.get("error", "")))
     return f"status {info['status']} · epoch {info['epoch']}\n" + _table(rows)
 
