@@ -4,6 +4,8 @@ import io
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from werkzeug.test import Client
 
 from dtriad.frontends.http import make_wsgi_app
@@ -343,3 +345,31 @@ def test_bodies_are_bounded_whatever_their_type(api):
     assert reply.status_code == 415 and answer["code"] == "BADARG"
     assert "application/x-www-form-urlencoded or multipart/form-data" in answer["error"]
     assert holders(core, backends, "k") == set()
+
+
+query_bytes = st.binary(max_size=60) | st.lists(
+    st.tuples(st.sampled_from(["key", "value", "count", "keys", "x", "secret", "%", "&"]),
+              st.text(max_size=12) | st.binary(max_size=12).map(lambda b: b.decode("latin-1"))),
+    max_size=4).map(lambda kv: "&".join(f"{k}={v}" for k, v in kv).encode("utf-8", "replace"))
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["/get", "/set", "/delete", "/mget", "/incr", "/command", "/nope",
+                        "/dashboard/data", "/metrics", "/ring"]),
+       query_bytes, query_bytes,
+       st.sampled_from([None, "application/x-www-form-urlencoded", "multipart/form-data",
+                        "text/plain", "application/x-www-form-urlencoded; charset=latin-1"]))
+def test_any_request_gets_an_answer_never_a_crash(fake_cluster, path, query, body, kind):
+    """Hostile query strings and bodies (any bytes, any content type): the
+    answer is a JSON reply with a status below 500, or a clear error."""
+    core, _ = fake_cluster()
+    client = Client(make_wsgi_app(core))
+    environ = {"QUERY_STRING": query.decode("latin-1")}
+    if kind is None:
+        reply = client.get(path, environ_overrides=environ)
+    else:
+        reply = client.post(path, data=body, content_type=kind, environ_overrides=environ)
+    assert reply.status_code < 500, (reply.status_code, reply.data[:200])
+    if reply.status_code >= 400 and path not in ("/dashboard/data", "/metrics"):
+        assert json.loads(reply.data)["error"]
