@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from dtriad.exceptions import ConfigurationError
 from dtriad.placement.ring import Ring
+from dtriad.placement.ringstate import MAX_MEMBERS, MAX_VNODES
 
 
 class ReadQuorum(enum.StrEnum):
@@ -161,8 +162,9 @@ class NodeSpec:
     persist: bool = True     # a local cluster's backend keeps an append-only file
 
     def __post_init__(self):
-        if not self.name or not isinstance(self.name, str):
-            raise ConfigurationError(f"a node needs a name (a string), got {self.name!r}")
+        if not self.name or not isinstance(self.name, str) or len(self.name) > 256:
+            raise ConfigurationError(f"a node needs a name (a string of at most 256 "
+                                     f"characters), got {self.name!r:.300}")
         _address(f"node {self.name}: redis", self.redis)
         url = urlsplit(self.http) if isinstance(self.http, str) else None
         if url is None or url.scheme not in ("http", "https") or not url.hostname or not url.port:
@@ -310,10 +312,17 @@ class ClusterConfig:
         redis = [n.redis for n in self.nodes]
         if len(set(redis)) != len(redis):
             raise ConfigurationError(f"two nodes share a Redis address: {redis}")
+        # The bounds a ring state read back from the backends must satisfy
+        # (placement/ringstate.py), so every cluster's own ring loads again.
+        if len(self.nodes) > MAX_MEMBERS:
+            raise ConfigurationError(f"a cluster has at most {MAX_MEMBERS} nodes")
         if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) \
-                or self.replicas < 0:
-            raise ConfigurationError(f"replicas must be an integer >= 0, got {self.replicas!r}")
+                or not 0 <= self.replicas <= MAX_MEMBERS:
+            raise ConfigurationError(f"replicas must be an integer in [0, {MAX_MEMBERS}], "
+                                     f"got {self.replicas!r}")
         _int("vnodes", self.vnodes, 1)
+        if self.vnodes > MAX_VNODES:
+            raise ConfigurationError(f"vnodes must be at most {MAX_VNODES}, got {self.vnodes}")
         set_(self, "write_quorum", check_level("write_quorum", self.write_quorum))
         set_(self, "read_quorum", check_level("read_quorum", self.read_quorum))
         if isinstance(self.max_value_bytes, bool) or not isinstance(self.max_value_bytes, int) \

@@ -54,6 +54,12 @@ class ArgumentError(DtriadError):
     http_status = 400
 
 
+class HttpMethodError(ArgumentError):
+    """An HTTP method the API does not take (it takes GET and POST)."""
+
+    http_status = 405
+
+
 class MediaTypeError(ArgumentError):
     """A request body in a form the HTTP API does not read (multipart)."""
 

@@ -155,7 +155,8 @@ def test_unknown_keys_name_the_file_they_are_in(tmp_path):
     ({"dtsentinels": 0}, "dtsentinels must be an integer >= 1"),
     ({"workers": True}, "workers must be an integer >= 1"),
     ({"server": "gunicorn"}, "server must be one of granian, wsgiref"),
-    ({"replicas": "two"}, "replicas must be an integer >= 0"),
+    ({"replicas": "two"}, "replicas must be an integer in [0, 1024]"),
+    ({"vnodes": 2048}, "vnodes must be at most 1024"),  # its ring would not load back
     ({"backend_timeout": "1"}, "backend_timeout must be a number > 0 seconds"),
     ({"password": 1234}, "password must be a string"),
     ({"epoch": -1}, "epoch must be an integer >= 0"),

@@ -344,6 +344,10 @@ def test_bodies_are_bounded_whatever_their_type(api):
     answer = json.loads(reply.data)
     assert reply.status_code == 415 and answer["code"] == "BADARG"
     assert "application/x-www-form-urlencoded or multipart/form-data" in answer["error"]
+    for method in ("PUT", "PATCH", "DELETE"):
+        reply = client.open("/set", method=method, data={"key": "k", "value": (
+            io.BytesIO(big), "f")}, content_type="multipart/form-data")
+        assert reply.status_code == 405 and "GET and POST" in json.loads(reply.data)["error"]
     assert holders(core, backends, "k") == set()
 
 

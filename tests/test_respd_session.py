@@ -65,6 +65,9 @@ class FakeTransport:
     def close(self) -> None:
         self.closed = True
 
+    def abort(self) -> None:
+        self.closed = True
+
 
 def request(n: int) -> bytes:
     word = str(n).encode()
@@ -137,17 +140,40 @@ def test_a_client_beyond_maxclients_gets_redis_error_and_is_closed():
 
 
 def test_a_connection_without_auth_is_closed_after_auth_timeout_s():
-    async def run(authenticate: bool):
+    async def run(steps: str):
         server = EchoServer(0, password="pw", auth_timeout_s=0.05)
         session, transport = Session(server), FakeTransport(1 << 20)
         transport.protocol = session
         session.connection_made(transport)
-        if authenticate:
-            session.authed = True  # as a good AUTH does
+        for step in steps:
+            if step == "a":
+                session.authed = True  # as a good AUTH does
+            elif step == "r":
+                session.authed = False  # as RESET does: the deadline starts again
+            await asyncio.sleep(0.03)
         await asyncio.sleep(0.2)
+        closed = transport.closed
         session.connection_lost(None)
-        return transport
+        return transport, closed
 
-    idle = asyncio.run(run(False))
-    assert idle.closed and idle.out.startswith(b"-ERR authentication timeout")
-    assert not asyncio.run(run(True)).closed
+    idle, closed = asyncio.run(run(""))
+    assert closed and idle.out.startswith(b"-ERR authentication timeout")
+    assert not asyncio.run(run("a"))[1]
+    assert asyncio.run(run("ar"))[1]  # authenticated, then RESET and silent
+
+
+def test_before_auth_a_client_that_does_not_read_stops_being_read():
+    """Pipelined requests without AUTH (each answered NOAUTH) from a client
+    that reads nothing: the session stops reading at 64 KiB, not 64 MiB."""
+    async def run():
+        server = EchoServer(0, password="pw")
+        session, transport = Session(server), FakeTransport(1 << 20)
+        paused = []
+        transport.pause_reading = lambda: paused.append(session.parser.buffered)
+        transport.protocol = session
+        session.connection_made(transport)
+        session.data_received(b"PING\r\n" * 20_000)
+        session.connection_lost(None)
+        return paused
+
+    assert asyncio.run(run()) == [120_000]

@@ -28,6 +28,7 @@ RING_KEY = "dtriad:ring"
 # Arguments a script passes to one redis.call at most: Lua 5.1's unpack stops
 # near 8,000 values (LUAI_MAXCSTACK), and the C stack holds more than these.
 SLICE = 4000
+UNPACK = 7000  # below this, a command that cannot be sliced still runs in one call
 
 _PRELUDE = """
 if redis.replicate_commands then redis.replicate_commands() end
@@ -63,14 +64,16 @@ end
 -- Lua's unpack stops near 8,000 values (LUAI_MAXCSTACK), so a command with
 -- more arguments runs in slices, each with the command's fixed head: a
 -- command that takes its items one by one (SADD k m1 m2 = SADD k m1 + SADD k
--- m2) gives the same effect and the reply combined. The first slice meets
--- any type error before anything changes. name -> {head, unit, combine}.
+-- m2) gives the same effect and the reply combined. Only commands whose one
+-- possible error (the key's type) the first slice meets are here: ZADD and
+-- GEOADD are not, since a bad score in a later slice would leave the earlier
+-- ones applied. name -> {head, unit, combine}.
 local SLICES = {
   SADD = {1, 1, 'sum'}, SREM = {1, 1, 'sum'}, ZREM = {1, 1, 'sum'}, HDEL = {1, 1, 'sum'},
   RPUSH = {1, 1, 'last'}, LPUSH = {1, 1, 'last'}, RPUSHX = {1, 1, 'last'},
   LPUSHX = {1, 1, 'last'}, HSET = {1, 2, 'sum'}, HMSET = {1, 2, 'ok'}, MSET = {0, 2, 'ok'},
   DEL = {0, 1, 'sum'}, UNLINK = {0, 1, 'sum'}, EXISTS = {0, 1, 'sum'}, TOUCH = {0, 1, 'sum'},
-  PFADD = {1, 1, 'any'}, ZADD = {1, 2, 'sum'}, GEOADD = {1, 3, 'sum'},
+  PFADD = {1, 1, 'any'},
   MGET = {0, 1, 'concat'}, HMGET = {1, 1, 'concat'}, SMISMEMBER = {1, 1, 'concat'},
   ZMSCORE = {1, 1, 'concat'},
 }
@@ -78,10 +81,8 @@ local function sliced(at)
   local name = string.upper(ARGV[at])
   local rule = SLICES[name]
   local n = #ARGV - at
-  if name == 'ZADD' or name == 'GEOADD' then
-    local third = string.upper(ARGV[at + 2])
-    if third == 'NX' or third == 'XX' or third == 'GT' or third == 'LT' or third == 'CH'
-        or third == 'INCR' then rule = nil end
+  if not rule and n < @UNPACK@ then  -- one call still fits
+    return redis.pcall(unpack(ARGV, at))
   end
   if name == 'MSETNX' and n % 2 == 0 then
     for i = at + 1, #ARGV, 2 do
@@ -91,7 +92,7 @@ local function sliced(at)
   end
   if not rule then
     return redis.error_reply('ERR ' .. name .. ' with ' .. n .. ' arguments: dtriad runs '
-      .. 'at most @SLICE@ arguments of it at once (it does not apply item by item)')
+      .. 'at most @UNPACK@ arguments of it at once (it cannot split it item by item)')
   end
   local head, unit, how = rule[1], rule[2], rule[3]
   if n <= head or (n - head) % unit ~= 0 then
@@ -581,7 +582,7 @@ def _fill(script: str) -> str:
     """The constants above, put in the Lua where it says ``@NAME@``."""
     for name, value in (("META_DB", META_DB), ("VERSION_DB", VERSION_DB),
                         ("SCRATCH_DB", SCRATCH_DB), ("FENCE_KEY", FENCE_KEY),
-                        ("RING_KEY", RING_KEY), ("SLICE", SLICE),
+                        ("RING_KEY", RING_KEY), ("SLICE", SLICE), ("UNPACK", UNPACK),
                         ("TOMBSTONE_MS", TOMBSTONE_MS)):
         script = script.replace(f"@{name}@", str(value))
     if "@" in script:

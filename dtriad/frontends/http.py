@@ -42,6 +42,7 @@ from dtriad.exceptions import (
     ArgumentError,
     CommandError,
     DtriadError,
+    HttpMethodError,
     MediaTypeError,
     UnknownMethodError,
     ValueTooLargeError,
@@ -346,6 +347,10 @@ class WsgiFront:
         self.max_body = max_body
 
     def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD", "POST"):  # PUT's body would reach spyne unchecked
+            return self._error(start_response, HttpMethodError(
+                f"the HTTP API takes GET and POST, not {method:.20}"))
         try:
             query = utf8_query(environ.get("QUERY_STRING", "").encode("latin-1"))
         except ArgumentError as e:

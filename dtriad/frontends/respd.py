@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 REDIS_VERSION = "6.2.0"  # the command semantics served: Redis 6.2's
 _HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its replies
 _BATCH_BYTES = 1024 * 1024  # write replies once they add up to this (or 64 of them)
+_UNAUTH_HIGH_WATER = 64 * 1024  # the same before AUTH: a non-reading client holds no more
 _BEFORE_AUTH = {"auth", "hello", "quit"}
 _TRANSACTION_COMMANDS = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"}
 _TRANSACTIONS = ("; dtriad does not serve transactions, whose keys may live on different "
@@ -71,12 +72,13 @@ class Session(asyncio.Protocol):
         self.server = server
         self.id = next(self._ids)
         self.name = b""
+        self.transport: asyncio.Transport | None = None
+        self._deadline: asyncio.TimerHandle | None = None
         config = server.core.config
         self.parser = RequestParser(max_bulk=config.max_value_bytes,
                                     max_request=config.max_request_bytes)
         self.authed = not server.password
         self.resp3 = False
-        self.transport: asyncio.Transport | None = None
         self.closed = False
         self.quitting = False
         self._waiter: asyncio.Future | None = None
@@ -90,9 +92,17 @@ class Session(asyncio.Protocol):
 
     @authed.setter
     def authed(self, value: bool) -> None:
-        """Before AUTH the parser accepts only small requests (Redis 7's rule)."""
+        """Before AUTH the parser accepts only small requests (Redis 7's rule),
+        and the connection must authenticate within ``auth_timeout_s`` (from
+        when it opened, or from a RESET)."""
         self._authed = value
         self.parser.authenticated = value
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if not value and self.transport is not None:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self.server.core.config.auth_timeout_s, self._auth_deadline)
 
     # ------------------------------------------------------------ transport
     def connection_made(self, transport) -> None:
@@ -104,26 +114,28 @@ class Session(asyncio.Protocol):
             self.closed = True
             return
         self.server.sessions.add(self)
-        loop = asyncio.get_running_loop()
-        if not self.authed:
-            loop.call_later(config.auth_timeout_s, self._auth_deadline)
-        loop.create_task(self._serve())
+        self.authed = self.authed  # starts the AUTH deadline if there is a password
+        asyncio.get_running_loop().create_task(self._serve())
 
     def _auth_deadline(self) -> None:
-        """A connection still without AUTH after ``auth_timeout_s`` is closed."""
+        """A connection still without AUTH after ``auth_timeout_s`` is dropped
+        (abort: a client that does not read must not keep it open)."""
+        self._deadline = None
         if not self.authed and not self.closed:
             self.transport.write(b"-ERR authentication timeout: AUTH must come first\r\n")
-            self.transport.close()
+            self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
-        if self.parser.buffered > _HIGH_WATER:
+        if self.parser.buffered > (_HIGH_WATER if self.authed else _UNAUTH_HIGH_WATER):
             self.transport.pause_reading()
             self._reading = False
         self._wake()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if self._deadline is not None:
+            self._deadline.cancel()
         self.server.sessions.discard(self)
         self._wake()
         if self._drained is not None and not self._drained.done():
