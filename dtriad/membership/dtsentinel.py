@@ -235,6 +235,7 @@ class DTSentinel:
         self.progress: Progress | None = None
         self.metrics = SentinelMetrics(probe=self._node_keys)
         self._seen = (0, 0)  # keys moved and transfers done, as last counted
+        self._stored_token: int | None = None  # the newest ring token the backends hold
         if self.state_path.exists():
             self.progress = Progress.from_dict(json.loads(self.state_path.read_text()))
             log.info("resuming at epoch %d (phase %s)", self.progress.ring.epoch,
@@ -404,6 +405,12 @@ class DTSentinel:
         if ring.pending is not None and {m.redis for m in ring.pending} == set(target):
             return self._migrate(resume=True)
         if ring.pending is None and {m.redis for m in ring.nodes} == set(target):
+            if self._stored_token is None or self._stored_token < ring.token:
+                # Our ring is not in force: its announce was refused (Unfenced,
+                # e.g. a backend still held a stale lease); announce it again.
+                log.info("epoch %d is not in force yet: announcing it again", ring.epoch)
+                self._announce(ring)
+                return Step.COMMITTED
             return Step.IDLE
         return self._migrate(target=target)
 
@@ -455,6 +462,7 @@ class DTSentinel:
         or our state file is old), adopt it instead of acting on our own."""
         newest, _ = run(newest_ring(list(self._catalog())), self.client)
         p = self.progress
+        self._stored_token = newest.token if newest is not None else None
         if newest is None or newest.token <= p.ring.token:
             return False
         log.warning("the cluster's ring (token %d) is newer than this DTSentinel's (token %d): "

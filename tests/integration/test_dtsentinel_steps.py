@@ -493,3 +493,35 @@ def test_a_backend_restarted_behind_sentinels_back_leaves_and_rejoins_afresh(wor
     w.assert_in_force(back)
     w.assert_placed(back, values)
     assert step(dts) == Step.IDLE
+
+
+def test_a_readmission_refused_by_a_stale_lease_is_announced_again(world):
+    """Every backend restarted at once, and one still holds the previous
+    DTSentinel's lease (kept by its AOF: it was SIGKILLed holding it), so the
+    new epoch cannot be fenced there. The next step announced it again only
+    by chance: with AOF the backends still held the old ring, the step saw
+    its own ring and idled for good ('dtriad up' of such a cluster timed out
+    once in the suite). Now the same epoch is announced again once that
+    lease expires."""
+    w = world(3)
+    dts = w.dtsentinel()
+    bootstrapped(w, dts)
+    for node in w.nodes:  # restarted with what they held (the AOF's part)
+        dump = {(db, k): (w.db(node, db).dump(k), w.db(node, db).pttl(k))
+                for db in (0, 1, 2) for k in w.db(node, db).keys()}
+        w.kill(node)
+        w.start(node)
+        for (db, k), (payload, ttl) in dump.items():
+            w.db(node, db).restore(k, max(ttl, 0), payload, replace=True)
+    w.db(w.nodes[1], 1).set("dtriad:leader", "a-previous-dtsentinel", px=1500)
+    assert step(dts) == Step.ANNOUNCE_FAILED
+    _, stale = w.stored(w.nodes[0])
+    assert stale.epoch == 0  # the old ring, as the AOF kept it
+    wait_for("the stale lease to expire", lambda: not w.db(w.nodes[1], 1).exists("dtriad:leader")
+             or w.db(w.nodes[1], 1).get("dtriad:leader") != "a-previous-dtsentinel")
+    assert step(dts) == Step.COMMITTED
+    _, readmitted = w.stored(w.nodes[0])
+    assert readmitted.epoch == 1
+    assert {m.run_id for m in readmitted.nodes} == {w.run_id(n) for n in w.nodes}
+    w.assert_in_force(readmitted)
+    assert step(dts) == Step.IDLE
