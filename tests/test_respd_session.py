@@ -29,6 +29,9 @@ class EchoServer:
             "auth_timeout_s": 10.0, **limits}))
         self.pad = b"." * reply_bytes
 
+    def disconnected(self, session) -> None:
+        self.sessions.discard(session)
+
     async def handle(self, session, argv) -> bytes:
         await asyncio.sleep(0)  # a backend round trip
         return b"+" + argv[1] + self.pad + b"\r\n"

@@ -41,6 +41,8 @@ class Kind(enum.Enum):
     WRITE = "write"      # replicated to every copy, in the master's order
     CLUSTER = "cluster"  # the whole keyspace or the server: asked of every member (SCAN...)
     LOCAL = "local"      # answered by the front end itself (PING, AUTH, INFO...)
+    SESSION = "session"  # needs a connection's state: transactions, blocking, pub/sub (RESP)
+    SCRIPT = "script"    # EVAL, EVALSHA, SCRIPT: Lua run on the master of its keys
 
 
 class Routing(enum.Enum):
@@ -174,8 +176,18 @@ _LOCAL = {
                    ("client", -2), ("hello", -1), ("reset", 1)],
     "server": [("command", -1), ("info", -1), ("config", -2), ("dbsize", 1)],
 }
+# Served by a RESP connection, whose state they need (frontends/respd.py and
+# the modules it names): transactions, blocking commands and pub/sub.
+_SESSION = {
+    "transactions": ["multi", "exec", "discard", "watch", "unwatch"],
+    "list": ["blpop", "brpop", "brpoplpush", "blmove"],
+    "sorted_set": ["bzpopmin", "bzpopmax"],
+    "pubsub": ["subscribe", "unsubscribe", "psubscribe", "punsubscribe", "publish", "pubsub"],
+}
+_SCRIPTING = ["eval", "evalsha", "script"]
 # Commands whose string reply is a status (+OK, +string) rather than a bulk string.
-_STATUS = {"set", "mset", "setex", "psetex", "lset", "ltrim", "hmset", "type", "rename",
+_STATUS = {"multi", "discard", "watch", "unwatch",
+           "set", "mset", "setex", "psetex", "lset", "ltrim", "hmset", "type", "rename",
            "restore", "pfmerge", "xgroup", "xsetid", "flushall", "flushdb"}
 
 
@@ -194,6 +206,9 @@ REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
       for name in names),
     *(_spec(name, _L, _NONE, group, arity) for group, rows in _LOCAL.items()
       for name, arity in rows),
+    *(_spec(name, Kind.SESSION, _NONE, group) for group, names in _SESSION.items()
+      for name in names),
+    *(_spec(name, Kind.SCRIPT, _NONE, "scripting") for name in _SCRIPTING),
 ]}
 
 
@@ -204,6 +219,9 @@ def keys_of(command: RedisCommand, argv: Sequence[Any]) -> list[Any]:
     name, argc = command.name, len(argv)
     if command.kind in (Kind.LOCAL, Kind.CLUSTER):
         return []
+    if name in ("eval", "evalsha"):
+        count = _count(argv[2]) if argc > 2 else None
+        return list(argv[3:3 + count]) if count is not None else []
     if name in ("zunionstore", "zinterstore", "zdiffstore", "zunion", "zinter", "zdiff"):
         at = 2 if name.endswith("store") else 1
         count = _count(argv[at])

@@ -58,6 +58,7 @@ from dtriad.core.keyspace import Keyspace
 from dtriad.core.repair import Repairs
 from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER, WRITE_MASTER_IF
 from dtriad.core.spanning import Changed, Spanning, sort_patterns
+from dtriad.core.transactions import Locked, Transactions, is_locked
 from dtriad.exceptions import (
     ArgumentError,
     CommandError,
@@ -131,6 +132,7 @@ class Requests:
         self.repairs = repairs
         self.spanning = Spanning(self)  # multi-key commands whose keys span nodes
         self.keyspace = Keyspace(self)  # SCAN, KEYS, FLUSHALL...: every member
+        self.transactions = Transactions(self)  # MULTI/EXEC across masters
 
     def first(self, nodes: Sequence[str], command: Sequence[Any], key: Any) -> Steps:
         """``(reply, node)`` of the first of ``nodes`` to answer (:func:`read_first`)."""
@@ -326,14 +328,19 @@ class Requests:
         the members and not yet stored the ring, ``docs/membership.md``), it
         backs off (10 ms, doubling up to 200 ms: 0.7 s in all) rather than
         fail at once."""
-        for attempt in range(attempts):
+        attempt, since = 0, time.monotonic()
+        while attempt < attempts:
             view = yield from self.follower.follow()
             try:
                 return (yield from self._write_once(view, keys, command, level, replay,
                                                     expect))
+            except Locked as e:  # a cross-node transaction holds a key: wait for it
+                yield from self.transactions.wait(e, since)
+                continue
             except _Stale:
                 if not (yield from self.follower.refresh()) and attempt + 1 < attempts:
                     yield Pause(min(0.2, 0.01 * 2 ** attempt))
+            attempt += 1
         raise RingChangingError(f"the ring changed {attempts} times during one write to "
                                 f"{printable(keys[0])!r}; retry")
 
@@ -357,6 +364,8 @@ class Requests:
                 raise _Stale from e
             if str(e).startswith("DTCHANGED"):
                 raise Changed(printable(keys[0])) from e
+            if is_locked(e):
+                raise Locked.from_error(master, e, keys[0]) from e
             raise CommandError.from_redis(e) from e
         except DOWN_ERRORS as e:
             self.suspects.suspect(master)

@@ -18,6 +18,10 @@ SCRATCH_DB = 3  # empty outside the SCRATCH script
 TOMBSTONE_MS = 600_000
 FENCE_KEY = "dtriad:fence"
 RING_KEY = "dtriad:ring"
+# Keys locked by a transaction whose keys span masters (core/transactions.py):
+# a hash in database 1, key -> "txid coordinator started-ms" of its owner.
+LOCKS_KEY = "dtriad:locks"
+TXN_PREFIX = "dtriad:txn:"  # a transaction's record on its coordinator (database 1)
 
 # Shared pieces of the replication scripts. Every script that writes starts
 # with redis.replicate_commands() (needed on Redis 6.2 to write after TIME or
@@ -150,6 +154,22 @@ local function now_us()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+-- The owner of the first of keys locked by a transaction other than mine
+-- (see LOCKS_KEY), or false.
+local function locked(keys, mine)
+  redis.call('SELECT', @META_DB@)
+  if redis.call('EXISTS', '@LOCKS_KEY@') == 1 then
+    for _, k in ipairs(keys) do
+      local owner = redis.call('HGET', '@LOCKS_KEY@', k)
+      if owner and owner ~= mine then
+        redis.call('SELECT', 0)
+        return owner
+      end
+    end
+  end
+  redis.call('SELECT', 0)
+  return false
+end
 """
 
 # Leadership among DTSentinels (dtriad/membership/leader.py): ``dtriad:leader`` in
@@ -208,6 +228,8 @@ redis.call('SELECT', 0)
 # -> {reply, new version, previous version of each key..., ['int']}: the
 # trailing 'int' says the reply is an integer sent as text (see exact()).
 _MASTER = """
+local owner = locked(KEYS)
+if owner then return redis.error_reply('DTLOCKED ' .. owner) end
 local prev = versions(KEYS)
 local reply = run(first)
 if type(reply) == 'table' and reply.err then return reply end
@@ -582,7 +604,8 @@ def _fill(script: str) -> str:
     """The constants above, put in the Lua where it says ``@NAME@``."""
     for name, value in (("META_DB", META_DB), ("VERSION_DB", VERSION_DB),
                         ("SCRATCH_DB", SCRATCH_DB), ("FENCE_KEY", FENCE_KEY),
-                        ("RING_KEY", RING_KEY), ("SLICE", SLICE), ("UNPACK", UNPACK),
+                        ("RING_KEY", RING_KEY), ("LOCKS_KEY", LOCKS_KEY),
+                        ("TXN_PREFIX", TXN_PREFIX), ("SLICE", SLICE), ("UNPACK", UNPACK),
                         ("TOMBSTONE_MS", TOMBSTONE_MS)):
         script = script.replace(f"@{name}@", str(value))
     if "@" in script:

@@ -35,6 +35,9 @@ from dtriad.core.commands import (
 )
 from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import arun
+from dtriad.frontends.blocking import Blocking
+from dtriad.frontends.pubsub import PubSub
+from dtriad.frontends.transactions import TransactionCommands
 from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError, printable
 from dtriad.frontends.resp import (
     OK,
@@ -53,9 +56,9 @@ _HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its re
 _BATCH_BYTES = 1024 * 1024  # write replies once they add up to this (or 64 of them)
 _UNAUTH_HIGH_WATER = 64 * 1024  # the same before AUTH: a non-reading client holds no more
 _BEFORE_AUTH = {"auth", "hello", "quit"}
-_TRANSACTION_COMMANDS = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"}
-_TRANSACTIONS = ("; dtriad does not serve transactions, whose keys may live on different "
-                 "nodes: send the commands without MULTI (redis-py: pipeline(transaction=False))")
+_TRANSACTION_COMMANDS = {"multi", "exec", "discard", "watch", "unwatch"}
+# Run at once inside MULTI rather than queued (as Redis does).
+_IN_MULTI = {"exec", "discard", "multi", "watch", "quit", "reset"}
 
 
 
@@ -85,6 +88,13 @@ class Session(asyncio.Protocol):
         self._drained: asyncio.Future | None = None
         self._reading = True
         self._woken = False  # bytes or a close came while the loop was not waiting
+        self.out: list[bytes] = []  # replies not written yet, in order
+        self._pending = 0  # bytes in ``out``: replies go out in batches of at most ~1 MiB
+        self.gone = asyncio.Event()  # the connection closed: a blocked command stops waiting
+        self.multi: list[list] | None = None  # commands queued since MULTI
+        self.multi_error = False  # a command was refused while queueing: EXEC aborts
+        self.watched: dict = {}  # WATCHed key -> its version when watched
+        self.pubsub = None  # frontends.pubsub state once the client subscribes
 
     @property
     def authed(self) -> bool:
@@ -136,7 +146,8 @@ class Session(asyncio.Protocol):
         self.closed = True
         if self._deadline is not None:
             self._deadline.cancel()
-        self.server.sessions.discard(self)
+        self.gone.set()
+        self.server.disconnected(self)
         self._wake()
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -154,30 +165,40 @@ class Session(asyncio.Protocol):
         else:  # busy (answering, or waiting for a drain): it looks again before it waits
             self._woken = True
 
+    def push(self, data: bytes) -> None:
+        """Queue bytes for the client after every reply queued so far (a
+        pub/sub message); they go out when the session next writes."""
+        self.out.append(data)
+        self._pending += len(data)
+        self._wake()
+
+    async def flush(self) -> None:
+        """Write every queued reply now and wait until the socket drains (a
+        command about to block first sends the replies before it)."""
+        if self.out and not self.closed:
+            self.transport.write(b"".join(self.out))
+        self.out.clear()
+        self._pending = 0
+        if self._drained is not None:
+            await self._drained
+            self._drained = None
+
     async def _serve(self) -> None:
-        out: list[bytes] = []
-        pending = 0  # bytes in ``out``: replies go out in batches of at most ~1 MiB
         parser = self.parser
         while not self.closed:
             try:
                 argv = parser.next()
             except ProtocolError as e:
-                out.append(error(f"ERR {e}"))
+                self.out.append(error(f"ERR {e}"))
                 self.quitting = True
                 argv = None
             if argv is not None:
                 reply = await self.server.handle(self, argv)
-                out.append(reply)
-                pending += len(reply)
-                if len(out) < 64 and pending < _BATCH_BYTES and not self.quitting:
+                self.out.append(reply)
+                self._pending += len(reply)
+                if len(self.out) < 64 and self._pending < _BATCH_BYTES and not self.quitting:
                     continue
-            if out:
-                self.transport.write(b"".join(out))
-                out.clear()
-                pending = 0
-                if self._drained is not None:
-                    await self._drained
-                    self._drained = None
+            await self.flush()
             if self.quitting:
                 self.transport.close()
                 return
@@ -203,32 +224,39 @@ class RespServer:
         self.port = port
         self.started = time.time()
         self.sessions: set[Session] = set()
+        self.transactions = TransactionCommands(self)
+        self.blocking = Blocking(self)
+        self.pubsub = PubSub(self)
 
     async def handle(self, session: Session, argv: list) -> bytes:
         started = time.perf_counter()
         spec = lookup(argv[0])
+        if session.multi is not None and (spec is None or spec.name not in _IN_MULTI):
+            return self.transactions.queue(session, spec, argv)
         if spec is None:
             self.core.record("resp", "unknown", "unknown", time.perf_counter() - started, "ERR")
-            name = printable(argv[0])
-            why = _TRANSACTIONS if name.upper() in _TRANSACTION_COMMANDS else ""
-            return error(f"ERR unknown or unsupported command '{name}'{why}")
+            return error(f"ERR unknown or unsupported command '{printable(argv[0])}'")
         if not session.authed and spec.name not in _BEFORE_AUTH:
             return error("NOAUTH Authentication required.")
         try:
             for arg in argv:
                 if type(arg) is TooLarge:
                     raise ValueTooLargeError("value", arg.size, self.core.config.max_value_bytes)
+            refused = self.pubsub.refuses(session, spec)
+            if refused:
+                return refused
             if spec.kind is Kind.LOCAL:
                 self.core.requests.checked(argv)
                 reply = await self.local(session, spec, argv)
+            elif spec.name in _TRANSACTION_COMMANDS:
+                reply = await self.transactions.command(session, spec, argv)
+            elif spec.group == "pubsub":
+                reply = await self.pubsub.command(session, spec, argv)
+            elif spec.kind is Kind.SESSION or self.blocking.blocks(spec, argv):
+                reply = await self.blocking.command(session, spec, argv)
             else:
                 value = await arun(self.core.requests.command(argv), self.client)
-                shape = reply_shape(spec, argv, session.resp3)
-                if shape:
-                    reply = encode_shaped(value, shape, session.resp3)
-                else:
-                    reply = encode(value, reply_is_status(spec, argv),
-                                   value is None and reply_is_array(spec, argv), session.resp3)
+                reply = self.encode(session, spec, argv, value)
         except DtriadError as e:
             self.core.record("resp", spec.name, spec.group, time.perf_counter() - started,
                              e.code)
@@ -240,6 +268,19 @@ class RespServer:
             return error("ERR internal error in the DTServer; see its log")
         self.core.record("resp", spec.name, spec.group, time.perf_counter() - started)
         return reply
+
+    def disconnected(self, session: Session) -> None:
+        self.sessions.discard(session)
+        self.pubsub.disconnected(session)
+
+    def encode(self, session: Session, spec: RedisCommand, argv: list, value) -> bytes:
+        """A command's raw reply as Redis encodes it for this client: status or
+        bulk string, nil array, RESP3 map, set or double."""
+        shape = reply_shape(spec, argv, session.resp3)
+        if shape:
+            return encode_shaped(value, shape, session.resp3)
+        return encode(value, reply_is_status(spec, argv),
+                      value is None and reply_is_array(spec, argv), session.resp3)
 
     # ------------------------------------------------------ local commands
     async def local(self, session: Session, spec: RedisCommand, argv: list) -> bytes:
@@ -279,6 +320,8 @@ class RespServer:
             return encode(await self._dbsize())
         if name == "reset":  # a fresh connection's state, not authenticated, as Redis's
             session.name, session.resp3, session.authed = b"", False, not self.password
+            session.multi, session.multi_error, session.watched = None, False, {}
+            self.pubsub.disconnected(session)
             return b"+RESET\r\n"
         raise CommandError(f"ERR unknown or unsupported command '{name}'")
 
@@ -443,6 +486,8 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
         listener.close()
         for session in list(server.sessions):
             session.transport.close()
+        server.pubsub.close()
+        server.blocking.close()
         client.close()
         core.close()
 

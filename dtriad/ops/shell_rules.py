@@ -98,6 +98,8 @@ def redis_help() -> dict[str, HelpEntry]:
 
 def served(spec: RedisCommand) -> bool:
     """Whether the shell can send ``spec`` to a DTServer over HTTP."""
+    if spec.kind is Kind.SESSION:  # needs a connection's state: RESP only
+        return False
     return spec.kind is not Kind.LOCAL or spec.name in HTTP_LOCAL
 
 
@@ -117,6 +119,8 @@ _NOT_IN_REDIS_CLI_HELP = {
                              "[WITHHASH] [COUNT count [ANY]] [ASC|DESC]",
                              "Read-only GEORADIUSBYMEMBER"),
     "xsetid": ("key last-id", "Set the last ID of a stream"),
+    "script": ("LOAD script | EXISTS sha1 [sha1 ...] | FLUSH [ASYNC|SYNC]",
+               "Manage the cluster's Lua script cache"),
 }
 
 
