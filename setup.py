@@ -24,7 +24,10 @@ setup(
     extras_require={
         "test": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "fakeredis[lua]>=2.20",
                  "pexpect>=4.9", "moto[ec2]>=5.0", "boto3>=1.34", "tomli-w>=1.0",
-                 "selenium>=4.20"],  # the dashboard in a real headless Chromium
+                 "selenium>=4.20",  # the dashboard in a real headless Chromium
+                 # real applications on the RESP port (tests/integration/test_apps.py)
+                 "rq", "celery[redis]", "django", "django-redis", "dramatiq[redis]", "huey",
+                 "limits"],  # not limits[redis]: it caps redis<8; arq (redis<6) is left out
         # deploy/aws: launching EC2 hosts, and writing each one's dtriad.toml
         "aws": ["boto3>=1.34", "tomli-w>=1.0"],
         "bench": ["matplotlib>=3.8"],

@@ -215,6 +215,13 @@ class RingChangingError(BackendError):
     code = "TRYAGAIN"
 
 
+class InDoubtError(BackendError):
+    """A cross-node transaction lost a backend between its commit point and
+    the end: its outcome is decided, and finished by whoever meets its locks."""
+
+    code = "INDOUBT"
+
+
 class MasterMovedError(BackendError):
     """The key's master applied a write, then the ring gave the key another
     master before the copies took it: the write is not sent again (it could

@@ -188,6 +188,10 @@ class DTCore:
             return
         self._next_sweep = now + SWEEP_EVERY_S
         for node in self.view.state.members():
+            try:  # locks of cross-node transactions whose DTServer stopped
+                self.run(self.requests.transactions.sweep(node))
+            except (DtriadError, *DOWN_ERRORS, ResponseError) as e:
+                log.debug("transaction locks on %s deferred: %s", node, describe(e))
             try:
                 found = self.client.execute(node, "EVAL", SWEEP, 0, int(INTENT_AGE_S * 1e6),
                                             SWEEP_BATCH)

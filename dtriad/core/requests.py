@@ -59,6 +59,7 @@ from dtriad.core.repair import Repairs
 from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER, WRITE_MASTER_IF
 from dtriad.core.spanning import Changed, Spanning, sort_patterns
 from dtriad.core.transactions import Locked, Transactions, is_locked
+from dtriad.core.userscripts import UserScripts
 from dtriad.exceptions import (
     ArgumentError,
     CommandError,
@@ -133,6 +134,7 @@ class Requests:
         self.spanning = Spanning(self)  # multi-key commands whose keys span nodes
         self.keyspace = Keyspace(self)  # SCAN, KEYS, FLUSHALL...: every member
         self.transactions = Transactions(self)  # MULTI/EXEC across masters
+        self.userscripts = UserScripts(self)  # EVAL, EVALSHA, SCRIPT
 
     def first(self, nodes: Sequence[str], command: Sequence[Any], key: Any) -> Steps:
         """``(reply, node)`` of the first of ``nodes`` to answer (:func:`read_first`)."""
@@ -197,6 +199,9 @@ class Requests:
 
     def _routed(self, spec: RedisCommand, argv: Sequence[Any], write_quorum: str | None,
                 read_quorum: str | None) -> Steps:
+        if spec.kind is Kind.SCRIPT:
+            return (yield from self.userscripts.command(
+                spec, argv, self.level("write_quorum", write_quorum)))
         if spec.kind is Kind.CLUSTER:
             return (yield from self.keyspace.command(spec, argv))
         if spec.name == "sort_ro":  # Redis 7's read-only SORT, sent to 6.2 backends as SORT

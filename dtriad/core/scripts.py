@@ -124,12 +124,22 @@ end
 -- on a scratch hash (the same long-double arithmetic and formatting): Redis
 -- 6.2 rewrites INCRBYFLOAT's arguments into SET ... KEEPTTL, growing the
 -- argument array a script call shares, which corrupts the server's heap.
+local incrbyfloat
 local function run(at)
   if #ARGV - at >= @SLICE@ then return sliced(at) end
   if string.upper(ARGV[at]) ~= 'INCRBYFLOAT' or #ARGV ~= at + 2 then
     return redis.pcall(unpack(ARGV, at))
   end
-  local key, by = ARGV[at + 1], ARGV[at + 2]
+  return incrbyfloat(ARGV[at + 1], ARGV[at + 2])
+end
+-- One command given as a table (a transaction's), run in database db: as run().
+local function call(args, db)
+  if string.upper(args[1]) == 'INCRBYFLOAT' and #args == 3 then
+    return incrbyfloat(args[2], args[3], db)
+  end
+  return redis.pcall(unpack(args))
+end
+incrbyfloat = function(key, by, db)
   local kind = redis.call('TYPE', key)['ok']
   if kind ~= 'none' and kind ~= 'string' then
     return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value')
@@ -140,7 +150,7 @@ local function run(at)
   if old then redis.call('HSET', 'dtriad:float', 'v', old) end
   local new = redis.pcall('HINCRBYFLOAT', 'dtriad:float', 'v', by)
   redis.call('DEL', 'dtriad:float')
-  redis.call('SELECT', 0)
+  redis.call('SELECT', db or 0)
   if type(new) == 'table' and new.err then
     if string.find(new.err, 'hash value is not a float') then
       return redis.error_reply('ERR value is not a valid float')
@@ -600,6 +610,228 @@ redis.call('SELECT', 0)
 return redis.status_reply('OK')
 """
 
+# ------------------------------------------------------------ transactions
+# MULTI/EXEC (core/transactions.py, docs/transactions.md). Shared pieces: a
+# new version with repair intents for keys a transaction wrote; the WATCHed
+# keys' versions checked; the queued commands read from ARGV.
+_TXN = """
+local function restamp(keys)
+  local prev = versions(keys)
+  local top = 0
+  for _, v in ipairs(prev) do if v > top then top = v end end
+  local version = math.max(top + 1, now_us())
+  stamp(keys, version)
+  redis.call('SELECT', @META_DB@)
+  for _, k in ipairs(keys) do redis.call('ZADD', 'dtriad:dirty', fmt(version), k) end
+  redis.call('SELECT', 0)
+  return version
+end
+-- ARGV[at] = W, then W pairs (key, version when WATCHed). -> all unchanged?, next index
+local function watched_ok(at)
+  local w = tonumber(ARGV[at])
+  local keys, want = {}, {}
+  for i = 1, w do keys[i] = ARGV[at + 2 * i - 1]; want[i] = ARGV[at + 2 * i] end
+  local have = versions(keys)
+  for i = 1, w do
+    if fmt(have[i]) ~= want[i] then return false, at + 1 + 2 * w end
+  end
+  return true, at + 1 + 2 * w
+end
+-- ARGV[at] = C, then C commands, each as its argument count and arguments.
+-- -> replies, the indexes of integer replies sent as text (see exact())
+local function run_all(at, db)
+  local c = tonumber(ARGV[at])
+  at = at + 1
+  local replies, texts = {}, {}
+  for i = 1, c do
+    local n = tonumber(ARGV[at])
+    local args = {}
+    for j = 1, n do args[j] = ARGV[at + j] end
+    at = at + n + 1
+    local reply = call(args, db)
+    if type(reply) == 'number' and math.abs(reply) >= 9007199254740992 then
+      if string.upper(args[1]) == 'HINCRBY' then reply = redis.call('HGET', args[2], args[3])
+      else reply = redis.call('GET', args[2]) end
+      texts[#texts + 1] = i
+    end
+    replies[i] = reply
+  end
+  return replies, texts
+end
+"""
+
+# A transaction whose keys all share one master, as one step there. KEYS =
+# every key it names (the M written ones first), ARGV[1] = ring token, ARGV[2]
+# = M, then the WATCHed keys (see watched_ok) and the commands (run_all).
+# -> {'ok', new version of the written keys, {reply or error per command},
+# {indexes of integer replies sent as text}} |
+# {'watch'} (a WATCHed key changed: nothing ran) | DTLOCKED | STALERING.
+TXN_ONE = _PRELUDE + _FENCE + _TXN + """
+local owner = locked(KEYS)
+if owner then return redis.error_reply('DTLOCKED ' .. owner) end
+local ok, at = watched_ok(3)
+if not ok then return {'watch'} end
+local replies, texts = run_all(at, 0)
+local written = {}
+for i = 1, tonumber(ARGV[2]) do written[i] = KEYS[i] end
+local version = 0
+if #written > 0 then version = restamp(written) end
+return {'ok', fmt(version), replies, texts}
+"""
+
+# Lock a cross-node transaction's keys on one of their masters and read their
+# states. KEYS = its keys here, ARGV[1] = ring token, ARGV[2] = the owner
+# ("txid coordinator started-ms"), ARGV[3] = '1' on the coordinator (create
+# the transaction's record, status pending), then the WATCHed keys here.
+# -> {'locked', {version, value or '', ms to live} per key} | {'busy', owner}
+# | {'watch'}.
+TXN_LOCK = _PRELUDE + _FENCE + _TXN + """
+local owner = locked(KEYS, ARGV[2])
+if owner then return {'busy', owner} end
+if not watched_ok(4) then return {'watch'} end
+redis.call('SELECT', @META_DB@)
+if ARGV[3] == '1' then
+  local record = '@TXN_PREFIX@' .. string.match(ARGV[2], '^%S+')
+  redis.call('HSET', record, 'status', 'pending')
+  redis.call('PEXPIRE', record, 3600000)
+end
+for _, k in ipairs(KEYS) do redis.call('HSET', '@LOCKS_KEY@', k, ARGV[2]) end
+redis.call('SELECT', 0)
+local v = versions(KEYS)
+local out = {'locked'}
+for i, k in ipairs(KEYS) do
+  out[i + 1] = {fmt(v[i]), redis.call('DUMP', k) or '', redis.call('PTTL', k)}
+end
+return out
+"""
+
+# Run a cross-node transaction's commands over copies of its keys in database
+# SCRATCH_DB (empty outside this script). ARGV[1] = n, n triples (key, value
+# or '', absolute expiry in ms or 0), M (the first M keys are written), then
+# the commands. -> {{reply or error per command}, {value or '', absolute
+# expiry or 0} per written key, {indexes of integer replies sent as text}}.
+TXN_SCRATCH = _PRELUDE + _TXN + """
+local n = tonumber(ARGV[1])
+redis.call('SELECT', @SCRATCH_DB@)
+local keys = {}
+for i = 0, n - 1 do
+  local k, v, at = ARGV[2 + 3 * i], ARGV[3 + 3 * i], tonumber(ARGV[4 + 3 * i])
+  keys[#keys + 1] = k
+  redis.call('DEL', k)
+  if v ~= '' then
+    if at > 0 then redis.call('RESTORE', k, at, v, 'REPLACE', 'ABSTTL')
+    else redis.call('RESTORE', k, 0, v, 'REPLACE') end
+  end
+end
+local m = tonumber(ARGV[2 + 3 * n])
+local replies, texts = run_all(3 + 3 * n, @SCRATCH_DB@)
+redis.call('SELECT', @SCRATCH_DB@)
+local now = math.floor(now_us() / 1000)
+local states = {}
+for i = 1, m do
+  local ttl = redis.call('PTTL', keys[i])
+  local at = 0
+  if ttl > 0 then at = now + ttl end
+  states[i] = {redis.call('DUMP', keys[i]) or '', at}
+end
+for _, k in ipairs(keys) do redis.call('DEL', k) end
+redis.call('SELECT', 0)
+return {replies, states, texts}
+"""
+
+# The commit point, on the coordinator: ARGV[1] = txid, then triples (key,
+# value or '', absolute expiry or 0) of every key it writes. Commits only a
+# pending transaction (a stale one's resolver may have aborted it first).
+# -> 'commit' | 'abort' | 'missing'.
+TXN_COMMIT = """
+redis.call('SELECT', @META_DB@)
+local record = '@TXN_PREFIX@' .. ARGV[1]
+local status = redis.call('HGET', record, 'status')
+if status ~= 'pending' then return status or 'missing' end
+for i = 2, #ARGV, 3 do
+  redis.call('HSET', record, 'v:' .. ARGV[i], ARGV[i + 1], 't:' .. ARGV[i], ARGV[i + 2])
+end
+redis.call('HSET', record, 'status', 'commit')
+return 'commit'
+"""
+
+# A lock's owner is gone (its DTServer died, or it is slow): decide for it,
+# on the coordinator. A pending transaction is aborted (it can no longer
+# commit); a committed one is finished. ARGV[1] = txid, ARGV[2..] = keys.
+# -> {'abort'} | {'commit', {1, value, expiry} or {0} per key}.
+TXN_RESOLVE = """
+redis.call('SELECT', @META_DB@)
+local record = '@TXN_PREFIX@' .. ARGV[1]
+local status = redis.call('HGET', record, 'status')
+if status ~= 'commit' then
+  redis.call('HSET', record, 'status', 'abort')
+  redis.call('PEXPIRE', record, 3600000)
+  return {'abort'}
+end
+local out = {}
+for i = 2, #ARGV do
+  local v = redis.call('HGET', record, 'v:' .. ARGV[i])
+  if v then out[i - 1] = {1, v, redis.call('HGET', record, 't:' .. ARGV[i])}
+  else out[i - 1] = {0} end
+end
+return {'commit', out}
+"""
+
+# Apply a committed transaction's part on one master and unlock its keys, if
+# the lock is still this transaction's (else it was applied already). KEYS =
+# the keys locked here (the M written first), ARGV[1] = owner, ARGV[2] = M,
+# then M pairs (value or '', absolute expiry or 0). -> {version, applied}.
+TXN_APPLY = _PRELUDE + _TXN + """
+redis.call('SELECT', @META_DB@)
+local mine = {}
+for i, k in ipairs(KEYS) do mine[i] = redis.call('HGET', '@LOCKS_KEY@', k) == ARGV[1] end
+redis.call('SELECT', 0)
+local written = {}
+for i = 1, tonumber(ARGV[2]) do
+  if mine[i] then
+    local v, at = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+    if v == '' then redis.call('DEL', KEYS[i])
+    elseif at > 0 then redis.call('RESTORE', KEYS[i], at, v, 'REPLACE', 'ABSTTL')
+    else redis.call('RESTORE', KEYS[i], 0, v, 'REPLACE') end
+    written[#written + 1] = KEYS[i]
+  end
+end
+local version = 0
+if #written > 0 then version = restamp(written) end
+redis.call('SELECT', @META_DB@)
+for i, k in ipairs(KEYS) do
+  if mine[i] then redis.call('HDEL', '@LOCKS_KEY@', k) end
+end
+redis.call('SELECT', 0)
+return {fmt(version), #written}
+"""
+
+# Unlock KEYS if ARGV[1] (the owner) still holds them. -> how many.
+TXN_UNLOCK = """
+redis.call('SELECT', @META_DB@)
+local n = 0
+for _, k in ipairs(KEYS) do
+  if redis.call('HGET', '@LOCKS_KEY@', k) == ARGV[1] then
+    n = n + redis.call('HDEL', '@LOCKS_KEY@', k)
+  end
+end
+return n
+"""
+
+# KEYS -> their versions (WATCH).
+VERSIONS = _PRELUDE + """
+local out = {}
+for i, v in ipairs(versions(KEYS)) do out[i] = fmt(v) end
+return out
+"""
+
+# Every lock on this backend: {key1, owner1, ...}.
+TXN_LOCKS = """
+redis.call('SELECT', @META_DB@)
+return redis.call('HGETALL', '@LOCKS_KEY@')
+"""
+
+
 def _fill(script: str) -> str:
     """The constants above, put in the Lua where it says ``@NAME@``."""
     for name, value in (("META_DB", META_DB), ("VERSION_DB", VERSION_DB),
@@ -633,3 +865,12 @@ PUBLISH_META = _fill(PUBLISH_META)
 SCAN_ARCS = _fill(SCAN_ARCS)
 DIGEST = _fill(DIGEST)
 DROP = _fill(DROP)
+TXN_ONE = _fill(TXN_ONE)
+TXN_LOCK = _fill(TXN_LOCK)
+TXN_SCRATCH = _fill(TXN_SCRATCH)
+TXN_COMMIT = _fill(TXN_COMMIT)
+TXN_RESOLVE = _fill(TXN_RESOLVE)
+TXN_APPLY = _fill(TXN_APPLY)
+TXN_UNLOCK = _fill(TXN_UNLOCK)
+TXN_LOCKS = _fill(TXN_LOCKS)
+VERSIONS = _fill(VERSIONS)

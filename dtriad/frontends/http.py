@@ -47,6 +47,7 @@ from dtriad.exceptions import (
     UnknownMethodError,
     ValueTooLargeError,
 )
+from dtriad.frontends.blocking import nonblocking
 from dtriad.frontends.dashboard import Observability
 from dtriad.membership.check import check as run_check
 from dtriad.membership.check import http_ring
@@ -140,6 +141,7 @@ def run_command(core: DTCore, argv: list[str], write_quorum: str | None = None,
     DBSIZE; the RESP port's connection commands (AUTH, HELLO ...) mean nothing here."""
     spec = core.requests.checked(argv)
     if spec.kind is not Kind.LOCAL:
+        argv = nonblocking(spec, argv)  # XREAD ... BLOCK answers at once: a worker never waits
         return core.run(core.requests.command(argv, write_quorum, read_quorum))
     if spec.name == "ping":
         return argv[1] if len(argv) > 1 else "PONG"

@@ -236,8 +236,10 @@ def encode(value: Any, status: bool = False, null_array: bool = False,
     if value is None:
         return b"_\r\n" if resp3 else b"*-1\r\n" if null_array else b"$-1\r\n"
     if isinstance(value, bytes):
-        if status:
-            return b"+" + value + b"\r\n"
+        # a script's status or nested error reply says so (core/userscripts.py)
+        prefix = b"+" if status else getattr(value, "resp_prefix", b"")
+        if prefix:
+            return prefix + value + b"\r\n"
         return b"$%d\r\n%s\r\n" % (len(value), value)
     if isinstance(value, bool):
         return b":1\r\n" if value else b":0\r\n"

@@ -256,6 +256,7 @@ class RespServer:
                 reply = await self.blocking.command(session, spec, argv)
             else:
                 value = await arun(self.core.requests.command(argv), self.client)
+                self.blocking.wrote(spec, argv)  # wakes clients blocked on its keys
                 reply = self.encode(session, spec, argv, value)
         except DtriadError as e:
             self.core.record("resp", spec.name, spec.group, time.perf_counter() - started,
@@ -286,6 +287,8 @@ class RespServer:
     async def local(self, session: Session, spec: RedisCommand, argv: list) -> bytes:
         name, args = spec.name, argv[1:]
         if name == "ping":
+            if session.pubsub is not None and not session.resp3:  # RESP2 subscribed mode
+                return self.pubsub.ping(args)
             return b"+PONG\r\n" if not args else encode(args[0])
         if name == "echo":
             return encode(args[0])
