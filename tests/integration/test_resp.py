@@ -163,8 +163,6 @@ def test_dtriad_errors_for_what_it_does_not_serve(cluster):
         assert conn.command("DEBUG", "SLEEP", "0") == (
             b"-ERR unknown or unsupported command 'DEBUG'\r\n")
         assert conn.command("SWAPDB", "0", "1").startswith(b"-ERR dtriad serves a single database")
-        assert conn.command("MULTI").startswith(b"-ERR unknown or unsupported command 'MULTI'; "
-                                                b"dtriad does not serve transactions")
         assert conn.command("SELECT", "1").startswith(b"-ERR SELECT is not allowed")
         too_big = conn.command("SET", "k", "x" * (MAX_VALUE + 1))
         assert too_big.startswith(b"-TOO_LARGE value is 65537 bytes; this cluster accepts "
