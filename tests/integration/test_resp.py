@@ -216,8 +216,7 @@ def test_redis_py_as_an_application_uses_it(cluster, protocol):
     assert r.set(f"{prefix}:k", "v", nx=True) and not r.set(f"{prefix}:k", "w", nx=True)
     with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
         r.incr(f"{prefix}:list:0")
-    with pytest.raises(redis.ResponseError, match=r"pipeline\(transaction=False\)"):
-        r.pipeline().set("x", 1).execute()  # transactions are not served
+    assert r.pipeline().set(f"{prefix}:x", 1).incr(f"{prefix}:x").execute() == [True, 2]
     pool.disconnect()
     assert check(cluster).clean
 
