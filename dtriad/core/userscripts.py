@@ -401,7 +401,9 @@ for _, name in ipairs({'cjson', 'bit', 'struct', 'cmsgpack'}) do
   if lib then LIBS[lib] = true end
 end
 local function own(t) return type_(t) == 'table' and not LIBS[t] end
-local function refuse(what) error_('dtriad: ' .. what .. ' is refused on this table in scripts', 3) end
+local function refuse(what)
+  error_('dtriad: ' .. what .. ' is refused on this table in scripts', 3)
+end
 local safe_getmetatable = function(t) if own(t) then return getmetatable(t) end return nil end
 local safe_setmetatable = function(t, m)
   if not own(t) then refuse('setmetatable') end

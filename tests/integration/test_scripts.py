@@ -337,3 +337,32 @@ def test_redis_py_locks_work_through_two_dtservers(cluster, r, r2):
     assert other.acquire(blocking=False)
     other.release()
     identical(cluster, "{lock}:res")
+
+
+def test_a_script_waits_for_a_cross_node_transaction_s_lock(cluster, r):
+    """A key a transaction locks (dtriad:locks in database 1 of its master)
+    holds the script back until the lock goes; then it runs once."""
+    import threading
+    import time
+
+    key = "{locked}:n"
+    r.set(key, 1)
+    master = backend(cluster, cluster.ring().master(key))
+    kwargs = master.connection_pool.connection_kwargs
+    meta = redis.Redis(host=kwargs["host"], port=kwargs["port"], password=cluster.password,
+                       db=META_DB)
+    meta.hset("dtriad:locks", key, f"tx-test coordinator {int(time.time() * 1000)}")
+    ran = threading.Event()
+
+    def run() -> None:
+        assert client(cluster, 1).eval("return redis.call('INCR', KEYS[1])", 1, key) == 2
+        ran.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert not ran.wait(0.3)  # held back by the lock
+    meta.hdel("dtriad:locks", key)
+    thread.join(30)
+    assert ran.is_set()
+    assert r.get(key) == b"2"
+    identical(cluster, key)
