@@ -254,6 +254,15 @@ class Requests:
             raise CommandError(problem)
         for value in argv[1:]:
             self.check_size("an argument" if spec.route is Routing.NONE else "value", value)
+        if spec.name == "copy":  # the only data command that names another database
+            for i in range(3, len(argv) - 1):
+                try:
+                    index = int(argv[i + 1]) if _upper(argv[i]) == "DB" else 0
+                except ValueError:
+                    continue  # Redis answers: not an integer
+                if index != 0:
+                    raise CommandError("ERR COPY ... DB is not allowed: dtriad serves "
+                                       "database 0 only")
         if spec.name == "setrange":
             try:
                 end = int(argv[2]) + len(argv[3])

@@ -164,6 +164,9 @@ def test_dtriad_errors_for_what_it_does_not_serve(cluster):
             b"-ERR unknown or unsupported command 'DEBUG'\r\n")
         assert conn.command("SWAPDB", "0", "1").startswith(b"-ERR dtriad serves a single database")
         assert conn.command("SELECT", "1").startswith(b"-ERR SELECT is not allowed")
+        for index in ("1", "2", " 3"):  # database 1 holds the ring's fence, 2 the versions
+            assert conn.command("COPY", "k", "dtriad:fence", "DB", index, "REPLACE") == (
+                b"-ERR COPY ... DB is not allowed: dtriad serves database 0 only\r\n")
         too_big = conn.command("SET", "k", "x" * (MAX_VALUE + 1))
         assert too_big.startswith(b"-TOO_LARGE value is 65537 bytes; this cluster accepts "
                                   b"at most 65536 bytes")
