@@ -287,6 +287,8 @@ class RespServer:
     async def local(self, session: Session, spec: RedisCommand, argv: list) -> bytes:
         name, args = spec.name, argv[1:]
         if name == "ping":
+            if len(args) > 1:
+                return error("ERR wrong number of arguments for 'ping' command")
             if session.pubsub is not None and not session.resp3:  # RESP2 subscribed mode
                 return self.pubsub.ping(args)
             return b"+PONG\r\n" if not args else encode(args[0])
