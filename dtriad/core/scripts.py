@@ -347,6 +347,36 @@ stamp(KEYS, version)
 return 'installed'
 """
 
+# STATE of several keys at once: KEYS -> {version, value or false, ms to live} per key.
+STATES = _PRELUDE + """
+local v = versions(KEYS)
+local out = {}
+for i, k in ipairs(KEYS) do
+  out[i] = {fmt(v[i]), redis.call('DUMP', k) or false, redis.call('PTTL', k)}
+end
+return out
+"""
+
+# INSTALL of several keys at once: KEYS, ARGV[1] = token, then per key its
+# version, value ('' = no such key) and ms to live. -> INSTALL's answer per key.
+INSTALL_MANY = _PRELUDE + _FENCE + """
+local have = versions(KEYS)
+local out = {}
+for i, key in ipairs(KEYS) do
+  local version, value, ttl = tonumber(ARGV[3 * i - 1]), ARGV[3 * i], tonumber(ARGV[3 * i + 1])
+  if have[i] >= version then
+    if (redis.call('DUMP', key) or '') == value then out[i] = 'same'
+    else out[i] = {fmt(have[i])} end
+  else
+    if value == '' then redis.call('DEL', key)
+    else redis.call('RESTORE', key, math.max(ttl, 0), value, 'REPLACE') end
+    stamp({key}, version)
+    out[i] = 'installed'
+  end
+end
+return out
+"""
+
 # Give a copy's value a version above ARGV[2] without changing the value,
 # so it wins over a copy that holds a newer version of different data.
 # KEYS[1], ARGV[1] = token, ARGV[2] = the version to pass. -> like STATE.
@@ -874,3 +904,5 @@ TXN_APPLY = _fill(TXN_APPLY)
 TXN_UNLOCK = _fill(TXN_UNLOCK)
 TXN_LOCKS = _fill(TXN_LOCKS)
 VERSIONS = _fill(VERSIONS)
+STATES = _fill(STATES)
+INSTALL_MANY = _fill(INSTALL_MANY)

@@ -18,8 +18,8 @@ import asyncio
 import time
 from typing import Any
 
-from dtriad.backends.outcome import Execute, Pause, Steps
-from dtriad.core.scripts import BUMP, INSTALL, STATE
+from dtriad.backends.outcome import DOWN_ERRORS, Execute, Fanout, Pause, Steps, describe
+from dtriad.core.scripts import BUMP, INSTALL, INSTALL_MANY, STATE, STATES
 
 
 def run(steps: Steps, client) -> Any:
@@ -84,3 +84,29 @@ def sync_key(source: str, target: str, key: Any, token: int, attempts: int = 4) 
         version, payload, ttl = yield Execute(source, ("EVAL", BUMP, 1, key, token, reply[0]))
     return False
 
+
+
+def sync_keys(source: str, targets: list[str], keys: list[Any], token: int) -> Steps:
+    """:func:`sync_key` for several keys and targets in two round trips: the
+    states read at once (``STATES``), installed on every target in parallel
+    (``INSTALL_MANY``); a key a target holds a newer version of goes the long
+    way (:func:`sync_key`, with ``BUMP``). -> {target: why} for each target
+    that did not settle every key."""
+    failures: dict[str, str] = {}
+    if not targets or not keys:
+        return failures
+    states = yield Execute(source, ("EVAL", STATES, len(keys), *keys))
+    args = [x for version, payload, ttl in states for x in (version, payload or b"", ttl)]
+    outcomes = yield Fanout(targets, ("EVAL", INSTALL_MANY, len(keys), *keys, token, *args))
+    for o in outcomes:
+        if not o.ok:
+            failures[o.node] = describe(o.error)
+            continue
+        for key, answer in zip(keys, o.value, strict=True):
+            if isinstance(answer, list):  # it holds a newer version of other data
+                try:
+                    if not (yield from sync_key(source, o.node, key, token)):
+                        failures[o.node] = "kept changing under concurrent writes"
+                except DOWN_ERRORS as e:
+                    failures[o.node] = describe(e)
+    return failures

@@ -41,7 +41,7 @@ from redis.exceptions import ResponseError
 
 from dtriad.backends.outcome import DOWN_ERRORS, Execute, Pause, Steps, describe
 from dtriad.config import WriteQuorum
-from dtriad.core import expiry, redis62
+from dtriad.core import expiry, redis62, steps
 from dtriad.core.commands import Kind, RedisCommand, keys_of
 from dtriad.core.scripts import (
     TXN_APPLY,
@@ -276,15 +276,25 @@ class Transactions:
         state of them (which holds the transaction's effect)."""
         requests = self.requests
         view = yield from requests.follower.follow()
+        groups: dict[tuple[str, ...], list[Any]] = {}  # keys by the copies they go to
+        for key in keys:
+            route = view.route(key)
+            groups.setdefault(tuple(n for n in route.direct + route.copy_to if n != source),
+                              []).append(key)
+        missed: dict[Any, dict[str, str]] = {}  # key -> {copy that missed it: why}
+        for targets, group in groups.items():
+            try:
+                failed = yield from steps.sync_keys(source, list(targets), group, view.token)
+            except (*DOWN_ERRORS, ResponseError) as e:  # the source: every copy missed it
+                failed = {t: describe(e) for t in targets}
+            missed.update(dict.fromkeys(group, failed))
         all_held = True
         for key in keys:
             route = view.route(key)
-            failures: dict[str, str] = {}
-            held = {source}
-            for node in route.direct + route.copy_to:
-                if node != source and (yield from requests._sync([key], source, node,
-                                                                 view.token, failures)):
-                    held.add(node)
+            failures = {view.names.get(n, n): f"missed the write and was not repaired yet: "
+                        f"{why}" for n, why in missed[key].items()}
+            held = {source, *(n for n in route.direct + route.copy_to
+                              if n not in missed[key])}
             all_held = requests._check_quorum([key], route, held, failures, level) and all_held
         if all_held and view.route(keys[0]).direct[0] == source:
             requests.repairs.settle(source, keys, version)

@@ -35,10 +35,9 @@ from dtriad.core.commands import (
 )
 from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import arun
+from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError, printable
 from dtriad.frontends.blocking import Blocking
 from dtriad.frontends.pubsub import PubSub
-from dtriad.frontends.transactions import TransactionCommands
-from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError, printable
 from dtriad.frontends.resp import (
     OK,
     ProtocolError,
@@ -48,6 +47,7 @@ from dtriad.frontends.resp import (
     encode_shaped,
     error,
 )
+from dtriad.frontends.transactions import TransactionCommands
 from dtriad.placement.ringstate import View
 
 log = logging.getLogger(__name__)
