@@ -218,7 +218,7 @@ class Transactions:
             except Locked as e:
                 yield from self.wait(e, since)
                 continue
-            except _Retry:
+            except Retry:
                 attempt += 1
                 if attempt >= ATTEMPTS:
                     raise RingChangingError("the ring changed or other transactions held "
@@ -254,7 +254,7 @@ class Transactions:
             reply = yield Execute(master, ("EVAL", TXN_ONE, len(keys), *keys, *args))
         except ResponseError as e:
             if _stale(e):
-                raise _Retry from e
+                raise Retry from e
             if is_locked(e):
                 raise Locked.from_error(master, e, keys[0]) from e
             raise CommandError.from_redis(e) from e
@@ -305,8 +305,25 @@ class Transactions:
         written = _unique(k for q in data if q.writes for k in q.keys)
         keys = written + [k for k in _unique(k for q in data for k in q.keys)
                           if k not in written]
+
+        def compute(coordinator: str, states: dict[Any, tuple]) -> Steps:
+            """The commands over copies of the keys, in the coordinator's
+            scratch database. -> (replies, {written key: (value, expiry)})."""
+            values, results, texts = yield Execute(coordinator, (
+                "EVAL", TXN_SCRATCH, 0, len(keys), *scratch_states(keys, states),
+                len(written), *_command_args(data)))
+            return _exact(values, texts), dict(zip(written, results, strict=True))
+
+        return (yield from self.across(view, keys, watched, compute, level))
+
+    def across(self, view: View, keys: Sequence[Any], watched: dict[Any, str], compute,
+               level: WriteQuorum) -> Steps:
+        """Lock ``keys`` (and the WATCHed ones) on their masters, run
+        ``compute(coordinator, states)`` (steps returning the reply and the
+        written keys' new states), commit, apply: the protocol of
+        ``docs/transactions.md``, for a transaction or a script. -> the reply."""
         parts: dict[str, list[Any]] = {}  # master -> the keys it locks (WATCHed ones too)
-        for key in keys + [k for k in watched if k not in keys]:
+        for key in [*keys, *(k for k in watched if k not in keys)]:
             parts.setdefault(view.route(key).direct[0], []).append(key)
         coordinator = view.route(keys[0]).direct[0]
         order = [coordinator, *sorted(n for n in parts if n != coordinator)]
@@ -330,28 +347,22 @@ class Transactions:
         except Exception as e:
             yield from self._unlock(parts, locked, owner)
             if isinstance(e, ResponseError) and _stale(e):
-                raise _Retry from e
+                raise Retry from e
             if isinstance(e, DOWN_ERRORS):
                 self.requests.suspects.suspect(node)
                 raise UnavailableError(printable(parts[node][0] if parts[node] else txid), {
                     view.names.get(node, node): describe(e)},
                     needed="every master of the transaction's keys") from e
             raise
-        # compute, in the coordinator's scratch database
-        now_ms = int(time.time() * 1000)
-        scratch = []
-        for key in keys:
-            _, value, ttl = states[key]
-            scratch += [key, value or b"", now_ms + int(ttl) if int(ttl) > 0 else 0]
         try:
-            values, results, texts = yield Execute(coordinator, (
-                "EVAL", TXN_SCRATCH, 0, len(keys), *scratch, len(written),
-                *_command_args(data)))
-            values = _exact(values, texts)
+            values, after = yield from compute(coordinator, states)
+        except Exception:
+            yield from self._unlock(parts, locked, owner)
+            raise
+        try:
             decided = yield Execute(coordinator, (
                 "EVAL", TXN_COMMIT, 0, txid,
-                *(x for key, (value, at) in zip(written, results, strict=True)
-                  for x in (key, value, at))))
+                *(x for key, (value, at) in after.items() for x in (key, value, at))))
         except (*DOWN_ERRORS, ResponseError) as e:
             yield from self._unlock(parts, locked, owner)
             raise InDoubtError(f"the transaction's coordinator "
@@ -361,8 +372,7 @@ class Transactions:
                                f"finishes it") from e
         if decided != b"commit":  # a resolver presumed us dead and aborted it
             yield from self._unlock(parts, locked, owner)
-            raise _Retry
-        after = dict(zip(written, results, strict=True))
+            raise Retry
         for node in order:
             here = parts[node]
             changed = [k for k in here if k in after]
@@ -438,9 +448,20 @@ class Transactions:
         return len(stale)
 
 
-class _Retry(Exception):
+class Retry(Exception):
     """Nothing was applied; run the transaction again (the ring moved, or a
     resolver aborted it)."""
+
+
+def scratch_states(keys: Sequence[Any], states: dict[Any, tuple]) -> list:
+    """``keys``' states as read under their locks (version, value, ms to
+    live) as (key, value or '', absolute expiry in ms or 0) triples."""
+    now_ms = int(time.time() * 1000)
+    out: list[Any] = []
+    for key in keys:
+        _, value, ttl = states[key]
+        out += [key, value or b"", now_ms + int(ttl) if int(ttl) > 0 else 0]
+    return out
 
 
 def _exact(values: list, texts: Sequence[int]) -> list:

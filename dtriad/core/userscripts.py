@@ -97,8 +97,8 @@ from redis.exceptions import ResponseError
 from dtriad.backends.outcome import DOWN_ERRORS, Execute, Fanout, Pause, Steps, describe
 from dtriad.config import WriteQuorum
 from dtriad.core.commands import REDIS, REDIS62, Kind, RedisCommand
-from dtriad.core.scripts import _FENCE, _PRELUDE, META_DB, _fill
-from dtriad.core.transactions import Locked, is_locked
+from dtriad.core.scripts import _FENCE, _PRELUDE, META_DB, SCRATCH_DB, _fill
+from dtriad.core.transactions import Locked, Retry, is_locked, scratch_states
 from dtriad.exceptions import (
     CommandError,
     RingChangingError,
@@ -190,15 +190,22 @@ PROLOGUE = ("local redis, KEYS, ARGV, getmetatable, setmetatable, rawget, rawset
 
 # KEYS = the script's declared keys. ARGV[1] = ring token, ARGV[2] = the
 # user's sha1, ARGV[3] = its source ('' = read it from dtriad:scripts here),
-# ARGV[4] = mode: 'run', 'store' (run, and keep the source if new here) or
-# 'load' (compile and keep it only), ARGV[5..] = the user's ARGV.
+# ARGV[4] = mode: 'run', 'store' (run, and keep the source if new here),
+# 'load' (compile and keep it only) or 'scratch' (a script whose keys span
+# nodes, under a transaction's locks: ARGV[5] = n, then the n keys' states
+# as (value or '', absolute expiry in ms or 0); it runs over copies of them
+# in database SCRATCH_DB, and keeps the source if new here), then the user's ARGV.
 # -> {'compile', message} | {'loaded', 1 if new here} |
-#    {'ok' | 'err', tagged reply or message, version or '0', 1 if the source
-#    is new here, written key...}
+#    {'ok' | 'err', tagged reply or message, version or '0' (scratch: the
+#    written keys' states {value or '', absolute expiry or 0}), 1 if the
+#    source is new here, written key...}
 _BODY = r"""
-local owner = locked(KEYS)
-if owner then return redis.error_reply('DTLOCKED ' .. owner) end
 local sha, source, mode = ARGV[2], ARGV[3], ARGV[4]
+local scratch = mode == 'scratch'
+if not scratch then  -- in scratch mode the caller holds the keys' locks itself
+  local owner = locked(KEYS)
+  if owner then return redis.error_reply('DTLOCKED ' .. owner) end
+end
 if source == '' then
   redis.call('SELECT', @META_DB@)
   source = redis.call('HGET', '@SCRIPTS_KEY@', sha)
@@ -222,7 +229,21 @@ local real_pcall, select_, type_, error_, pcall_, tostring_ = redis.pcall, selec
   error, pcall, tostring
 local user_keys, user_args, declared = {}, {}, {}
 for i, k in ipairs(KEYS) do user_keys[i] = k; declared[k] = true end
-for i = 5, #ARGV do user_args[#user_args + 1] = ARGV[i] end
+local first_arg, db = 5, 0
+if scratch then
+  local n = tonumber(ARGV[5])
+  redis.call('SELECT', @SCRATCH_DB@)
+  for i = 1, n do
+    local k, v, at = KEYS[i], ARGV[4 + 2 * i], tonumber(ARGV[5 + 2 * i])
+    redis.call('DEL', k)
+    if v ~= '' then
+      if at > 0 then redis.call('RESTORE', k, at, v, 'REPLACE', 'ABSTTL')
+      else redis.call('RESTORE', k, 0, v, 'REPLACE') end
+    end
+  end
+  first_arg, db = 6 + 2 * n, @SCRATCH_DB@
+end
+for i = first_arg, #ARGV do user_args[#user_args + 1] = ARGV[i] end
 local written, order = {}, {}
 local lasterr, lastline
 
@@ -347,7 +368,7 @@ end
 local function execute(name, n, ...)
   if name == 'INCRBYFLOAT' and n == 3 then  -- see run() in the prelude
     local args = {...}
-    return incrbyfloat(args[2], args[3])
+    return incrbyfloat(args[2], args[3], db)
   end
   return real_pcall(...)
 end
@@ -449,7 +470,19 @@ else
   out = {'err', '@user_script:' .. at .. ': ' .. e}
 end
 out[3], out[4] = '0', fresh
-if #order > 0 then
+if scratch then  -- the written keys' states; database SCRATCH_DB left empty
+  local now, states = math.floor(now_us() / 1000), {}
+  for i, k in ipairs(order) do
+    local ttl = redis.call('PTTL', k)
+    local at = 0
+    if ttl > 0 then at = now + ttl end
+    states[i] = {redis.call('DUMP', k) or '', at}
+  end
+  for _, k in ipairs(KEYS) do redis.call('DEL', k) end
+  redis.call('SELECT', 0)
+  out[3] = states
+  for _, k in ipairs(order) do out[#out + 1] = k end
+elseif #order > 0 then
   local prev = versions(order)
   local top = 0
   for _, v in ipairs(prev) do if v > top then top = v end end
@@ -467,7 +500,8 @@ return out
 
 def _wrapper() -> str:
     body = _BODY
-    for name, value in (("META_DB", str(META_DB)), ("SCRIPTS_KEY", SCRIPTS_KEY),
+    for name, value in (("META_DB", str(META_DB)), ("SCRATCH_DB", str(SCRATCH_DB)),
+                        ("SCRIPTS_KEY", SCRIPTS_KEY),
                         ("NOSCRIPT", NOSCRIPT), ("PROLOGUE", PROLOGUE),
                         ("ALLOWED", _table(ALLOWED)), ("REFUSED", _table(REFUSED))):
         body = body.replace(f"@{name}@", value)
@@ -579,11 +613,13 @@ class UserScripts:
         while attempt < attempts:
             view = yield from requests.follower.follow()
             try:
+                if mode != "load" and len({view.route(k).direct[0] for k in keys}) > 1:
+                    return (yield from self._across(view, sha, source, keys, args, level))
                 reply, node = yield from self._once(view, sha, source, keys, args, mode)
             except Locked as e:
                 yield from requests.transactions.wait(e, since)
                 continue
-            except _Stale:
+            except (_Stale, Retry):
                 if not (yield from requests.follower.refresh()) and attempt + 1 < attempts:
                     yield Pause(min(0.2, 0.01 * 2 ** attempt))
                 attempt += 1
@@ -596,18 +632,36 @@ class UserScripts:
         """The nodes to try, in order: the keys' one master, or every member."""
         if not keys:
             return tuple(sorted(view.ring.nodes, key=self.requests.suspects.suspected))
-        masters: dict[str, Any] = {}
-        for key in keys:
-            masters.setdefault(view.route(key).direct[0], key)
-        if len(masters) > 1:
-            (n1, k1), (n2, k2) = list(masters.items())[:2]
-            names = view.names
-            raise CommandError(
-                f"CROSSNODE keys {printable(k1)!r} and {printable(k2)!r} of the script live on "
-                f"different nodes ({names.get(n1, n1)}, {names.get(n2, n2)}): a script runs "
-                f"atomically on one node, so give its keys one {{hash tag}} (e.g. "
-                f"'{{user1}}:a' and '{{user1}}:b')", "CROSSNODE")
-        return (next(iter(masters)),)
+        return (view.route(keys[0]).direct[0],)
+
+    def _across(self, view: View, sha: str, source: Any, keys: list[Any], args: list[Any],
+                level: WriteQuorum) -> Steps:
+        """A script whose keys have several masters, under the transaction
+        protocol (``docs/transactions.md``): its keys locked on their masters,
+        the script run once over copies of them in the coordinator's scratch
+        database, the keys it wrote committed and applied on their masters."""
+
+        def compute(coordinator: str, states: dict[Any, tuple]) -> Steps:
+            triples = scratch_states(keys, states)
+            pairs = [x for i in range(0, len(triples), 3) for x in triples[i + 1:i + 3]]
+            try:
+                reply = yield Execute(coordinator, (
+                    "EVAL", WRAPPER, len(keys), *keys, view.token, sha, source, "scratch",
+                    len(keys), *pairs, *args))
+            except ResponseError as e:
+                if str(e).startswith("STALERING"):
+                    raise _Stale from e
+                if str(e).startswith("NOSCRIPT"):
+                    raise _NoScript from e
+                raise CommandError.from_redis(e) from e
+            if reply[0] == b"compile":
+                raise CommandError(f"ERR Error compiling script (new function): "
+                                   f"{_text(reply[1])}")
+            written = reply[4:]
+            return reply, dict(zip(written, (tuple(x) for x in reply[2]), strict=True))
+
+        reply = yield from self.requests.transactions.across(view, keys, {}, compute, level)
+        return (yield from self._finish(view, sha, source, None, reply, level))
 
     def _once(self, view: View, sha: str, source: Any, keys: list[Any], args: list[Any],
               mode: str) -> Steps:
@@ -643,7 +697,7 @@ class UserScripts:
             return reply, node
         raise UnavailableError(printable(keys[0]) if keys else f"script {sha}", failures)
 
-    def _finish(self, view: View, sha: str, source: Any, master: str, reply: list,
+    def _finish(self, view: View, sha: str, source: Any, master: str | None, reply: list,
                 level: WriteQuorum) -> Steps:
         """Give every copy the state of the keys the script wrote; the reply."""
         status = reply[0]
@@ -654,7 +708,7 @@ class UserScripts:
                 yield from self.store(view, sha, source)
             return sha.encode()
         version, fresh, written = reply[2], reply[3], reply[4:]
-        if written:
+        if written and master is not None:  # (None: applied by the transaction protocol)
             yield from self._replicate(view, master, written, version, level)
         if fresh:  # EVAL caches its script, as Redis does: on every member
             yield from self.store(view, sha, source)

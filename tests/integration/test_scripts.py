@@ -6,6 +6,7 @@ afterwards (read from each backend directly)."""
 from __future__ import annotations
 
 import socket
+import threading
 
 import hiredis
 import pytest
@@ -14,6 +15,7 @@ from redis.lock import Lock
 
 from dtriad.config import parse_address
 from dtriad.core.scripts import META_DB, VERSION_DB
+from dtriad.membership.check import check
 from tests.conftest import backend, quiet_cluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -224,14 +226,66 @@ def test_a_script_failing_midway_keeps_its_earlier_writes_on_every_copy(cluster,
     identical(cluster, "{mid}:a", "{mid}:b")
 
 
-def test_keys_on_different_masters_are_refused_saying_why(cluster, r):
+def test_a_script_whose_keys_span_masters_runs_under_the_transaction_protocol(cluster, r,
+                                                                             ref):
+    """Keys on different masters: locked, the script run once over copies of
+    them, its writes applied on each master and every copy. Replies, errors
+    and results are plain Redis's."""
     k1, k2 = other_master_keys(cluster)
-    with pytest.raises(redis.ResponseError) as e:
-        r.eval("return redis.call('SET', KEYS[1], 1)", 2, k1, k2)
-    text = str(e.value)
-    assert text.startswith("CROSSNODE") and k1 in text and k2 in text
-    assert "hash tag" in text
-    assert r.exists(k1) == 0
+    src = """
+    local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+    redis.call('RPUSH', KEYS[2], n)
+    redis.call('PEXPIRE', KEYS[2], 100000)
+    return {n, redis.call('LRANGE', KEYS[2], 0, -1), redis.status_reply('FINE')}
+    """
+    for conn in (r, ref):
+        conn.delete(k1, k2)
+        assert conn.eval(src, 2, k1, k2, 5) == [5, [b"5"], b"FINE"]
+        assert conn.eval(src, 2, k1, k2, 2) == [7, [b"5", b"7"], b"FINE"]
+        assert conn.get(k1) == b"7" and conn.lrange(k2, 0, -1) == [b"5", b"7"]
+        assert 0 < conn.pttl(k2) <= 100000
+    failing = "redis.call('SET', KEYS[1], 'x')\nredis.call('LPUSH', KEYS[2], 'y')"
+    errors = []
+    for conn in (r, ref):  # its first write stays, as in Redis
+        with pytest.raises(redis.ResponseError) as e:
+            conn.eval(failing, 2, k2, k1)
+        errors.append(str(e.value).split(": ", 1)[1])
+        assert conn.get(k2) == b"x" and conn.get(k1) == b"7"
+    assert errors[0] == errors[1]
+    sha = r.script_load("return redis.call('GET', KEYS[1]) .. redis.call('GET', KEYS[2])")
+    assert client(cluster, 1).evalsha(sha, 2, k1, k2) == b"7x"
+    identical(cluster, k1, k2)
+    assert check(cluster).clean
+
+
+def test_cross_node_scripts_are_isolated(cluster):
+    """Scripts moving units between keys on different masters, from three
+    DTServers at once: the total never changes and every move counts."""
+    keys = other_master_keys(cluster)
+    move = """
+    local have = tonumber(redis.call('GET', KEYS[1]) or '0')
+    redis.call('SET', KEYS[1], have - 1)
+    redis.call('INCR', KEYS[2])
+    return redis.call('INCR', KEYS[3])
+    """
+    client(cluster).mset({keys[0]: 100, keys[1]: 100, "{moves}": 0})
+
+    def worker(i: int) -> None:
+        c = client(cluster, i % 3)
+        script = c.register_script(move)
+        for n in range(20):
+            src, dst = (keys[0], keys[1]) if (i + n) % 2 else (keys[1], keys[0])
+            script(keys=[src, dst, "{moves}"])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    c = client(cluster)
+    assert int(c.get(keys[0])) + int(c.get(keys[1])) == 200
+    assert int(c.get("{moves}")) == 60
+    identical(cluster, *keys, "{moves}")
 
 
 def test_undeclared_keys_other_databases_and_unserved_commands_are_refused(cluster, r):
