@@ -475,7 +475,7 @@ class PubSub:
         if name in ("unsubscribe", "punsubscribe"):
             return await self._unsubscribe(session, args, name == "punsubscribe")
         if name == "publish":
-            return encode(await self._publish(args[0], args[1]))
+            return encode(await self.publish(args[0], args[1]))
         return await self._pubsub(session, args)
 
     def disconnected(self, session: Session) -> None:
@@ -587,7 +587,7 @@ class PubSub:
                                              pattern, unused):
                         future.add_done_callback(_retrieve)
 
-    async def _publish(self, channel: bytes, message: bytes) -> int:
+    async def publish(self, channel: bytes, message: bytes) -> int:
         """One script on the channel's first reachable owner; a connection
         refused or broken moves on to the next owner."""
         server = self.server

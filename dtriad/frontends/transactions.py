@@ -8,6 +8,7 @@ across several, is :class:`dtriad.core.transactions.Transactions`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dtriad.core.commands import RedisCommand
@@ -20,6 +21,15 @@ if TYPE_CHECKING:
 
 QUEUED = b"+QUEUED\r\n"
 EXECABORT = b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+
+
+@dataclass(frozen=True)
+class _Publish:
+    """A PUBLISH inside MULTI: run after the transaction's data commands (a
+    subscriber told of a change finds it applied), in the reply's place."""
+
+    spec: RedisCommand
+    argv: list
 
 
 class TransactionCommands:
@@ -39,7 +49,11 @@ class TransactionCommands:
                     raise CommandError(f"ERR an argument of {arg.size} bytes: this cluster "
                                        f"accepts at most "
                                        f"{self.server.core.config.max_value_bytes}")
-            session.multi.append(self.core.queued(argv))
+            if spec.name == "publish":  # sent once the rest has run: see exec
+                self.server.core.requests.checked(argv)
+                session.multi.append(_Publish(spec, argv))
+            else:
+                session.multi.append(self.core.queued(argv))
         except DtriadError as e:
             session.multi_error = True
             return error(e.line)
@@ -74,9 +88,14 @@ class TransactionCommands:
         self._end(session)
         if failed:
             return EXECABORT
-        replies = await arun(self.core.execute(queued, watched), self.server.client)
+        data = [q for q in queued if not isinstance(q, _Publish)]
+        replies = await arun(self.core.execute(data, watched), self.server.client)
         if replies is None:
             return b"_\r\n" if session.resp3 else b"*-1\r\n"
+        if len(data) < len(queued):  # PUBLISH, once the writes before it are in force
+            done = iter(replies)
+            replies = [await self._publish(q) if isinstance(q, _Publish) else next(done)
+                       for q in queued]
         out = [b"*%d\r\n" % len(replies)]
         for q, value in zip(queued, replies, strict=True):
             if isinstance(value, DtriadError):
@@ -84,6 +103,12 @@ class TransactionCommands:
             else:
                 out.append(self.server.encode(session, q.spec, q.argv, value))
         return b"".join(out)
+
+    async def _publish(self, item: _Publish):
+        try:
+            return await self.server.pubsub.publish(item.argv[1], item.argv[2])
+        except DtriadError as e:
+            return e
 
     @staticmethod
     def _end(session: Session) -> None:

@@ -404,3 +404,21 @@ def tmp_path_factory_like(tmp_path):
             path.mkdir()
             return path
     return Factory()
+
+
+def test_publish_inside_multi_reaches_subscribers_after_the_writes(cluster):
+    """Celery's result backend: MULTI, SETEX the result, PUBLISH its key,
+    EXEC. The subscriber (on another DTServer) is told once the value is
+    there; EXEC answers the receiver count in PUBLISH's place."""
+    sub = client(cluster, 2).pubsub()
+    sub.subscribe("pub:ready")
+    assert sub.get_message(timeout=10)["type"] == "subscribe"
+    p = client(cluster, 0).pipeline()
+    p.setex("pub:result", 100, "42")
+    p.publish("pub:ready", "pub:result")
+    p.incr("pub:other")
+    assert p.execute() == [True, 1, 1]
+    message = sub.get_message(timeout=10)
+    assert message["data"] == b"pub:result"
+    assert client(cluster, 1).get(message["data"]) == b"42"
+    sub.close()
