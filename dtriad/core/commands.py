@@ -289,7 +289,8 @@ def reply_is_array(command: RedisCommand, argv: list[Any]) -> bool:
     """Whether a nil reply to ``argv`` is a nil array (``*-1``): LPOP/RPOP with
     a count, XREAD and XREADGROUP with nothing new."""
     return (command.name in ("lpop", "rpop") and len(argv) > 2) or command.name in (
-        "xread", "xreadgroup", "xrange", "xrevrange")
+        "xread", "xreadgroup", "xrange", "xrevrange", "blpop", "brpop", "bzpopmin",
+        "bzpopmax")
 
 
 def _has(argv: list[Any], word: str, start: int = 2) -> bool:

@@ -132,10 +132,39 @@ local function run(at)
   end
   return incrbyfloat(ARGV[at + 1], ARGV[at + 2])
 end
--- One command given as a table (a transaction's), run in database db: as run().
+-- One command given as a table (a transaction's), run in database db: as
+-- run(). A blocking command runs as Redis runs it inside MULTI, without
+-- waiting: BLPOP k1 k2 t pops from the first non-empty key ({key, value}, or
+-- nil), BLMOVE is LMOVE, XREAD ... BLOCK n is XREAD.
+local BPOPS = {BLPOP = 'LPOP', BRPOP = 'RPOP', BZPOPMIN = 'ZPOPMIN', BZPOPMAX = 'ZPOPMAX'}
 local function call(args, db)
-  if string.upper(args[1]) == 'INCRBYFLOAT' and #args == 3 then
+  local name = string.upper(args[1])
+  if name == 'INCRBYFLOAT' and #args == 3 then
     return incrbyfloat(args[2], args[3], db)
+  end
+  local pop = BPOPS[name]
+  if pop then
+    for i = 2, #args - 1 do
+      local got = redis.pcall(pop, args[i])
+      if type(got) == 'table' and got.err then return got end
+      if type(got) == 'table' and #got > 0 then return {args[i], got[1], got[2]} end
+      if type(got) == 'string' then return {args[i], got} end
+    end
+    return false
+  end
+  if name == 'BRPOPLPUSH' then return redis.pcall('RPOPLPUSH', args[2], args[3]) end
+  if name == 'BLMOVE' then return redis.pcall('LMOVE', args[2], args[3], args[4], args[5]) end
+  if name == 'XREAD' or name == 'XREADGROUP' then
+    local kept, i = {}, 1
+    while i <= #args do
+      if string.upper(args[i]) == 'STREAMS' then
+        for j = i, #args do kept[#kept + 1] = args[j] end
+        break
+      end
+      if string.upper(args[i]) == 'BLOCK' then i = i + 2
+      else kept[#kept + 1] = args[i]; i = i + 1 end
+    end
+    return redis.pcall(unpack(kept))
   end
   return redis.pcall(unpack(args))
 end

@@ -71,6 +71,8 @@ LOCK_WAIT_S = 5.0     # a write waits this long at most for a transaction's lock
 STALE_LOCK_S = 2.0    # a lock this old is resolved by whoever meets it
 ATTEMPTS = 8          # a transaction meeting locks or ring changes tries this often
 _LOCAL = {"ping", "echo", "unwatch"}  # answered inside a transaction without a backend
+# Run without waiting inside MULTI, as in Redis (scripts.py's call()).
+_BLOCKING = {"blpop", "brpop", "bzpopmin", "bzpopmax", "brpoplpush", "blmove"}
 
 
 class Locked(Exception):
@@ -126,7 +128,7 @@ class Queued:
 
     @property
     def writes(self) -> bool:
-        return self.spec.kind is Kind.WRITE
+        return "write" in self.spec.flags  # BLPOP... too, which are not Kind.WRITE
 
 
 class Aborted(Exception):
@@ -150,7 +152,8 @@ class Transactions:
             raise CommandError(f"ERR {spec.name.upper()} inside MULTI is not served: it asks "
                                f"every node, a transaction runs on its keys' masters; "
                                f"send it outside the transaction")
-        if spec.kind in (Kind.SESSION, Kind.SCRIPT) and spec.name not in _LOCAL:
+        if spec.kind in (Kind.SESSION, Kind.SCRIPT) and spec.name not in _LOCAL \
+                and spec.name not in _BLOCKING:
             raise CommandError(f"ERR {spec.name.upper()} inside MULTI is not served by dtriad "
                                f"yet; send it outside the transaction")
         if len(argv) > UNPACK:

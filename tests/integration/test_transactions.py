@@ -133,6 +133,12 @@ def test_errors_and_edge_cases_match_redis(cluster, plain):
         ("WATCH", "e:a", "e:b"), ("UNWATCH",), ("SET", "e:a", "3"), ("MULTI",),
         ("GET", "e:a"), ("EXEC",),
         ("MULTI",), ("SET", "e:c", "x"), ("RESET",), ("EXEC",), ("GET", "e:c"),
+        # blocking commands run without waiting inside MULTI
+        ("MULTI",), ("RPUSH", "e:l", "a", "b"), ("BLPOP", "e:none", "e:l", "0"),
+        ("BRPOP", "e:none", "0"), ("BLMOVE", "e:l", "e:l2", "LEFT", "RIGHT", "0"),
+        ("BRPOPLPUSH", "e:l2", "e:l3", "0"), ("BLPOP", "e:c", "0"), ("ZADD", "e:z", "1", "m"),
+        ("BZPOPMIN", "e:z", "0"), ("BZPOPMAX", "e:z", "0"), ("XADD", "e:s", "1-1", "f", "v"),
+        ("XREAD", "BLOCK", "0", "STREAMS", "e:s", "0"), ("EXEC",), ("LRANGE", "e:l3", "0", "-1"),
     ]
     try:
         mismatches = []
