@@ -73,6 +73,7 @@ ATTEMPTS = 8          # a transaction meeting locks or ring changes tries this o
 _LOCAL = {"ping", "echo", "unwatch"}  # answered inside a transaction without a backend
 # Run without waiting inside MULTI, as in Redis (scripts.py's call()).
 _BLOCKING = {"blpop", "brpop", "bzpopmin", "bzpopmax", "brpoplpush", "blmove"}
+_SCRIPTS = {"eval", "evalsha"}  # run one after another with the rest: _sequential
 
 
 class Locked(Exception):
@@ -153,7 +154,7 @@ class Transactions:
                                f"every node, a transaction runs on its keys' masters; "
                                f"send it outside the transaction")
         if spec.kind in (Kind.SESSION, Kind.SCRIPT) and spec.name not in _LOCAL \
-                and spec.name not in _BLOCKING:
+                and spec.name not in _BLOCKING and spec.name not in _SCRIPTS:
             raise CommandError(f"ERR {spec.name.upper()} inside MULTI is not served by dtriad "
                                f"yet; send it outside the transaction")
         if len(argv) > UNPACK:
@@ -168,7 +169,7 @@ class Transactions:
             run = ["SORT", *run[1:]]
         local = spec.name in _LOCAL
         keys = [] if local else keys_of(spec, argv)
-        if not local and not keys:
+        if not local and not keys and spec.name not in _SCRIPTS:
             raise CommandError(f"ERR {spec.name.upper()} without a key inside MULTI is not "
                                f"served: send it outside the transaction")
         return Queued(spec, list(argv), run, keys)
@@ -212,6 +213,8 @@ class Transactions:
                     values = []
                     if watched and (yield from self.versions(list(watched))) != watched:
                         return None
+                elif any(q.spec.name in _SCRIPTS for q in data):
+                    values = yield from self._sequential(view, data, watched, level)
                 elif len(masters) == 1:
                     values = yield from self._one(view, data, watched, level)
                 else:
@@ -316,6 +319,61 @@ class Transactions:
                 "EVAL", TXN_SCRATCH, 0, len(keys), *scratch_states(keys, states),
                 len(written), *_command_args(data)))
             return _exact(values, texts), dict(zip(written, results, strict=True))
+
+        return (yield from self.across(view, keys, watched, compute, level))
+
+    def _sequential(self, view: View, data: Sequence[Queued], watched: dict[Any, str],
+                    level: WriteQuorum) -> Steps:
+        """A transaction with EVAL or EVALSHA: under the cross-node protocol
+        (even on one master: a script cannot run inside another), its
+        commands run in order over copies of the keys' states that this
+        process carries from one step to the next: each run of plain
+        commands in one TXN_SCRATCH, each script in the scripts' wrapper."""
+        keys = _unique(k for q in data for k in q.keys)
+        if not keys:  # only scripts that touch no key: nothing to lock
+            replies = []
+            for q in data:
+                try:
+                    replies.append((yield from self.requests.userscripts.command(
+                        q.spec, q.run, level)))
+                except CommandError as e:
+                    replies.append(e)
+            return replies
+
+        def compute(coordinator: str, states: dict[Any, tuple]) -> Steps:
+            triples = scratch_states(keys, states)
+            current = {triples[i]: tuple(triples[i + 1:i + 3])
+                       for i in range(0, len(triples), 3)}
+            replies: list[Any] = []
+            written: list[Any] = []
+            segment: list[Queued] = []
+
+            def flush() -> Steps:
+                if not segment:
+                    return
+                wrote = _unique(k for q in segment if q.writes for k in q.keys)
+                here = wrote + [k for k in _unique(k for q in segment for k in q.keys)
+                                if k not in wrote]
+                values, results, texts = yield Execute(coordinator, (
+                    "EVAL", TXN_SCRATCH, 0, len(here),
+                    *(x for k in here for x in (k, *current[k])), len(wrote),
+                    *_command_args(segment)))
+                replies.extend(_exact(values, texts))
+                current.update(zip(wrote, (tuple(r) for r in results), strict=True))
+                written.extend(wrote)
+                segment.clear()
+
+            for q in data:
+                if q.spec.name not in _SCRIPTS:
+                    segment.append(q)
+                    continue
+                yield from flush()
+                value, wrote = yield from self.requests.userscripts.in_transaction(
+                    view, coordinator, q.run, current)
+                replies.append(value)
+                written.extend(wrote)
+            yield from flush()
+            return replies, {k: current[k] for k in _unique(written)}
 
         return (yield from self.across(view, keys, watched, compute, level))
 

@@ -643,25 +643,64 @@ class UserScripts:
 
         def compute(coordinator: str, states: dict[Any, tuple]) -> Steps:
             triples = scratch_states(keys, states)
-            pairs = [x for i in range(0, len(triples), 3) for x in triples[i + 1:i + 3]]
-            try:
-                reply = yield Execute(coordinator, (
-                    "EVAL", WRAPPER, len(keys), *keys, view.token, sha, source, "scratch",
-                    len(keys), *pairs, *args))
-            except ResponseError as e:
-                if str(e).startswith("STALERING"):
-                    raise _Stale from e
-                if str(e).startswith("NOSCRIPT"):
-                    raise _NoScript from e
-                raise CommandError.from_redis(e) from e
-            if reply[0] == b"compile":
-                raise CommandError(f"ERR Error compiling script (new function): "
-                                   f"{_text(reply[1])}")
-            written = reply[4:]
-            return reply, dict(zip(written, (tuple(x) for x in reply[2]), strict=True))
+            current = {triples[i]: tuple(triples[i + 1:i + 3])
+                       for i in range(0, len(triples), 3)}
+            return (yield from self.scratch(view, coordinator, sha, source, keys, args,
+                                            current))
 
         reply = yield from self.requests.transactions.across(view, keys, {}, compute, level)
         return (yield from self._finish(view, sha, source, None, reply, level))
+
+    def scratch(self, view: View, coordinator: str, sha: str, source: Any, keys: list[Any],
+                args: list[Any], current: dict[Any, tuple]) -> Steps:
+        """Run a script once over copies of its keys' states ``current``
+        ({key: (value or '', absolute expiry or 0)}) in ``coordinator``'s
+        scratch database, under a transaction's locks. -> (the wrapper's
+        reply, {written key: its new (value, expiry)})."""
+        pairs = [x for key in keys for x in current[key]]
+        try:
+            reply = yield Execute(coordinator, (
+                "EVAL", WRAPPER, len(keys), *keys, view.token, sha, source, "scratch",
+                len(keys), *pairs, *args))
+        except ResponseError as e:
+            if str(e).startswith("STALERING"):
+                raise _Stale from e
+            if str(e).startswith("NOSCRIPT"):
+                raise _NoScript from e
+            raise CommandError.from_redis(e) from e
+        if reply[0] == b"compile":
+            raise CommandError(f"ERR Error compiling script (new function): "
+                               f"{_text(reply[1])}")
+        written = reply[4:]
+        return reply, dict(zip(written, (tuple(x) for x in reply[2]), strict=True))
+
+    def in_transaction(self, view: View, coordinator: str, argv: Sequence[Any],
+                       current: dict[Any, tuple]) -> Steps:
+        """EVAL or EVALSHA ``argv`` inside MULTI, over the transaction's
+        current states (updated in place). -> its reply, or the
+        :class:`CommandError` EXEC answers in its place, and the keys it wrote."""
+        count = numkeys(argv)
+        keys, args = list(argv[3:3 + count]), list(argv[3 + count:])
+        if _text(argv[0]).lower() == "eval":
+            sha, source = sha1(argv[1]), argv[1]
+        else:
+            sha, source = _text(argv[1]).lower(), ""
+        after: dict[Any, tuple] = {}
+        try:
+            try:
+                reply, after = yield from self.scratch(view, coordinator, sha, source, keys,
+                                                       args, current)
+            except _NoScript:
+                source = yield from self.find(sha)
+                if source is None:
+                    raise CommandError(NOSCRIPT, "NOSCRIPT") from None
+                reply, after = yield from self.scratch(view, coordinator, sha, source, keys,
+                                                       args, current)
+            current.update(after)
+            return (yield from self._finish(view, sha, source, None, reply,
+                                            self.requests.config.write_quorum)), list(after)
+        except CommandError as e:
+            return e, list(after)
 
     def _once(self, view: View, sha: str, source: Any, keys: list[Any], args: list[Any],
               mode: str) -> Steps:

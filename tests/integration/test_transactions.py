@@ -139,6 +139,17 @@ def test_errors_and_edge_cases_match_redis(cluster, plain):
         ("BRPOPLPUSH", "e:l2", "e:l3", "0"), ("BLPOP", "e:c", "0"), ("ZADD", "e:z", "1", "m"),
         ("BZPOPMIN", "e:z", "0"), ("BZPOPMAX", "e:z", "0"), ("XADD", "e:s", "1-1", "f", "v"),
         ("XREAD", "BLOCK", "0", "STREAMS", "e:s", "0"), ("EXEC",), ("LRANGE", "e:l3", "0", "-1"),
+        # scripts inside MULTI, on one master and across masters
+        ("MULTI",), ("SET", "e:a", "5"),
+        ("EVAL", "redis.call('INCR', KEYS[1]) return {redis.call('GET', KEYS[1]), "
+                 "redis.call('LPOP', KEYS[2]), ARGV[1]}", "2", "e:a", "e:l3", "x"),
+        ("EVALSHA", "0" * 40, "0"), ("EVAL", "return redis.call('INCR', KEYS[1])", "1", "e:l3"),
+        ("EVAL", "return 1 +", "0"), ("EVAL", "return ARGV[1]", "0", "keyless"),
+        ("INCR", "e:a"), ("EXEC",),
+        ("MULTI",), ("SET", "{e}:a", "1"), ("EVAL", "return redis.call('INCR', KEYS[1])", "1",
+                                             "{e}:a"), ("GET", "{e}:a"), ("EXEC",),
+        ("MULTI",), ("EVAL", "return ARGV[1]", "0", "only"), ("EXEC",),
+        ("GET", "e:a"), ("LRANGE", "e:l3", "0", "-1"),
     ]
     try:
         mismatches = []
