@@ -187,6 +187,10 @@ class Requests:
         spec = self.checked(argv)
         if spec.kind is Kind.LOCAL:
             raise CommandError(f"ERR '{spec.name}' is answered by the front end, not the ring")
+        if spec.kind is Kind.SESSION:  # never on a pooled backend connection
+            raise CommandError(f"ERR {spec.name.upper()} needs a connection of its own "
+                               f"(transactions, blocking commands, pub/sub): send it to a "
+                               f"DTServer's RESP port")
         early = redis62.refused(spec, argv)
         if early is not None:
             return early

@@ -439,3 +439,18 @@ def test_publish_inside_multi_reaches_subscribers_after_the_writes(cluster):
     assert message["data"] == b"pub:result"
     assert client(cluster, 1).get(message["data"]) == b"42"
     sub.close()
+
+
+def test_commands_that_need_a_connection_are_refused_over_http(cluster):
+    """MULTI, SUBSCRIBE, PUBLISH... over HTTP would leave a pooled backend
+    connection in a transaction or in subscribed mode: refused, saying where
+    to send them, and the DTServer keeps answering."""
+    http = cluster.nodes[0].http
+    for argv in (["MULTI"], ["EXEC"], ["WATCH", "h:k"], ["SUBSCRIBE", "h:ch"],
+                 ["PUBLISH", "h:ch", "m"], ["PSUBSCRIBE", "*"]):
+        for _ in range(3):  # as often as the worker has pooled connections to reuse
+            reply = requests.get(f"{http}/command", timeout=10,
+                                 params=[("arg", a) for a in argv]).json()
+            assert "RESP port" in reply["error"], (argv, reply)
+    requests.get(f"{http}/set", params={"key": "h:k", "value": "v"}, timeout=10)
+    assert requests.get(f"{http}/get", params={"key": "h:k"}, timeout=10).json() == "v"
