@@ -328,6 +328,16 @@ def test_keys_are_utf8_the_same_way_in_query_strings_and_bodies(api):
     reply = client.post("/set", data=b"key=\xff&value=a",
                         content_type="application/x-www-form-urlencoded")
     assert reply.status_code == 400 and "UTF-8" in json.loads(reply.data)["error"]
+    multipart = ("--b\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\n{key}\r\n"
+                 "--b\r\nContent-Disposition: form-data; name=\"value\"\r\n\r\nspring\r\n"
+                 "--b--\r\n")
+    reply = client.post("/set", data=multipart.format(key="été").encode(),
+                        content_type="multipart/form-data; boundary=b")
+    assert reply.status_code == 200
+    assert json.loads(client.get("/get?key=%C3%A9t%C3%A9").data) == "spring"
+    reply = client.post("/set", data=multipart.format(key="\udcff").encode(
+        "utf-8", "surrogateescape"), content_type="multipart/form-data; boundary=b")
+    assert reply.status_code == 400 and "UTF-8" in json.loads(reply.data)["error"]
     held = {k for n in backends.servers for k in backends.direct(n).keys()}
     assert held == {"été".encode()}  # one key, nothing for the refused ones
 

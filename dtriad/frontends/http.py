@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from spyne import AnyDict, Application, Array, Integer, ServiceBase, Unicode, rpc
 from spyne.error import RequestTooLongError, ResourceNotFoundError
@@ -34,6 +34,8 @@ from spyne.model.fault import Fault
 from spyne.protocol.http import HttpRpc
 from spyne.protocol.json import JsonDocument
 from spyne.server.wsgi import WsgiApplication
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from dtriad.config import NodeSpec
 from dtriad.core.commands import METHODS, ApiMethod, Kind, Returns, lookup, method_names, text
@@ -326,6 +328,35 @@ def utf8_query(raw: bytes) -> str:
     return text
 
 
+def multipart_query(body: bytes, content_type: str) -> str:
+    """A multipart/form-data body's fields as a query string, under
+    :func:`utf8_query`'s rule (werkzeug would decode them itself, replacing
+    bytes that are not UTF-8)."""
+    _, options = parse_options_header(content_type)
+    boundary = options.get("boundary")
+    if not boundary:
+        raise ArgumentError("a multipart/form-data body needs a boundary")
+    decoder = MultipartDecoder(boundary.encode("latin-1"))
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    pairs: list[tuple[bytes, bytes]] = []
+    name, value = b"", bytearray()
+    try:
+        while True:
+            event = decoder.next_event()
+            if isinstance(event, NeedData | Epilogue):
+                break
+            if isinstance(event, Field | File):
+                name, value = event.name.encode("utf-8", "surrogateescape"), bytearray()
+            elif isinstance(event, Data):
+                value += event.data
+                if not event.more_data:
+                    pairs.append((name, bytes(value)))
+    except ValueError as e:
+        raise ArgumentError(f"the multipart/form-data body is malformed: {e}") from e
+    return utf8_query(urlencode(pairs).encode("ascii"))
+
+
 class WsgiFront:
     """What sits in front of spyne's WSGI application.
 
@@ -333,7 +364,7 @@ class WsgiFront:
       percent-encoded or raw (:func:`utf8_query`); other bytes are refused.
     * Bodies are bounded before they are read, form-encoded or multipart;
       other body types are refused (415).
-    * A form-encoded POST body is moved into the query string, so POST and GET
+    * A POST body (form-encoded or multipart) is moved into the query string, so POST and GET
       take exactly the same path (spyne turns every empty value of a POST into
       None, but keeps it as "" in a GET; ``value=`` is a valid empty value).
     * Each (small) reply is sent whole with a Content-Length, so keep-alive
@@ -377,12 +408,11 @@ class WsgiFront:
             if len(body) > self.max_body:
                 return self._error(start_response, ValueTooLargeError(
                     "request body", len(body), self.max_body))
-            if kind != self.FORM:  # multipart: spyne reads it, bounded like the rest
-                environ = {**environ, "CONTENT_LENGTH": str(len(body)),
-                           "wsgi.input": io.BytesIO(body)}
-        if post and kind == self.FORM:
+        if post and kind:
             try:
-                query = "&".join(p for p in (query, utf8_query(body)) if p)
+                fields = utf8_query(body) if kind == self.FORM else multipart_query(
+                    body, environ.get("CONTENT_TYPE", ""))
+                query = "&".join(p for p in (query, fields) if p)
             except ArgumentError as e:
                 return self._error(start_response, e)
             # Handed to spyne as the GET it is now: spyne rewrites a POST's
