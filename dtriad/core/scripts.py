@@ -696,6 +696,9 @@ local function watched_ok(at)
   end
   return true, at + 1 + 2 * w
 end
+-- Commands whose integer reply is the key's (or field's) new value, re-read
+-- as text when a Lua number cannot hold it.
+local COUNTERS = {INCR = true, INCRBY = true, DECR = true, DECRBY = true, HINCRBY = true}
 -- ARGV[at] = C, then C commands, each as its argument count and arguments.
 -- -> replies, the indexes of integer replies sent as text (see exact())
 local function run_all(at, db)
@@ -708,7 +711,8 @@ local function run_all(at, db)
     for j = 1, n do args[j] = ARGV[at + j] end
     at = at + n + 1
     local reply = call(args, db)
-    if type(reply) == 'number' and math.abs(reply) >= 9007199254740992 then
+    local counter = COUNTERS[string.upper(args[1])]
+    if counter and type(reply) == 'number' and math.abs(reply) >= 9007199254740992 then
       if string.upper(args[1]) == 'HINCRBY' then reply = redis.call('HGET', args[2], args[3])
       else reply = redis.call('GET', args[2]) end
       texts[#texts + 1] = i
@@ -842,6 +846,10 @@ return {'commit', out}
 # then M pairs (value or '', absolute expiry or 0). -> {version, applied}.
 TXN_APPLY = _PRELUDE + _TXN + """
 redis.call('SELECT', @META_DB@)
+if not redis.call('GET', '@FENCE_KEY@') then  -- restarted empty: its locks are gone too
+  return redis.error_reply("NOTADMITTED this backend lost its data; the transaction's " ..
+    'part here is in doubt')
+end
 local mine = {}
 for i, k in ipairs(KEYS) do mine[i] = redis.call('HGET', '@LOCKS_KEY@', k) == ARGV[1] end
 redis.call('SELECT', 0)
@@ -882,6 +890,15 @@ VERSIONS = _PRELUDE + """
 local out = {}
 for i, v in ipairs(versions(KEYS)) do out[i] = fmt(v) end
 return out
+"""
+
+# Forget a transaction's record if it is still pending (its owner released
+# its locks before the commit point). ARGV[1] = txid.
+TXN_DROP = """
+redis.call('SELECT', @META_DB@)
+local record = '@TXN_PREFIX@' .. ARGV[1]
+if redis.call('HGET', record, 'status') == 'pending' then redis.call('DEL', record) end
+return 1
 """
 
 # Every lock on this backend: {key1, owner1, ...}.
@@ -935,3 +952,4 @@ TXN_LOCKS = _fill(TXN_LOCKS)
 VERSIONS = _fill(VERSIONS)
 STATES = _fill(STATES)
 INSTALL_MANY = _fill(INSTALL_MANY)
+TXN_DROP = _fill(TXN_DROP)

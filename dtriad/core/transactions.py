@@ -46,6 +46,7 @@ from dtriad.core.commands import Kind, RedisCommand, keys_of
 from dtriad.core.scripts import (
     TXN_APPLY,
     TXN_COMMIT,
+    TXN_DROP,
     TXN_LOCK,
     TXN_LOCKS,
     TXN_ONE,
@@ -57,7 +58,9 @@ from dtriad.core.scripts import (
 )
 from dtriad.exceptions import (
     CommandError,
+    DtriadError,
     InDoubtError,
+    QuorumError,
     RingChangingError,
     UnavailableError,
     printable,
@@ -122,10 +125,11 @@ class Queued:
     argv: list            # as the client sent it (replies are encoded by it)
     run: list             # as the backends run it (absolute expiries, SORT_RO as SORT)
     keys: list
+    early: Any = None     # Redis 6.2's answer without a backend, or its error
 
     @property
     def local(self) -> bool:
-        return self.spec.name in _LOCAL
+        return self.spec.name in _LOCAL or self.early is not None
 
     @property
     def writes(self) -> bool:
@@ -172,7 +176,11 @@ class Transactions:
         if not local and not keys and spec.name not in _SCRIPTS:
             raise CommandError(f"ERR {spec.name.upper()} without a key inside MULTI is not "
                                f"served: send it outside the transaction")
-        return Queued(spec, list(argv), run, keys)
+        try:  # 7.0-only arguments, or a reply 6.2 gives without the key: at EXEC, in place
+            early = redis62.refused(spec, argv)
+        except CommandError as e:
+            early = e
+        return Queued(spec, list(argv), run, keys, early)
 
     # ------------------------------------------------------------ WATCH
     def versions(self, keys: Sequence[Any]) -> Steps:
@@ -198,10 +206,6 @@ class Transactions:
         """Run a transaction: a list with one reply (or :class:`CommandError`)
         per command, or None if a WATCHed key changed (nothing ran)."""
         level = level or self.requests.config.write_quorum
-        for item in queued:
-            early = redis62.refused(item.spec, item.argv)
-            if early is not None:
-                raise CommandError("ERR dtriad cannot run this command inside MULTI")
         data = [q for q in queued if not q.local]
         since, attempt = time.monotonic(), 0
         while True:
@@ -236,6 +240,9 @@ class Transactions:
             break
         out, replies = [], iter(values)
         for q in queued:
+            if q.early is not None:  # answered without a backend (redis62.refused)
+                out.append(q.early)
+                continue
             if q.local:  # PING, ECHO, UNWATCH (a no-op once EXEC runs, as in Redis)
                 out.append(b"OK" if q.spec.name == "unwatch" else
                            b"PONG" if q.spec.name == "ping" and len(q.argv) == 1 else q.argv[-1])
@@ -331,6 +338,8 @@ class Transactions:
         commands in one TXN_SCRATCH, each script in the scripts' wrapper."""
         keys = _unique(k for q in data for k in q.keys)
         if not keys:  # only scripts that touch no key: nothing to lock
+            if watched and (yield from self.versions(list(watched))) != watched:
+                raise Aborted
             replies = []
             for q in data:
                 try:
@@ -418,22 +427,23 @@ class Transactions:
         try:
             values, after = yield from compute(coordinator, states)
         except Exception:
-            yield from self._unlock(parts, locked, owner)
+            yield from self._unlock(parts, locked, owner, txid)
             raise
         try:
             decided = yield Execute(coordinator, (
                 "EVAL", TXN_COMMIT, 0, txid,
                 *(x for key, (value, at) in after.items() for x in (key, value, at))))
-        except (*DOWN_ERRORS, ResponseError) as e:
-            yield from self._unlock(parts, locked, owner)
-            raise InDoubtError(f"the transaction's coordinator "
-                               f"{view.names.get(coordinator, coordinator)} failed at its "
-                               f"commit point ({describe(e)}); if it committed, the first "
-                               f"DTServer to meet its locks after {STALE_LOCK_S:.0f} s "
-                               f"finishes it") from e
+        except ResponseError:  # the script did not run (BUSY, LOADING...): still pending
+            yield from self._unlock(parts, locked, owner, txid)
+            raise Retry from None
+        except DOWN_ERRORS:
+            # It may have committed: the locks stay until the decision is known
+            # (only TXN_APPLY, under them, can apply a committed record).
+            decided = yield from self._decision(view, coordinator, txid)
         if decided != b"commit":  # a resolver presumed us dead and aborted it
             yield from self._unlock(parts, locked, owner)
             raise Retry
+        replies = []  # every master's part first, then the copies
         for node in order:
             here = parts[node]
             changed = [k for k in here if k in after]
@@ -447,11 +457,44 @@ class Transactions:
                                    f"{view.names.get(node, node)} did not take its part "
                                    f"({describe(e)}); the first DTServer to meet its locks "
                                    f"after {STALE_LOCK_S:.0f} s applies it") from e
+            replies.append((node, changed, reply[0]))
+        missed: list[QuorumError] = []
+        for node, changed, version in replies:
             if changed:
-                yield from self._replicate(view, node, changed, reply[0], level)
+                try:
+                    yield from self._replicate(view, node, changed, version, level)
+                except QuorumError as e:
+                    missed.append(e)
+        if missed:  # in force on every master; some copies are repaired later
+            raise missed[0]
         return values
 
-    def _unlock(self, parts: dict[str, list[Any]], nodes: Sequence[str], owner: str) -> Steps:
+    def _decision(self, view: View, coordinator: str, txid: str) -> Steps:
+        """The commit's reply was lost: ask the coordinator (aborting the
+        transaction if it is still pending, so the answer is final). If it
+        does not answer within :data:`LOCK_WAIT_S`, the locks stay for the
+        resolvers and the client is told."""
+        since = time.monotonic()
+        while time.monotonic() - since < LOCK_WAIT_S:
+            try:
+                decision = yield Execute(coordinator, ("EVAL", TXN_RESOLVE, 0, txid))
+                return decision[0]
+            except (*DOWN_ERRORS, ResponseError):
+                yield Pause(0.1)
+        raise InDoubtError(f"the transaction's coordinator "
+                           f"{view.names.get(coordinator, coordinator)} did not answer at its "
+                           f"commit point; whichever way it decided, the first DTServer to "
+                           f"meet its locks after {STALE_LOCK_S:.0f} s finishes it")
+
+    def _unlock(self, parts: dict[str, list[Any]], nodes: Sequence[str], owner: str,
+                txid: str | None = None) -> Steps:
+        """Release the locks (before the commit point, or after an abort);
+        with ``txid``, also forget the pending record on the coordinator."""
+        if txid and nodes:
+            try:
+                yield Execute(nodes[0], ("EVAL", TXN_DROP, 0, txid))
+            except (*DOWN_ERRORS, ResponseError):
+                pass  # it expires within the hour
         for node in nodes:
             if parts[node]:
                 try:
@@ -485,7 +528,14 @@ class Transactions:
         if not keys:
             return
         txid, coordinator = owner.split()[:2]
-        decision = yield Execute(coordinator, ("EVAL", TXN_RESOLVE, 0, txid, *keys))
+        view = yield from self.requests.follower.follow()
+        if coordinator not in view.state.members():
+            # Its backend left the ring (failed for good): the record went
+            # with it, so the transaction is rolled back here (see
+            # docs/transactions.md, what is not covered).
+            decision = [b"abort"]
+        else:
+            decision = yield Execute(coordinator, ("EVAL", TXN_RESOLVE, 0, txid, *keys))
         if decision[0] != b"commit":
             yield Execute(node, ("EVAL", TXN_UNLOCK, len(keys), *keys, owner))
             return
@@ -505,7 +555,10 @@ class Transactions:
         owners = {_text(locks[i + 1]) for i in range(0, len(locks), 2)}
         stale = [o for o in owners if _age_s(o) > STALE_LOCK_S]
         for owner in stale:
-            yield from self.resolve(node, owner)
+            try:
+                yield from self.resolve(node, owner)
+            except (*DOWN_ERRORS, ResponseError, DtriadError):
+                continue  # its coordinator does not answer yet; the others go on
         return len(stale)
 
 
@@ -528,7 +581,10 @@ def scratch_states(keys: Sequence[Any], states: dict[Any, tuple]) -> list:
 def _exact(values: list, texts: Sequence[int]) -> list:
     """Replies with the integers a script sent as text (beyond 2^53) made integers."""
     for i in texts:
-        values[int(i) - 1] = int(values[int(i) - 1])
+        try:
+            values[int(i) - 1] = int(values[int(i) - 1])
+        except (TypeError, ValueError):
+            pass  # not a counter's text: the script's rounded number is all there is
     return values
 
 

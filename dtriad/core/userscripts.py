@@ -701,6 +701,8 @@ class UserScripts:
                                             self.requests.config.write_quorum)), list(after)
         except CommandError as e:
             return e, list(after)
+        except _Stale as e:  # the ring moved: the whole transaction runs again
+            raise Retry from e
 
     def _once(self, view: View, sha: str, source: Any, keys: list[Any], args: list[Any],
               mode: str) -> Steps:

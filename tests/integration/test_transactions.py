@@ -150,6 +150,9 @@ def test_errors_and_edge_cases_match_redis(cluster, plain):
                                              "{e}:a"), ("GET", "{e}:a"), ("EXEC",),
         ("MULTI",), ("EVAL", "return ARGV[1]", "0", "only"), ("EXEC",),
         ("GET", "e:a"), ("LRANGE", "e:l3", "0", "-1"),
+        ("WATCH", "e:wk"), ("SET", "e:wk", "1"), ("MULTI",), ("EVAL", "return 1", "0"),
+        ("EXEC",),  # a WATCHed key changed: nil, even for key-less scripts
+        ("MULTI",), ("SET", "e:bk", "x"), ("ZPOPMIN", "e:zz", "0"), ("EXEC",), ("GET", "e:bk"),
     ]
     try:
         mismatches = []
@@ -343,6 +346,33 @@ def test_a_transaction_whose_dtserver_dies_is_finished_or_rolled_back(cluster, d
     # a part applied on a master whose DTServer died before its backups took
     # it is a repair intent: the repair threads' sweep settles it (10 s)
     wait_until(lambda: check(cluster).clean, timeout=40, what="every copy equal")
+
+
+def test_a_commit_whose_reply_is_lost_is_still_applied_everywhere(cluster):
+    """The coordinator commits, but its reply never reaches the DTServer (a
+    stall past the backend timeout, a broken connection). The DTServer keeps
+    its locks, asks the coordinator for the decision, finds it committed and
+    applies every part: never some masters only."""
+    a, b = spread(cluster, "lost", 2)
+    r = client(cluster, 1)
+    r.mset({a: "old", b: "old"})
+    core = DTCore(cluster)
+    try:
+        txn = core.requests.transactions
+        steps = txn.execute([txn.queued(["SET", a, "new"]), txn.queued(["SET", b, "new"])], {})
+        run_until(steps, core.client, "TXN_COMMIT")  # the commit ran...
+        with pytest.raises(StopIteration) as done:  # ...and its reply is lost
+            error = redis.TimeoutError("Timeout reading from the coordinator")
+            effect = steps.throw(error)
+            while True:
+                reply = core.client.perform(effect) if not isinstance(effect, Pause) else None
+                effect = steps.send(reply)
+        assert done.value.value == [b"OK", b"OK"]
+    finally:
+        core.close()
+    assert r.mget([a, b]) == [b"new", b"new"]
+    assert not locks(cluster)
+    assert check(cluster).clean
 
 
 def resp_process(config, node: str) -> int:
