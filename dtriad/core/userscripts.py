@@ -96,6 +96,7 @@ from redis.exceptions import ResponseError
 
 from dtriad.backends.outcome import DOWN_ERRORS, Execute, Fanout, Pause, Steps, describe
 from dtriad.config import WriteQuorum
+from dtriad.core import steps
 from dtriad.core.commands import REDIS, REDIS62, Kind, RedisCommand
 from dtriad.core.scripts import _FENCE, _PRELUDE, META_DB, SCRATCH_DB, _fill
 from dtriad.core.transactions import Locked, Retry, is_locked, scratch_states
@@ -768,12 +769,14 @@ class UserScripts:
         for key in written:
             groups.setdefault(view.route(key), []).append(key)
         for route, keys in groups.items():
-            failures: dict[str, str] = {}
-            held = {master}
-            for node in route.direct[1:] + route.copy_to:
-                if node != master and (yield from requests._sync(keys, master, node,
-                                                                 view.token, failures)):
-                    held.add(node)
+            targets = [n for n in route.direct[1:] + route.copy_to if n != master]
+            try:  # two round trips for all the keys and copies (STATES, INSTALL_MANY)
+                missed = yield from steps.sync_keys(master, targets, keys, view.token)
+            except (*DOWN_ERRORS, ResponseError) as e:
+                missed = {t: describe(e) for t in targets}
+            failures = {view.names.get(n, n): f"missed the write and was not repaired yet: "
+                        f"{why}" for n, why in missed.items()}
+            held = {master, *(n for n in targets if n not in missed)}
             if any("STALERING" in why for why in failures.values()):
                 yield from requests._ring_moved(keys, master, None, level)
                 continue
