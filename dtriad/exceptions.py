@@ -66,6 +66,13 @@ class MediaTypeError(ArgumentError):
     http_status = 415
 
 
+class BodyTimeoutError(ArgumentError):
+    """A request body did not arrive in time (a slow or stalled client)."""
+
+    code = "TIMEOUT"
+    http_status = 408
+
+
 class UnknownMethodError(DtriadError):
     code = "UNKNOWN_METHOD"
     http_status = 404
@@ -213,6 +220,13 @@ class RingChangingError(BackendError):
     """The ring changed under a request more often than it could follow."""
 
     code = "TRYAGAIN"
+
+
+class PartialWriteError(BackendError):
+    """A command split by node (a very large MSET) wrote some nodes' keys and
+    then failed: the message says which."""
+
+    code = "PARTIAL"
 
 
 class InDoubtError(BackendError):

@@ -56,14 +56,22 @@ from dtriad.core.commands import (
 from dtriad.core.follower import RingFollower
 from dtriad.core.keyspace import Keyspace
 from dtriad.core.repair import Repairs
-from dtriad.core.scripts import READ_VERSIONED, WRITE_BACKUP, WRITE_MASTER, WRITE_MASTER_IF
+from dtriad.core.scripts import (
+    READ_VERSIONED,
+    UNPACK,
+    WRITE_BACKUP,
+    WRITE_MASTER,
+    WRITE_MASTER_IF,
+)
 from dtriad.core.spanning import Changed, Spanning, sort_patterns
 from dtriad.core.transactions import Locked, Transactions, is_locked
 from dtriad.core.userscripts import UserScripts
 from dtriad.exceptions import (
     ArgumentError,
     CommandError,
+    DtriadError,
     MasterMovedError,
+    PartialWriteError,
     QuorumError,
     RingChangingError,
     UnavailableError,
@@ -551,12 +559,31 @@ class Requests:
         return result
 
     def mset(self, keys: Sequence[Any], values: Sequence[Any], level: WriteQuorum) -> Steps:
-        """Each group of keys sharing copies is one replicated MSET."""
+        """All or nothing, as Redis's MSET: keys sharing copies are one
+        replicated MSET; keys on several masters run under the transaction
+        protocol (``docs/transactions.md``). An MSET too large for one
+        transaction (over ``UNPACK`` arguments) goes group by group, and if a
+        node fails midway the error says exactly which groups were written."""
         view = yield from self.follower.follow()
         groups: dict[Route, dict[Any, Any]] = {}
         for key, value in zip(keys, values, strict=True):
             groups.setdefault(view.route(key), {})[key] = value  # the last of a repeated key
-        for pairs in groups.values():
+        flat = [item for pair in zip(keys, values, strict=True) for item in pair]
+        if len(groups) > 1 and len(flat) < UNPACK:
+            return (yield from self.transactions.atomic(["MSET", *flat], level))
+        written: list[str] = []
+        for route, pairs in groups.items():
             flat = [item for pair in pairs.items() for item in pair]
-            yield from self.write(list(pairs), ("MSET", *flat), level)
+            try:
+                yield from self.write(list(pairs), ("MSET", *flat), level)
+            except DtriadError as e:
+                if not written:
+                    raise
+                node = view.names.get(route.direct[0], route.direct[0])
+                raise PartialWriteError(
+                    f"MSET wrote the keys mastered by {', '.join(written)} and then failed "
+                    f"on the keys mastered by {node} ({e.line}); the keys of the nodes after "
+                    f"it were not written (an MSET of over {UNPACK // 2} keys is split by "
+                    f"node)") from e
+            written.append(view.names.get(route.direct[0], route.direct[0]))
         return b"OK"

@@ -842,11 +842,13 @@ return {'commit', out}
 
 # Apply a committed transaction's part on one master and unlock its keys, if
 # the lock is still this transaction's (else it was applied already). KEYS =
-# the keys locked here (the M written first), ARGV[1] = owner, ARGV[2] = M,
-# then M pairs (value or '', absolute expiry or 0). -> {version, applied}.
+# the keys locked here (the M written first), ARGV[1] = owner, ARGV[2] = ring
+# token, ARGV[3] = M, then M pairs (value or '', absolute expiry or 0).
+# -> {version, applied}.
 TXN_APPLY = _PRELUDE + _TXN + """
 redis.call('SELECT', @META_DB@)
-if not redis.call('GET', '@FENCE_KEY@') then  -- restarted empty: its locks are gone too
+if not redis.call('GET', '@FENCE_KEY@') and tonumber(ARGV[2]) > 0 then
+  -- restarted empty: its locks are gone too
   return redis.error_reply("NOTADMITTED this backend lost its data; the transaction's " ..
     'part here is in doubt')
 end
@@ -854,9 +856,9 @@ local mine = {}
 for i, k in ipairs(KEYS) do mine[i] = redis.call('HGET', '@LOCKS_KEY@', k) == ARGV[1] end
 redis.call('SELECT', 0)
 local written = {}
-for i = 1, tonumber(ARGV[2]) do
+for i = 1, tonumber(ARGV[3]) do
   if mine[i] then
-    local v, at = ARGV[1 + 2 * i], tonumber(ARGV[2 + 2 * i])
+    local v, at = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
     if v == '' then redis.call('DEL', KEYS[i])
     elseif at > 0 then redis.call('RESTORE', KEYS[i], at, v, 'REPLACE', 'ABSTTL')
     else redis.call('RESTORE', KEYS[i], 0, v, 'REPLACE') end

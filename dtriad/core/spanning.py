@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from dtriad.backends.outcome import Steps
 from dtriad.config import WriteQuorum
 from dtriad.core.commands import RedisCommand
-from dtriad.core.scripts import SCRATCH, STATE
+from dtriad.core.scripts import SCRATCH, STATE, UNPACK
 from dtriad.exceptions import CommandError, RingChangingError, printable
 
 if TYPE_CHECKING:
@@ -251,6 +251,8 @@ class Spanning:
         return (yield from self._rename(spec, keys, argv, level, only_new=True))
 
     def _msetnx(self, spec, keys, argv, level) -> Steps:
+        if len(argv) < UNPACK:  # checked and written under the keys' locks: atomic
+            return (yield from self.requests.transactions.atomic(argv, level))
         for key in keys:
             if (yield from self._exists(key)):
                 return 0

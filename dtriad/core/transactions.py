@@ -182,6 +182,14 @@ class Transactions:
             early = e
         return Queued(spec, list(argv), run, keys, early)
 
+    def atomic(self, argv: Sequence[Any], level: WriteQuorum) -> Steps:
+        """One command whose keys have several masters (MSET, MSETNX), all
+        or nothing, as a transaction of one command. -> its reply."""
+        (reply,) = yield from self.execute([self.queued(argv)], {}, level)
+        if isinstance(reply, CommandError):
+            raise reply
+        return reply
+
     # ------------------------------------------------------------ WATCH
     def versions(self, keys: Sequence[Any]) -> Steps:
         """{key: version} of ``keys`` on their masters (WATCH)."""
@@ -450,7 +458,7 @@ class Transactions:
             try:
                 reply = yield Execute(node, (
                     "EVAL", TXN_APPLY, len(here), *changed,
-                    *(k for k in here if k not in after), owner, len(changed),
+                    *(k for k in here if k not in after), owner, view.token, len(changed),
                     *(x for k in changed for x in after[k])))
             except (*DOWN_ERRORS, ResponseError) as e:
                 raise InDoubtError(f"the transaction committed, but "
@@ -542,8 +550,8 @@ class Transactions:
         changed = [k for k, d in zip(keys, decision[1], strict=True) if int(d[0]) == 1]
         after = {k: d[1:] for k, d in zip(keys, decision[1], strict=True) if int(d[0]) == 1}
         reply = yield Execute(node, ("EVAL", TXN_APPLY, len(keys), *changed,
-                                     *(k for k in keys if k not in after), owner, len(changed),
-                                     *(x for k in changed for x in after[k])))
+                                     *(k for k in keys if k not in after), owner, view.token,
+                                     len(changed), *(x for k in changed for x in after[k])))
         if changed and int(reply[1]):
             view = yield from self.requests.follower.follow()
             yield from self._replicate(view, node, changed, reply[0], WriteQuorum.ONE)

@@ -484,3 +484,31 @@ def test_commands_that_need_a_connection_are_refused_over_http(cluster):
             assert "RESP port" in reply["error"], (argv, reply)
     requests.get(f"{http}/set", params={"key": "h:k", "value": "v"}, timeout=10)
     assert requests.get(f"{http}/get", params={"key": "h:k"}, timeout=10).json() == "v"
+
+
+def test_an_mset_across_masters_is_all_or_nothing(cluster):
+    """MSET (and MSETNX) with keys on several masters run under the
+    transaction protocol: a master that does not answer leaves none of the
+    keys written (Redis's MSET is atomic), where the keys of the other masters
+    used to be written first."""
+    from dtriad.ops import cluster as local
+
+    keys = spread(cluster, "ms", 6)
+    r = client(cluster)
+    assert r.mset({k: "before" for k in keys})
+    victim = next(n for n in cluster.nodes
+                  if n.redis in masters_of(cluster, keys[-1:]))
+    pid = local.Pids.load(cluster.directory).node(victim.name).redis
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(redis.ResponseError):
+            r.mset({k: "during" for k in keys})
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: not locks(cluster), timeout=20, what="no lock left")
+    assert r.mget(keys) == [b"before"] * len(keys)
+    assert r.msetnx({keys[0]: "x", f"{keys[-1]}:new": "x"}) is False  # keys[0] exists
+    assert r.exists(f"{keys[-1]}:new") == 0
+    assert r.msetnx({f"{k}:new": "y" for k in keys}) is True
+    assert r.mget([f"{k}:new" for k in keys]) == [b"y"] * len(keys)
+    wait_until(lambda: check(cluster).clean, timeout=30, what="every copy equal")
