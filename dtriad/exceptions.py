@@ -34,6 +34,14 @@ def printable(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
+def command_name(value: object) -> str:
+    """A command name for an error message: at most 128 characters, as Redis
+    shows it (a 1 MiB name must not come back whole, least of all before AUTH)."""
+    if type(value).__name__ == "TooLarge":  # skipped as it arrived (frontends/resp.py)
+        return f"<a name of {value.size} bytes>"  # type: ignore[attr-defined]
+    return printable(value)[:128]
+
+
 def error_line(code: str, message: str) -> str:
     """A RESP error line: Redis's own errors keep their words (they start with
     their code, ``WRONGTYPE Operation ...``); dtriad's get their code in front

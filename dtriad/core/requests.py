@@ -77,6 +77,7 @@ from dtriad.exceptions import (
     UnavailableError,
     UnknownMethodError,
     ValueTooLargeError,
+    command_name,
     printable,
 )
 from dtriad.placement.ringstate import Route, View
@@ -260,7 +261,7 @@ class Requests:
             raise CommandError("ERR empty command")
         spec = lookup(argv[0])
         if spec is None:
-            raise CommandError(f"ERR unknown or unsupported command '{printable(argv[0])}'")
+            raise CommandError(f"ERR unknown or unsupported command '{command_name(argv[0])}'")
         problem = arity_error(spec, len(argv))
         if problem:
             raise CommandError(problem)

@@ -35,7 +35,13 @@ from dtriad.core.commands import (
 )
 from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import arun
-from dtriad.exceptions import CommandError, DtriadError, ValueTooLargeError, printable
+from dtriad.exceptions import (
+    CommandError,
+    DtriadError,
+    ValueTooLargeError,
+    command_name,
+    printable,
+)
 from dtriad.frontends.blocking import Blocking
 from dtriad.frontends.pubsub import PubSub
 from dtriad.frontends.resp import (
@@ -235,7 +241,7 @@ class RespServer:
             return self.transactions.queue(session, spec, argv)
         if spec is None:
             self.core.record("resp", "unknown", "unknown", time.perf_counter() - started, "ERR")
-            return error(f"ERR unknown or unsupported command '{printable(argv[0])}'")
+            return error(f"ERR unknown or unsupported command '{command_name(argv[0])}'")
         if not session.authed and spec.name not in _BEFORE_AUTH:
             return error("NOAUTH Authentication required.")
         try:
