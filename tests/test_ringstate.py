@@ -14,11 +14,18 @@ from dtriad.core.follower import FILE_CHECK_S
 from dtriad.core.scripts import PUBLISH_META
 from dtriad.exceptions import ArgumentError
 from dtriad.frontends.http import make_wsgi_app
+from dtriad.placement.ringmac import signed_json
 from dtriad.placement.ringstate import Member, RingState, View, route_between
 
 from .conftest import FakeBackends, make_nodes
 
 SECRET = "s3cret"
+
+
+def signed(state: RingState) -> str:
+    """``state`` as the DTSentinel stores and pushes it: MACed under the secret."""
+    return signed_json(state, SECRET.encode())
+
 
 def call(core, method, **args):
     """One HTTP API method, by name, as the HTTP front end runs it."""
@@ -47,16 +54,16 @@ def test_pushes_need_the_secret_and_never_go_back(tmp_path):
     config, core, _ = build(tmp_path)
     client = Client(make_wsgi_app(core))
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
-    assert push(client, "wrong", four.to_json())[0] == 401
-    assert push(client, "", four.to_json())[0] == 401
+    assert push(client, "wrong", signed(four))[0] == 401
+    assert push(client, "", signed(four))[0] == 401
     assert core.reports.ring()["epoch"] == 0
-    assert push(client, SECRET, four.to_json()) == (200, {"epoch": 1, "token": 2})
+    assert push(client, SECRET, signed(four)) == (200, {"epoch": 1, "token": 2})
     assert core.reports.ring()["epoch"] == 1 and len(core.ring.nodes) == 4
     older = RingState(0, 2, 1, members(config, {"n1", "n2"}))
-    status, body = push(client, SECRET, older.to_json())
+    status, body = push(client, SECRET, signed(older))
     assert (status, body["code"]) == (409, "STALE")
     assert "never go back" in body["error"]
-    assert push(client, SECRET, four.to_json())[0] == 200  # the same one again is fine
+    assert push(client, SECRET, signed(four))[0] == 200  # the same one again is fine
     status, body = push(client, SECRET, '{"epoch": 9}')
     assert (status, body["code"]) == (400, "BADARG")
     status, body = push(client, SECRET, "not json")
@@ -71,7 +78,7 @@ def test_a_pushed_ring_reaches_every_worker_through_the_state_file(tmp_path):
                    state_file=tmp_path / "ring.json",  # a second worker process
                    clock=lambda: now[0])
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
-    core.install(SECRET, four.to_json())
+    core.install(SECRET, signed(four))
     assert other.reports.ring()["epoch"] == 0  # looked at the file moments ago
     now[0] += FILE_CHECK_S
     assert other.reports.ring()["epoch"] == 1
@@ -83,7 +90,7 @@ def test_a_write_by_an_old_ring_is_fenced_then_retried_by_the_new_one(tmp_path):
     config, core, backends = build()
     four = RingState(1, 2, 1, members(config, {"n1", "n2", "n3", "n4"}))
     for node in backends.servers:
-        backends.direct(node).eval(PUBLISH_META, 0, four.token, four.to_json())
+        backends.direct(node).eval(PUBLISH_META, 0, four.token, signed(four))
     assert core.view.token == 0
     key = next(k for k in (f"k{i}" for i in range(1000))
                if "127.0.0.1:30005" in config.ring().preference_list(k))
@@ -121,8 +128,8 @@ def test_during_a_migration_writes_reach_old_and_new_owners(redis_backends):
     pending = RingState(1, 2, 1, old, new, 2)
     direct = {a: redis.Redis.from_url(f"redis://:{PASSWORD}@{a}") for a in addresses}
     for r in direct.values():  # as the DTSentinel does: fenced and stored, then pushed
-        r.eval(PUBLISH_META, 0, pending.token, pending.to_json())
-    core.install(SECRET, pending.to_json())
+        r.eval(PUBLISH_META, 0, pending.token, signed(pending))
+    core.install(SECRET, signed(pending))
     view = View(pending)
     joining = addresses[4]
     keys = [k for k in (f"k{i}" for i in range(2000))
@@ -195,7 +202,7 @@ def test_a_write_fenced_before_the_ring_is_stored_backs_off_until_it_is(tmp_path
     def store_on_second_pause(n):
         if n == 2:
             for node in backends.servers:
-                backends.direct(node).eval(PUBLISH_META, 0, four.token, four.to_json())
+                backends.direct(node).eval(PUBLISH_META, 0, four.token, signed(four))
 
     reply, pauses = drive(core.requests.command(["SET", "k", "v"]), store_on_second_pause)
     assert reply == b"OK" and pauses == [0.01, 0.02]
@@ -235,7 +242,7 @@ def test_a_write_whose_backup_is_fenced_first_waits_for_the_ring():
             pauses.append(effect.seconds)
             if len(pauses) == 2:  # the DTSentinel stores the ring
                 for node in backends.servers:
-                    backends.direct(node).eval(PUBLISH_META, 0, same.token, same.to_json())
+                    backends.direct(node).eval(PUBLISH_META, 0, same.token, signed(same))
             continue
         try:
             reply = core.client.perform(effect)

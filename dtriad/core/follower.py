@@ -13,17 +13,23 @@ arrives, by one of three ways:
   poll once per ``poll_interval``, read the newest ring any backend holds
   (:func:`newest_ring`).
 
-See ``docs/membership.md`` for why a DTServer that missed a push can never
-write by an old ring (the fence), only be told to fetch the new one.
+Whichever way it comes, a ring is adopted only if its MAC verifies under the
+cluster secret (:class:`RingCheck`); any other is rejected with a logged
+reason and changes nothing. See ``docs/membership.md`` for why a DTServer
+that missed a push can never write by an old ring (the fence), only be told
+to fetch the new one, and for the MAC ("Authenticated rings").
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 from dtriad import logs
 from dtriad.backends.outcome import Fanout, Steps, Suspects, describe
@@ -31,29 +37,117 @@ from dtriad.config import ClusterConfig
 from dtriad.core.commands import METHODS
 from dtriad.core.scripts import READ_META
 from dtriad.exceptions import ArgumentError, StaleRingError
+from dtriad.placement.ringmac import Unsigned, ring_key, signed_json, verify_json
 from dtriad.placement.ringstate import RingState, View
 
 FILE_CHECK_S = 0.002  # how often a worker looks for a ring saved by another
+log = logging.getLogger("dtriad.ring")
 
 
-def newest_ring(nodes: Sequence[str]) -> Steps:
-    """``(state, down)``: the newest ring state the backends hold (one
-    parallel round; None if none holds one), and which backends did not
-    answer, with why. A malformed stored state is skipped."""
-    newest, down = None, {}
+class RejectedRing(ArgumentError):
+    """A ring state that may not be adopted, with why. ``legacy``: the state
+    it holds if it is merely unsigned and names only cluster-file nodes (what
+    a DTSentinel may take over in an upgrade: ``docs/membership.md``)."""
+
+    def __init__(self, message: str, legacy: RingState | None = None):
+        super().__init__(message)
+        self.legacy = legacy
+
+
+class RingCheck:
+    """Which ring states may be adopted: with a cluster secret, only one whose
+    MAC verifies; without one (nothing can be verified), only one naming no
+    node but the cluster file's, at the file's addresses, so no credential
+    goes where a ring alone says. A rejected state is logged once (per
+    distinct text), with why."""
+
+    MEMORY = 1024  # distinct rejected texts remembered, not to log one twice
+
+    def __init__(self, config: ClusterConfig):
+        self.config = config
+        self._logged: set[bytes] = set()
+
+    def parse(self, text: str | bytes, where: str) -> RingState:
+        """The state ``text`` holds, if it may be adopted; else
+        :class:`RejectedRing` (logged) with why."""
+        try:
+            state = verify_json(text, ring_key(self.config.secret))
+        except Unsigned as e:
+            strangers = self.strangers(e.state)
+            if self.config.secret is None and not strangers:
+                return e.state
+            why = (f"it names {', '.join(strangers)}, not nodes of the cluster file"
+                   if strangers else "it carries no MAC (stored before rings were signed?)")
+            if self.config.secret is None:
+                why += "; with no cluster secret, no other ring is adopted"
+            error = RejectedRing(f"unverified ring state of epoch {e.state.epoch} (token "
+                                 f"{e.state.token}): {why}", None if strangers else e.state)
+            self._log(text, where, error)
+            raise error from None
+        except ArgumentError as e:
+            self._log(text, where, e)
+            raise RejectedRing(e.message) from e
+        return state
+
+    def strangers(self, state: RingState) -> list[str]:
+        """Members that are not a cluster-file node at the file's addresses."""
+        known = {(n.name, n.redis, n.http) for n in self.config.nodes}
+        return [f"{m.name!r} at {m.redis!r}, {m.http!r}" for m in state.members().values()
+                if (m.name, m.redis, m.http) not in known]
+
+    def sign(self, state: RingState) -> str:
+        return signed_json(state, ring_key(self.config.secret))
+
+    def _log(self, text: str | bytes, where: str, error: ArgumentError) -> None:
+        digest = hashlib.sha256(text.encode() if isinstance(text, str) else text).digest()
+        if digest in self._logged:
+            return
+        if len(self._logged) >= self.MEMORY:
+            self._logged.clear()
+        self._logged.add(digest)
+        log.warning("rejected the ring state %s: %s; it changes nothing", where, error)
+
+
+class Stored(NamedTuple):
+    """What the backends hold (:func:`read_rings`)."""
+
+    state: RingState | None  # the newest that may be adopted
+    down: dict[str, str]  # backends that did not answer, with why
+    rejected: dict[str, str]  # backends holding a state that may not be, with why
+    legacy: RingState | None  # the newest unsigned one naming only cluster-file nodes
+    fence: int  # the highest fence any backend answered with
+
+
+def newest_ring(nodes: Sequence[str], check: RingCheck) -> Steps:
+    """``(state, down)``: the newest ring state the backends hold that
+    ``check`` lets be adopted (None if none), and which backends did not
+    answer, with why."""
+    stored = yield from read_rings(nodes, check)
+    return stored.state, stored.down
+
+
+def read_rings(nodes: Sequence[str], check: RingCheck) -> Steps:
+    """What the backends hold (one parallel round), as :class:`Stored`."""
+    newest, legacy, down, rejected, fence = None, None, {}, {}, 0
     for outcome in (yield Fanout(tuple(nodes), ("EVAL", READ_META, 0))):
         if not outcome.ok:
             down[outcome.node] = describe(outcome.error)
             continue
-        if not outcome.value or not outcome.value[1]:
+        if not outcome.value:
+            continue
+        fence = max(fence, int(outcome.value[0] or 0))
+        if not outcome.value[1]:
             continue
         try:
-            state = RingState.from_json(outcome.value[1])
-        except ArgumentError:
+            state = check.parse(outcome.value[1], f"stored on {outcome.node}")
+        except RejectedRing as e:
+            rejected[outcome.node] = e.message
+            if e.legacy is not None and (legacy is None or e.legacy.token > legacy.token):
+                legacy = e.legacy
             continue
         if newest is None or state.token > newest.token:
             newest = state
-    return newest, down
+    return Stored(newest, down, rejected, legacy, fence)
 
 
 class RingFollower:
@@ -72,6 +166,7 @@ class RingFollower:
         self.config = config
         self.suspects = suspects
         self._pools = pools
+        self.check = RingCheck(config)
         self.state_file = Path(state_file) if state_file else None
         self.poll_interval = poll_interval
         self._clock = clock
@@ -108,7 +203,8 @@ class RingFollower:
         self._file_signature = signature
         if signature is not None:
             try:
-                self.adopt(RingState.from_json(self.state_file.read_bytes()), progress=True)
+                self.adopt(self.check.parse(self.state_file.read_bytes(),
+                                            f"in {self.state_file}"), progress=True)
             except (OSError, ArgumentError):
                 self._file_signature = None  # half-written by another worker
 
@@ -117,7 +213,7 @@ class RingFollower:
         poll); True if it replaced the ring in force."""
         nodes = list(self.view.state.members()) + [
             n.redis for n in self.config.nodes if n.redis not in self.view.names]
-        newest, _ = yield from newest_ring(nodes)
+        newest, _ = yield from newest_ring(nodes, self.check)
         if newest is not None and self.adopt(newest):
             self._save(newest)
             return True
@@ -144,10 +240,11 @@ class RingFollower:
             return True
 
     def install(self, state_json: str | None) -> Steps:
-        """A ring pushed by the DTSentinel (already authenticated): never older than ours."""
+        """A ring pushed by the DTSentinel (the request carried the secret; the
+        ring must verify too): never older than ours."""
         if not state_json:
             raise ArgumentError(f"missing argument 'state'; usage: {METHODS['ringUpdate'].usage}")
-        state = RingState.from_json(state_json)
+        state = self.check.parse(state_json, "pushed (ringUpdate)")
         current = (yield from self.follow()).token
         if state.token < current:
             raise StaleRingError(state.token, current)
@@ -159,5 +256,5 @@ class RingFollower:
         if self.state_file is None:
             return
         tmp = self.state_file.with_name(f"{self.state_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(state.to_json())
+        tmp.write_text(self.check.sign(state))
         os.replace(tmp, self.state_file)

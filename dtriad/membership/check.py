@@ -22,7 +22,7 @@ from redis.exceptions import ResponseError
 from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import DOWN_ERRORS, describe
 from dtriad.config import ClusterConfig, NodeSpec
-from dtriad.core.follower import newest_ring
+from dtriad.core.follower import RingCheck, read_rings
 from dtriad.core.scripts import DIGEST, DROP
 from dtriad.core.steps import run, sync_key
 from dtriad.exceptions import printable
@@ -125,9 +125,18 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
            ring_of: Callable[[NodeSpec], dict], progress: Progress) -> Report:
     report = Report()
     catalog = [n.redis for n in config.nodes]
-    state, down = run(newest_ring(catalog), client)
+    # Only a ring that verifies: its members get the backend password (scans),
+    # so a forged one must name no address this contacts.
+    stored = run(read_rings(catalog, RingCheck(config)), client)
+    state, down = stored.state, stored.down
+    config_names = {n.redis: n.name for n in config.nodes}
+    for node, why in sorted(stored.rejected.items()):
+        report.problems.append(f"{config_names.get(node, node)} holds a ring that is not "
+                               f"adopted: {why}")
     if state is None:
-        report.problems.append("no backend holds a ring; is the DTSentinel running?")
+        report.problems.append("no backend holds a ring that verifies; is the DTSentinel "
+                               "running?" if stored.rejected else
+                               "no backend holds a ring; is the DTSentinel running?")
         return report
     report.state = state
     names = {n.redis: n.name for n in config.nodes} | {

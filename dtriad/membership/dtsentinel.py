@@ -48,7 +48,7 @@ from dtriad import logs
 from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import DOWN_ERRORS, describe, run_id_of
 from dtriad.config import ClusterConfig, parse_address
-from dtriad.core.follower import newest_ring
+from dtriad.core.follower import RingCheck, read_rings
 from dtriad.core.scripts import READ_META, VERSION_DB
 from dtriad.core.steps import run
 from dtriad.membership.executor import Executor, Interrupted, Rate, push
@@ -85,6 +85,7 @@ class Step(enum.Enum):
     CLEANUP_FAILED = "cleanup failed"
     COMMITTED = "committed"
     ANNOUNCE_FAILED = "announce failed"
+    UNVERIFIED = "no ring it can verify or build"
 
     @property
     def waits(self) -> bool:
@@ -94,7 +95,7 @@ class Step(enum.Enum):
 
 
 _WAITS = {Step.IDLE, Step.NO_SENTINEL, Step.NO_LIVE_NODE, Step.COPY_FAILED, Step.CLEANUP_FAILED,
-          Step.ANNOUNCE_FAILED, Step.STANDBY, Step.WAITING}
+          Step.ANNOUNCE_FAILED, Step.STANDBY, Step.WAITING, Step.UNVERIFIED}
 
 
 class Unfenced(Exception):
@@ -215,6 +216,8 @@ class DTSentinel:
         self.cluster_file = Path(cluster_file)
         self.state_path = Path(state_path)
         self.config = ClusterConfig.load(self.cluster_file)
+        self.check = RingCheck(self.config)  # which stored rings it may adopt
+        self._unverified: str | None = None  # why it last would not bootstrap, as logged
         self.sentinels = sentinels if sentinels is not None else SentinelView(
             list(self.config.sentinels), self.config.password)
         auth = {"password": self.config.password, "username": self.config.username}
@@ -243,20 +246,40 @@ class DTSentinel:
         log.info("DTSentinel %s started", self.lease.holder)
 
     def _bootstrap(self) -> Step:
-        """The first step as leader without a state file: take the ring the
-        backends hold, or, if none holds one, publish the cluster file's."""
-        newest, _ = run(newest_ring(list(self._catalog())), self.client)
+        """The first step as leader without a state file: take the newest
+        ring the backends hold that verifies (else, in an upgrade, an unsigned
+        one naming only the cluster file's nodes), or, if none holds a ring
+        and none is fenced above it, publish the cluster file's. Otherwise
+        wait: never bootstrap below the fences (docs/membership.md)."""
+        stored = run(read_rings(list(self._catalog()), self.check), self.client)
+        newest = stored.state
+        if newest is None and stored.legacy is not None:
+            newest = stored.legacy
+            log.warning("taking over an unsigned ring (epoch %d), stored before rings were "
+                        "signed: it names only the cluster file's nodes; it is signed when "
+                        "announced", newest.epoch)
         if newest is not None:
             self.progress = Progress(newest)
             self._take_over(newest)
             log.info("took over the cluster's ring at epoch %d", newest.epoch)
             return Step.TOOK_OVER
         initial = RingState.initial(self.config)
+        if stored.rejected or stored.fence > initial.token:
+            why = (f"fenced at token {stored.fence}, above the cluster file's ring (token "
+                   f"{initial.token}), and no ring it can verify is stored"
+                   if not stored.rejected else
+                   "they hold only rings it cannot verify: " + "; ".join(
+                       f"{node}: {reason}" for node, reason in sorted(stored.rejected.items())))
+            if why != self._unverified:
+                self._unverified = why
+                log.error("not bootstrapping from the cluster file: %s. Waiting for a ring "
+                          "that verifies (run the DTSentinel that has its state file)", why)
+            return Step.UNVERIFIED
         nodes = tuple(Member.of(n, (self._probe(n.redis) or (None, False))[0])
                       for n in self.config.nodes)
         self.progress = Progress(RingState(initial.epoch, initial.replicas, initial.vnodes,
                                            nodes))
-        self.executor.publish(self._catalog(), self.progress.ring)
+        self.executor.publish(self._catalog(), self.progress.ring, self.config.secret)
         self._save()
         log.info("bootstrapped ring epoch %d with %d nodes", self.progress.ring.epoch,
                  len(self.progress.ring.nodes))
@@ -282,7 +305,7 @@ class DTSentinel:
 
     # ------------------------------------------------------------- the world
     def _catalog(self) -> dict[str, Member]:
-        self.config = ClusterConfig.load(self.cluster_file)
+        self.config = self.check.config = ClusterConfig.load(self.cluster_file)
         return {n.redis: Member.of(n) for n in self.config.nodes}
 
     def live(self) -> dict[str, Member] | None:
@@ -459,10 +482,16 @@ class DTSentinel:
 
     def _behind(self) -> bool:
         """If the backends hold a newer ring than ours (another DTSentinel acted,
-        or our state file is old), adopt it instead of acting on our own."""
-        newest, _ = run(newest_ring(list(self._catalog())), self.client)
+        or our state file is old), adopt it instead of acting on our own. Only
+        a ring that verifies counts; an unsigned one naming only the cluster
+        file's nodes counts too while no backend holds one that verifies (an
+        upgrade: it is signed when announced)."""
+        stored = run(read_rings(list(self._catalog()), self.check), self.client)
+        newest = stored.state
         p = self.progress
         self._stored_token = newest.token if newest is not None else None
+        if newest is None and stored.legacy is not None:
+            newest = stored.legacy
         if newest is None or newest.token <= p.ring.token:
             return False
         log.warning("the cluster's ring (token %d) is newer than this DTSentinel's (token %d): "
@@ -574,7 +603,7 @@ class DTSentinel:
         if blocking:
             raise Unfenced(f"epoch token {state.token} not published: could not fence " +
                            ", ".join(f"{n} ({why})" for n, why in sorted(blocking.items())))
-        self.executor.publish(reachable, state)
+        self.executor.publish(reachable, state, self.config.secret)
         unconfirmed = push(catalog.values(), self.config.secret or "", state, self.push_timeout)
         for name, why in unconfirmed.items():
             log.warning("DTServer %s did not confirm epoch token %d: %s", name, state.token,

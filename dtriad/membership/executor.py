@@ -27,6 +27,7 @@ from dtriad.core.scripts import FENCE_ONLY, PUBLISH_META, SCAN_ARCS, VERSION_DB,
 from dtriad.core.steps import run, sync_key
 from dtriad.placement.planner import Cleanup, Transfer
 from dtriad.placement.ring import Ring
+from dtriad.placement.ringmac import ring_key, signed_json
 from dtriad.placement.ringstate import Member, RingState
 
 OnCopied = Callable[[int], None]  # told how many keys a batch copied
@@ -188,13 +189,15 @@ class Executor:
                 failed[outcome.node] = describe(outcome.error)
         return failed
 
-    def publish(self, nodes: Iterable[str], state: RingState) -> dict[str, str]:
-        """Store the ring and its fence token in every reachable backend.
+    def publish(self, nodes: Iterable[str], state: RingState,
+                secret: str | None = None) -> dict[str, str]:
+        """Store the ring, MACed under the cluster ``secret`` (if it has one),
+        and its fence token in every reachable backend.
 
         Returns the nodes that could not be reached, with the reason.
         """
         failed = {}
-        text = state.to_json()
+        text = signed_json(state, ring_key(secret))
         for outcome in self.client.fanout(list(nodes), "EVAL", PUBLISH_META, 0, state.token,
                                           text, self.holder):
             if not outcome.ok:
@@ -204,9 +207,10 @@ class Executor:
 
 def push(members: Iterable[Member], secret: str, state: RingState,
          timeout: float = 3.0) -> dict[str, str]:
-    """Push ``state`` to every DTServer at once; -> the ones that did not confirm."""
+    """Push ``state``, MACed under ``secret``, to every DTServer at once;
+    -> the ones that did not confirm."""
     members = list(members)
-    body = {"secret": secret, "state": state.to_json()}
+    body = {"secret": secret, "state": signed_json(state, ring_key(secret))}
 
     def one(member: Member) -> str | None:
         try:

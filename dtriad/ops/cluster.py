@@ -27,7 +27,7 @@ from redis.retry import Retry
 from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import DOWN_ERRORS, run_id_of
 from dtriad.config import DEFAULT_MAX_VALUE_BYTES, ClusterConfig, NodeSpec, parse_address
-from dtriad.core.follower import newest_ring
+from dtriad.core.follower import RingCheck, newest_ring
 from dtriad.core.steps import run
 from dtriad.exceptions import ConfigurationError
 from dtriad.membership.registration import register, unregister
@@ -64,6 +64,7 @@ class UpOptions:
     lost_after_ms: int = 10_000
     log_format: str = "text"
     metrics: bool = True
+    http_auth: str = "none"  # "token": the HTTP data methods need the data_token
 
     def __post_init__(self):
         if self.dtsentinels < 1:
@@ -246,6 +247,8 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                password=secrets.token_urlsafe(24),
                                secret=secrets.token_urlsafe(24),
                                viewer_token=secrets.token_urlsafe(24),
+                               data_token=secrets.token_urlsafe(24),
+                               http_auth=options.http_auth,
                                write_quorum=options.write_quorum,
                                read_quorum=options.read_quorum,
                                backend_timeout=options.backend_timeout,
@@ -291,7 +294,8 @@ def admitted(config: ClusterConfig, pids: Pids | None = None) -> bool:
     them again.)"""
     client = DTClient(password=config.password, username=config.username, timeout=2.0)
     try:
-        state, _ = run(newest_ring([n.redis for n in config.nodes]), client)
+        state, _ = run(newest_ring([n.redis for n in config.nodes], RingCheck(config)),
+                       client)
         if state is None or state.pending is not None:
             return False
         for member in state.nodes:

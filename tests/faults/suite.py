@@ -55,7 +55,7 @@ from redis.retry import Retry
 
 from dtriad.backends.client import DTClient
 from dtriad.config import ClusterConfig, parse_address
-from dtriad.core.follower import newest_ring
+from dtriad.core.follower import RingCheck, newest_ring
 from dtriad.core.steps import run as run_steps
 from dtriad.membership.check import check
 from dtriad.ops import cluster as local
@@ -340,7 +340,8 @@ def verify(config: ClusterConfig, history: History, faults: Counter) -> Summary:
     client = DTClient(password=config.password, username=config.username, timeout=5.0)
     lost = duplicated = unknown = 0
     try:
-        state, _ = run_steps(newest_ring([n.redis for n in config.nodes]), client)
+        state, _ = run_steps(newest_ring([n.redis for n in config.nodes], RingCheck(config)),
+                             client)
         ring = state.ring()
         keys = (set(history.acked_incr) | set(history.ambiguous_incr)
                 | set(history.acked_tokens) | set(history.ambiguous_tokens)

@@ -185,12 +185,12 @@ def populate(config: ClusterConfig, count: int, prefix: str = "p") -> dict[str, 
 
 def report_ring(config: ClusterConfig):
     from dtriad.backends.client import DTClient
-    from dtriad.core.follower import newest_ring
+    from dtriad.core.follower import RingCheck, newest_ring
     from dtriad.core.steps import run
 
     client = DTClient(password=config.password)
     try:
-        state, _ = run(newest_ring([n.redis for n in config.nodes]), client)
+        state, _ = run(newest_ring([n.redis for n in config.nodes], RingCheck(config)), client)
     finally:
         client.close()
     return state.ring()

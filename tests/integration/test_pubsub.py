@@ -414,12 +414,12 @@ def test_messages_keep_arriving_after_a_backend_dies(tmp_path):
 
 def _members(config) -> list:
     from dtriad.backends.client import DTClient
-    from dtriad.core.follower import newest_ring
+    from dtriad.core.follower import RingCheck, newest_ring
     from dtriad.core.steps import run
 
     c = DTClient(password=config.password)
     try:
-        state, _ = run(newest_ring([n.redis for n in config.nodes]), c)
+        state, _ = run(newest_ring([n.redis for n in config.nodes], RingCheck(config)), c)
     finally:
         c.close()
     return [] if state is None or state.pending else list(state.nodes)
