@@ -55,7 +55,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
     return status, keep
 
 
-async def _worker(host, port, paths, stop_at, budget, result):
+async def _worker(host, port, paths, stop_at, budget, result, extra=b""):
     reader = writer = None
     i = 0
     while time.perf_counter() < stop_at and budget[0] > 0:
@@ -66,7 +66,7 @@ async def _worker(host, port, paths, stop_at, budget, result):
         try:
             if writer is None:
                 reader, writer = await asyncio.open_connection(host, port)
-            writer.write(b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host.encode()))
+            writer.write(b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (path, host.encode(), extra))
             status, keep = await _read_response(reader)
         except (OSError, asyncio.IncompleteReadError):
             result.errors += 1
@@ -85,14 +85,14 @@ async def _worker(host, port, paths, stop_at, budget, result):
         writer.close()
 
 
-async def _run(url, paths, concurrency, duration, requests):
+async def _run(url, paths, concurrency, duration, requests, extra=b""):
     parts = urlsplit(url)
     result = Result()
     budget = [requests]
     start = time.perf_counter()
     stop_at = start + duration
     tasks = [asyncio.ensure_future(_worker(parts.hostname, parts.port, paths, stop_at, budget,
-                                           result)) for _ in range(concurrency)]
+                                           result, extra)) for _ in range(concurrency)]
     # Requests still in flight at the deadline (a SYN retried after a full
     # backlog can take seconds) are cancelled, not waited for.
     _, pending = await asyncio.wait(tasks, timeout=duration + 0.05)
@@ -104,10 +104,12 @@ async def _run(url, paths, concurrency, duration, requests):
 
 
 def run(url: str, paths: list[str], concurrency: int = 8, duration: float = 3.0,
-        requests: int = 10**9) -> Result:
-    """Load ``url`` with GET ``paths`` (cycled). Blocking."""
+        requests: int = 10**9, token: str | None = None) -> Result:
+    """Load ``url`` with GET ``paths`` (cycled), with ``token`` as a Bearer
+    token if given (a cluster with http_auth = "token"). Blocking."""
     encoded = [p.encode() for p in paths]
-    return asyncio.run(_run(url, encoded, concurrency, duration, requests))
+    extra = b"Authorization: Bearer %s\r\n" % token.encode() if token else b""
+    return asyncio.run(_run(url, encoded, concurrency, duration, requests, extra))
 
 
 async def _redis_run(address, password, op, keys, value, concurrency, duration):
@@ -142,8 +144,9 @@ async def _redis_run(address, password, op, keys, value, concurrency, duration):
 def main(argv=None):
     """``python loadgen.py TARGET OP`` prints one JSON line of results.
 
-    TARGET is an HTTP base URL (``http://127.0.0.1:5000``) or ``redis://host:port``
-    (redis-py asyncio, for the direct-Redis baseline).
+    TARGET is an HTTP base URL (``http://127.0.0.1:5000``; ``$DTRIAD_DATA_TOKEN``
+    is sent as a Bearer token if set) or ``redis://host:port`` (redis-py
+    asyncio, for the direct-Redis baseline).
     """
     import argparse
     import json
@@ -167,7 +170,8 @@ def main(argv=None):
             paths = [f"/get?key=key:{i}" for i in range(args.keys)]
         else:
             paths = [f"/set?key=key:{i}&value={value}" for i in range(args.keys)]
-        result = run(args.target, paths, args.concurrency, args.duration)
+        result = run(args.target, paths, args.concurrency, args.duration,
+                     token=os.environ.get("DTRIAD_DATA_TOKEN"))
     print(json.dumps({"requests": len(result.latencies), "errors": result.errors,
                       "throughput": round(result.throughput, 1),
                       "p50_ms": round(result.percentile(50) * 1e3, 4),

@@ -47,6 +47,7 @@ READ_QUORUMS = tuple(level.value for level in ReadQuorum)    # ("one", "quorum")
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 SERVERS = ("granian", "wsgiref")
 LOG_FORMATS = ("text", "json")
+HTTP_AUTHS = ("none", "token")  # "token": the HTTP data methods need data_token
 DEFAULT_DATA_DIR = "/var/lib/dtriad"
 # Runtime keys older versions wrote into cluster.json; now in DIR/pids.json.
 LEGACY_CLUSTER_KEYS = ("sentinel_pids", "dtsentinel_pid", "dtsentinel_pids")
@@ -85,6 +86,15 @@ def required_copies(total: int, level: str) -> int:
 def admin_headers(secret: str | None) -> dict[str, str]:
     """The header a DTServer's admin methods need: the cluster secret as a Bearer token."""
     return {"Authorization": f"Bearer {secret}"} if secret else {}
+
+
+def _token(name: str, value) -> None:
+    """A credential sent as a Bearer token: printable ASCII, no spaces, 16+ characters."""
+    if value is not None and (not isinstance(value, str) or len(value) < 16
+                              or not re.fullmatch(r"[!-~]+", value)):
+        raise ConfigurationError(
+            f"{name} must be a string of at least 16 printable ASCII characters without "
+            f"spaces (try: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
 
 
 # ------------------------------------------------------------------ checks
@@ -287,6 +297,12 @@ class ClusterConfig:
     viewer_token: str | None = None
     metrics: bool = True
     log_format: str = "text"
+    # The HTTP API: "token" makes every data method need 'Authorization: Bearer
+    # <data_token>' (the secret also opens them); how long a request body may
+    # take to arrive (plus a second per MiB declared) before a 408.
+    http_auth: str = "none"
+    data_token: str | None = None
+    body_timeout_s: float = 2.0
     # The RESP port's limits (Redis's are the model): one request's arguments in
     # all (client-query-buffer-limit), clients at once (maxclients), and how long
     # a connection may stay open without AUTH.
@@ -395,6 +411,16 @@ class ClusterConfig:
         if self.server not in SERVERS:
             raise ConfigurationError(
                 f"server must be one of {', '.join(SERVERS)}, got {self.server!r}")
+        if self.http_auth not in HTTP_AUTHS:
+            raise ConfigurationError(f"http_auth must be one of {', '.join(HTTP_AUTHS)}, "
+                                     f"got {self.http_auth!r}")
+        _token("data_token", self.data_token)
+        if self.http_auth == "token" and self.data_token is None:
+            raise ConfigurationError(
+                "http_auth = \"token\" needs a data_token (the Bearer token of the HTTP "
+                "data methods; try: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(24))')")
+        _positive_number("body_timeout_s", self.body_timeout_s, " seconds")
 
     @property
     def directory(self) -> Path | None:
@@ -417,6 +443,11 @@ class ClusterConfig:
     def admin_headers(self) -> dict[str, str]:
         """What an HTTP call to a DTServer's admin methods must carry."""
         return admin_headers(self.secret)
+
+    def data_headers(self) -> dict[str, str]:
+        """What an HTTP call to a DTServer's data methods carries: the data_token,
+        if the file has one (needed when ``http_auth`` is "token")."""
+        return admin_headers(self.data_token)
 
     def required_copies(self, total: int, level: str | None = None) -> int:
         """Acknowledgements a write needs out of ``total`` copies."""
@@ -465,7 +496,10 @@ class ClusterConfig:
             "viewer_token": self.viewer_token, "metrics": self.metrics,
             "log_format": self.log_format, "max_request_bytes": self.max_request_bytes,
             "maxclients": self.maxclients, "auth_timeout_s": self.auth_timeout_s,
+            "http_auth": self.http_auth, "body_timeout_s": self.body_timeout_s,
         }
+        if self.data_token is not None:
+            out["data_token"] = self.data_token
         if self.migration_max_keys_per_s is not None:
             out["migration_max_keys_per_s"] = self.migration_max_keys_per_s
         if self.host is not None:

@@ -81,4 +81,5 @@ def setup(component: str, node: str | None = None, fmt: str = "text",
 def secrets_of(config: Any) -> list[str]:
     """The credentials a cluster configuration holds (never to be logged)."""
     return [s for s in (getattr(config, "password", None), getattr(config, "secret", None),
-                        getattr(config, "viewer_token", None)) if s]
+                        getattr(config, "viewer_token", None),
+                        getattr(config, "data_token", None)) if s]

@@ -96,8 +96,11 @@ def pick_addresses(cidr: str, used: set[str], count: int) -> list[str]:
 
 
 def cluster_dict(options: Options, addresses: list[str], password: str,
-                 secret: str, public: dict[str, str] | None = None) -> dict:
+                 secret: str, public: dict[str, str] | None = None,
+                 data_token: str | None = None) -> dict:
     """The cluster part of every host's dtriad.toml (nodes, then the Sentinel host).
+    The HTTP data methods need ``data_token`` (``http_auth = "token"``); left
+    out, it is ``secret``'s stand-in (the plan's redacted example).
     ``public`` (private -> public address) is where clients outside the VPC reach
     the DTServers; the Redis address, the node's place on the ring, stays private."""
     *node_ips, sentinel_ip = addresses
@@ -106,6 +109,7 @@ def cluster_dict(options: Options, addresses: list[str], password: str,
         "replicas": options.replicas, "vnodes": options.vnodes,
         "write_quorum": options.write_quorum, "read_quorum": "one",
         "username": "dtriad", "password": password, "secret": secret,
+        "http_auth": "token", "data_token": data_token or secret,
         "sentinels": [f"{sentinel_ip}:{PORTS['sentinel']}"],
         "nodes": [{"name": f"n{i}", "redis": f"{ip}:{PORTS['redis']}",
                    "http": f"http://{reach.get(ip, ip)}:{PORTS['http']}",
@@ -115,9 +119,9 @@ def cluster_dict(options: Options, addresses: list[str], password: str,
 
 
 def host_files(options: Options, addresses: list[str], password: str,
-               secret: str) -> dict[str, str]:
+               secret: str, data_token: str | None = None) -> dict[str, str]:
     """``host name -> dtriad.toml``; each is validated as ``dtriad host`` will read it."""
-    cluster = cluster_dict(options, addresses, password, secret)
+    cluster = cluster_dict(options, addresses, password, secret, data_token=data_token)
     files = {}
     for i in range(1, options.nodes + 1):
         files[f"n{i}"] = {**cluster, "host": {"node": f"n{i}"}}
@@ -207,7 +211,8 @@ def plan_text(options: Options) -> str:
         f"at first boot: apt redis-server redis-sentinel python3-venv, pip install "
         f"{options.package!r} into /opt/dtriad, systemd units dtriad-*",
         f"  5. cluster: replicas={options.replicas} vnodes={options.vnodes} "
-        f"write_quorum={options.write_quorum}; password and secret "
+        f"write_quorum={options.write_quorum} http_auth=token; data_token, "
+        f"password and secret "
         f"{REDACTED} (never printed), kept in ./dtriad-{options.name}.toml (0600)",
         "  6. wait until every instance runs, print the endpoints",
         f"  undo: python deploy/aws teardown --name {options.name} --region {options.region}",
@@ -275,7 +280,8 @@ def provision(ec2, options: Options, out_dir: Path = Path("."), wait: bool = Tru
     addresses = pick_addresses(subnet["CidrBlock"], _used_addresses(ec2, subnet["SubnetId"]),
                                count)
     password, secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    files = host_files(options, addresses, password, secret)
+    data_token = secrets.token_urlsafe(32)
+    files = host_files(options, addresses, password, secret, data_token)
     group = ec2.create_security_group(
         GroupName=f"dtriad-{options.name}", VpcId=subnet["VpcId"],
         Description=f"dtriad cluster {options.name}",
@@ -312,7 +318,8 @@ def provision(ec2, options: Options, out_dir: Path = Path("."), wait: bool = Tru
     for host in cluster.hosts:
         host.public_ip = found[host.instance_id].get("PublicIpAddress")
     client = cluster_dict(options, addresses, password, secret,
-                          public={h.address: h.public_ip for h in cluster.hosts if h.public_ip})
+                          public={h.address: h.public_ip for h in cluster.hosts if h.public_ip},
+                          data_token=data_token)
     path = out_dir / f"dtriad-{options.name}.toml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the secrets
     with os.fdopen(fd, "w") as f:

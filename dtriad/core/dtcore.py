@@ -149,6 +149,20 @@ class DTCore:
             raise AuthError(f"{what} needs the cluster secret ('secret' in cluster.json or "
                             f"dtriad.toml), sent as 'Authorization: Bearer <secret>'")
 
+    def authorize_data(self, token: str | None, what: str) -> None:
+        """With ``http_auth = "token"``, data methods need the data_token (or the
+        secret), compared in constant time."""
+        if self.config.http_auth != "token":
+            return
+        given = str(token or "").encode()
+        # Both compared, always: the time taken does not tell which one matched.
+        matches = [hmac.compare_digest(given, c.encode())
+                   for c in (self.config.data_token, self.config.secret) if c]
+        if not any(matches):
+            raise AuthError(f"{what} needs the cluster's data_token ('data_token' in "
+                            f"cluster.json or dtriad.toml), sent as "
+                            f"'Authorization: Bearer <data_token>'")
+
     def install(self, secret: str | None, state_json: str | None) -> dict:
         """A ring pushed by the DTSentinel: authenticated, never older than ours."""
         if not self.config.secret:

@@ -8,7 +8,9 @@ HttpRpc parameters the entry's arguments then its levels (``read_quorum`` or
 its return type from the entry's :class:`~dtriad.core.commands.Returns`. A
 plain entry runs its Redis command through ``DTCore.call``; one that names a
 handler runs that handler of :data:`HANDLERS` (several keys, ``command``,
-the admin methods). Entries marked ``secret`` need ``Authorization: Bearer``.
+the admin methods). Entries marked ``secret`` need ``Authorization: Bearer``
+(the secret); with ``http_auth = "token"`` the data methods need it too (the
+``data_token`` or the secret).
 
 Both ``GET /set?key=a&value=b`` and a form-encoded POST work. Errors are JSON
 objects ``{"error": ..., "code": ...}`` with a 4xx/5xx status, never a stack
@@ -22,8 +24,11 @@ import io
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -38,10 +43,20 @@ from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from dtriad.config import NodeSpec
-from dtriad.core.commands import METHODS, ApiMethod, Kind, Returns, lookup, method_names, text
+from dtriad.core.commands import (
+    METHODS,
+    ApiMethod,
+    Group,
+    Kind,
+    Returns,
+    lookup,
+    method_names,
+    text,
+)
 from dtriad.core.dtcore import DTCore
 from dtriad.exceptions import (
     ArgumentError,
+    BodyTimeoutError,
     CommandError,
     DtriadError,
     HttpMethodError,
@@ -56,6 +71,10 @@ from dtriad.membership.check import http_ring
 
 log = logging.getLogger(__name__)
 NAMESPACE = "dtriad"
+# The methods that need the data_token when http_auth is "token": every one
+# that reads or writes keys (health, the admin methods and ringUpdate have their own rules).
+DATA_METHODS = frozenset(m.name for m in METHODS.values()
+                         if m.group in (Group.DATA, Group.MULTI))
 
 
 def status_line(code: int) -> str:
@@ -116,6 +135,8 @@ def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
     try:
         if method.secret:
             core.authorize(bearer(ctx.transport.req_env), method.name)
+        elif method.name in DATA_METHODS:
+            core.authorize_data(bearer(ctx.transport.req_env), method.name)
         result = run(core)
     except DtriadError as e:
         core.record("http", record, family(method), time.perf_counter() - started, e.code)
@@ -308,7 +329,9 @@ def make_wsgi_app(core: DTCore) -> WsgiApplication:
     # Room for the largest value plus form encoding (up to 3 bytes per byte).
     limit = core.config.max_value_bytes * 3 + 64 * 1024
     return Observability(core, WsgiFront(WsgiApplication(app, max_content_length=limit),
-                                         max_body=limit))
+                                         max_body=limit,
+                                         body_timeout=core.config.body_timeout_s,
+                                         authorize=core.authorize_data))
 
 
 _RAW = re.compile(rb"[\x80-\xff]")
@@ -364,6 +387,13 @@ class WsgiFront:
       percent-encoded or raw (:func:`utf8_query`); other bytes are refused.
     * Bodies are bounded before they are read, form-encoded or multipart;
       other body types are refused (415).
+    * A body must arrive within ``body_timeout`` seconds plus one per MiB it
+      declares, else 408 ``TIMEOUT``: granian has no body timeout, and its
+      worker's one Python thread would wait for a trickling client. It is read
+      by a small pool of reader threads (a stalled read cannot be interrupted;
+      it ends when the client goes); when every reader is busy, 408 at once.
+    * With ``http_auth = "token"``, a data method without the token is refused
+      (401) before its body is read; spyne's handler checks it again.
     * A POST body (form-encoded or multipart) is moved into the query string, so POST and GET
       take exactly the same path (spyne turns every empty value of a POST into
       None, but keeps it as "" in a GET; ``value=`` is a valid empty value).
@@ -375,9 +405,39 @@ class WsgiFront:
     FORM = "application/x-www-form-urlencoded"
     MULTIPART = "multipart/form-data"
 
-    def __init__(self, app, max_body: int):
+    READERS = 16       # body reads in progress at once, per worker process
+    RATE = 1 << 20     # bytes a second a body may arrive at, at least, on top of body_timeout
+
+    def __init__(self, app, max_body: int, body_timeout: float = 2.0,
+                 authorize: Callable[[str | None, str], None] | None = None):
         self.app = app
         self.max_body = max_body
+        self.body_timeout = body_timeout
+        self.authorize = authorize
+        self._readers = ThreadPoolExecutor(self.READERS, thread_name_prefix="dtriad-body")
+        self._free = threading.BoundedSemaphore(self.READERS)
+
+    def read_body(self, stream, size: int, declared: int) -> bytes:
+        """``stream.read(size)`` within the deadline, else :class:`BodyTimeoutError`."""
+        deadline = self.body_timeout + max(declared, 0) / self.RATE
+        if not self._free.acquire(blocking=False):
+            raise BodyTimeoutError(
+                f"the request body was not read: {self.READERS} slow bodies are being "
+                f"read already; send the body at once, or retry")
+
+        def read() -> bytes:
+            try:
+                return stream.read(size)
+            finally:
+                self._free.release()
+
+        future = self._readers.submit(read)
+        try:
+            return future.result(timeout=deadline)
+        except FutureTimeout:
+            raise BodyTimeoutError(
+                f"the request body did not arrive within {deadline:.1f} s "
+                f"(body_timeout_s plus a second per MiB); send it at once") from None
 
     def __call__(self, environ, start_response):
         method = environ.get("REQUEST_METHOD", "GET")
@@ -389,8 +449,16 @@ class WsgiFront:
         except ArgumentError as e:
             return self._error(start_response, e)
         environ = {**environ, "QUERY_STRING": query}
+        name = environ.get("PATH_INFO", "").split("/")[-1]  # spyne's rule
+        if self.authorize is not None and name in DATA_METHODS:
+            try:  # before the body is read
+                self.authorize(bearer(environ), name)
+            except DtriadError as e:
+                return self._error(start_response, e)
         kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         post = environ.get("REQUEST_METHOD") == "POST"
+        if post and not kind:  # no body type: its body is not read (spyne would, unbounded)
+            environ = {**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
         if post and kind and kind not in (self.FORM, self.MULTIPART):
             return self._error(start_response, MediaTypeError(
                 f"the HTTP API reads parameters from the query string or an {self.FORM} "
@@ -404,7 +472,11 @@ class WsgiFront:
             if length > self.max_body:  # refused before reading it
                 return self._error(start_response, ValueTooLargeError(
                     "request body", length, self.max_body))
-            body = environ["wsgi.input"].read(length if length >= 0 else self.max_body + 1)
+            try:
+                body = self.read_body(environ["wsgi.input"],
+                                      length if length >= 0 else self.max_body + 1, length)
+            except BodyTimeoutError as e:
+                return self._error(start_response, e)
             if len(body) > self.max_body:
                 return self._error(start_response, ValueTooLargeError(
                     "request body", len(body), self.max_body))

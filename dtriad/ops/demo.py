@@ -45,7 +45,8 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
         echo(f"\n== writing {keys} keys through {entry} (HTTP GET /set?key=...&value=...)")
         data = {f"user:{i}": f"value-{i}" for i in range(keys)}
         for key, value in data.items():
-            reply = requests.get(f"{entry}/set", params={"key": key, "value": value}, timeout=5)
+            reply = requests.get(f"{entry}/set", params={"key": key, "value": value},
+                                 headers=config.data_headers(), timeout=5)
             reply.raise_for_status()
 
         echo("\n== where each copy lives (asking every backend directly)")
@@ -63,7 +64,8 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
         echo("\n== reading every key back through a DTServer (master first, then backups)")
         readable = 0
         for key, value in data.items():
-            got = requests.get(f"{entry}/get", params={"key": key}, timeout=5).json()
+            got = requests.get(f"{entry}/get", params={"key": key},
+                               headers=config.data_headers(), timeout=5).json()
             mark = "ok" if got == value else f"WRONG (got {got!r})"
             readable += got == value
             prefs = ring.preference_list(key)
@@ -83,7 +85,8 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
              f"{', '.join(n['name'] for n in info['nodes'] if n['state'] == 'up')}")
         _show_check(config, echo)
         key = next(iter(data))
-        write = requests.get(f"{entry}/set", params={"key": key, "value": "new"}, timeout=5)
+        write = requests.get(f"{entry}/set", params={"key": key, "value": "new"},
+                             headers=config.data_headers(), timeout=5)
         echo(f"   a write to {key} now reaches all {info['copies']} copies: "
              f"HTTP {write.status_code} {write.json()!r}")
 

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import click
 
-from dtriad.config import LOG_FORMATS, READ_QUORUMS, SERVERS, WRITE_QUORUMS, ClusterConfig
+from dtriad.config import (
+    HTTP_AUTHS,
+    LOG_FORMATS,
+    READ_QUORUMS,
+    SERVERS,
+    WRITE_QUORUMS,
+    ClusterConfig,
+)
 from dtriad.core.metrics import prepare_directory
 from dtriad.exceptions import DtriadError
 from dtriad.ops import cluster as local
@@ -68,10 +75,13 @@ def main():
               help="json: one JSON object per line (node, component, epoch) in every log.")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Prometheus metrics (/metrics) on the request path.")
+@click.option("--http-auth", default="none", show_default=True, type=click.Choice(HTTP_AUTHS),
+              help="token: every HTTP data method needs 'Authorization: Bearer "
+                   "<data_token>' (data_token from cluster.json).")
 @dir_option
 def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quorum,
        backend_timeout, sentinels, down_after_ms, dtsentinels, no_persist, log_format,
-       metrics, directory):
+       metrics, http_auth, directory):
     """Start a local cluster on loopback and write DIR/cluster.json."""
     try:
         config = local.up(directory, local.UpOptions(
@@ -79,7 +89,8 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
             max_value_bytes=max_value_bytes, write_quorum=write_quorum,
             read_quorum=read_quorum, backend_timeout=backend_timeout,
             sentinels=sentinels, down_after_ms=down_after_ms, dtsentinels=dtsentinels,
-            persist=not no_persist, log_format=log_format, metrics=metrics), log=click.echo)
+            persist=not no_persist, log_format=log_format, metrics=metrics,
+            http_auth=http_auth), log=click.echo)
     except (DtriadError, RuntimeError, TimeoutError) as e:
         _fail(e)
     click.echo(f"cluster up: {len(config.nodes)} nodes, replicas={config.replicas}, "
@@ -89,7 +100,9 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
         click.echo(f"  {node.name}  redis {node.redis}  http {node.http}{resp}")
     where = "" if str(directory) == local.DEFAULT_DIR else f" --cluster {directory}"
     click.echo(f"try: dtriad cli{where}   (a redis-cli-like shell; 'help' lists the commands)")
-    click.echo(f"  or: curl '{config.nodes[0].http}/set?key=k&value=v'")
+    bearer = (" -H 'Authorization: Bearer <data_token from cluster.json>'"
+              if config.http_auth == "token" else "")
+    click.echo(f"  or: curl{bearer} '{config.nodes[0].http}/set?key=k&value=v'")
     if config.nodes[0].resp:
         host, port = config.nodes[0].resp.rsplit(":", 1)
         click.echo(f"  or: redis-cli -h {host} -p {port} --askpass set k v   "
@@ -283,7 +296,8 @@ def check(directory, config_path, repair):
 @click.option("--cluster", "cluster_dir", type=click.Path(),
               help=f"A local cluster's directory (default: {local.DEFAULT_DIR}) or a host's "
                    f"dtriad.toml; its DTServers are tried in turn, and its secret "
-                   f"unlocks the admin commands (with -h/-p: $DTRIAD_SECRET).")
+                   f"unlocks the admin commands, its data_token the data ones (with "
+                   f"-h/-p: $DTRIAD_SECRET or $DTRIAD_DATA_TOKEN).")
 @click.option("--raw", "mode", flag_value="raw",
               help="Print bare values (the default when output is not a terminal).")
 @click.option("--no-raw", "mode", flag_value="tty",

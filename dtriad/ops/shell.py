@@ -49,7 +49,7 @@ class Remote:
         self.connected = True
         self.on_failover = on_failover or (lambda *_: None)
         self.session = session or requests.Session()
-        if secret:  # admin commands (ring, keydist, check, stats) need it
+        if secret:  # admin commands (ring, keydist, check, stats) need it; it opens data too
             from dtriad.config import admin_headers
 
             self.session.headers.update(admin_headers(secret))
@@ -317,9 +317,10 @@ def repl(sh: Shell) -> None:
 
 def endpoints(host: str | None, port: int | None,
               cluster: str | None) -> tuple[list[str], str | None]:
-    """The DTServers to try and the cluster secret: ``-h/-p`` (secret from
-    ``$DTRIAD_SECRET``), else every node of the cluster file (a local cluster's
-    directory, or a host's ``dtriad.toml``)."""
+    """The DTServers to try and the Bearer token to send: ``-h/-p`` (from
+    ``$DTRIAD_SECRET``, else ``$DTRIAD_DATA_TOKEN``), else every node of the
+    cluster file (a local cluster's directory, or a host's ``dtriad.toml``) and
+    its secret, else its data_token (the secret opens the data methods too)."""
     from pathlib import Path
 
     from dtriad.config import ClusterConfig
@@ -331,14 +332,15 @@ def endpoints(host: str | None, port: int | None,
             raise DtriadError("give either -h/-p or --cluster, not both")
         if port is None:
             raise DtriadError("give the DTServer's HTTP port with -p (dtriad up prints it)")
-        return [f"http://{host or '127.0.0.1'}:{port}"], os.environ.get("DTRIAD_SECRET")
+        return [f"http://{host or '127.0.0.1'}:{port}"], (
+            os.environ.get("DTRIAD_SECRET") or os.environ.get("DTRIAD_DATA_TOKEN"))
     path = Path(cluster) if cluster and Path(cluster).is_file() else cluster_file(
         cluster or DEFAULT_DIR)
     if not path.exists():
         raise DtriadError(f"no cluster file at {path}: start a cluster with 'dtriad up', "
                           f"or point at one with --cluster DIR or -h HOST -p PORT")
     config = ClusterConfig.load(str(path))
-    return [n.http for n in config.nodes], config.secret
+    return [n.http for n in config.nodes], config.secret or config.data_token
 
 
 def main(urls: list[str], command: list[str], mode: str | None, timeout: float,

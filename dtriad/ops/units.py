@@ -7,6 +7,8 @@ this host::
     replicas = 2
     password = "..."              # the backends' (and Sentinels') password
     secret = "..."                # admin methods and ring pushes
+    http_auth = "token"           # the HTTP data methods need data_token
+    data_token = "..."            # (as 'Authorization: Bearer ...')
     username = "dtriad"           # the backends' ACL user
     sentinels = ["10.0.0.15:26379"]
     [[nodes]]
