@@ -17,11 +17,23 @@ def _ring(entry: str, headers: dict[str, str]) -> dict:
     return requests.get(f"{entry}/ring", headers=headers, timeout=5).json()
 
 
-def _show_check(config, echo) -> None:
-    report = check(config)
-    for line in report.lines({n.redis: n.name for n in config.nodes}):
+def _show_check(config, echo, within: float = 30) -> None:
+    """``dtriad check`` once it is clean: the DTSentinel puts a new ring in
+    force before it deletes the copies the ring no longer places (cleanup),
+    so a check right after a join can still find those for a moment."""
+    reports = []
+
+    def clean() -> bool:
+        reports.append(check(config))
+        return reports[-1].clean
+
+    try:
+        wait_until(clean, within, "a clean check", interval=0.5)
+    except TimeoutError:
+        pass  # the last report says why
+    for line in reports[-1].lines({n.redis: n.name for n in config.nodes}):
         echo(f"   dtriad check: {line}")
-    if not report.clean:
+    if not reports[-1].clean:
         raise RuntimeError("the cluster did not converge to a clean check")
 
 
