@@ -98,7 +98,7 @@ from dtriad.backends.outcome import DOWN_ERRORS, Execute, Fanout, Pause, Steps, 
 from dtriad.config import WriteQuorum
 from dtriad.core import steps
 from dtriad.core.commands import REDIS, REDIS62, Kind, RedisCommand
-from dtriad.core.scripts import _FENCE, _PRELUDE, META_DB, SCRATCH_DB, _fill
+from dtriad.core.scripts import _FENCE, _PRELUDE, _TXN, META_DB, SCRATCH_DB, _fill
 from dtriad.core.transactions import Locked, Retry, is_locked, scratch_states
 from dtriad.exceptions import (
     CommandError,
@@ -484,15 +484,7 @@ if scratch then  -- the written keys' states; database SCRATCH_DB left empty
   out[3] = states
   for _, k in ipairs(order) do out[#out + 1] = k end
 elseif #order > 0 then
-  local prev = versions(order)
-  local top = 0
-  for _, v in ipairs(prev) do if v > top then top = v end end
-  local version = math.max(top + 1, now_us())
-  stamp(order, version)
-  redis.call('SELECT', @META_DB@)
-  for _, k in ipairs(order) do redis.call('ZADD', 'dtriad:dirty', fmt(version), k) end
-  redis.call('SELECT', 0)
-  out[3] = fmt(version)
+  out[3] = fmt(restamp(order))  -- new version and repair intents, as a transaction's
   for _, k in ipairs(order) do out[#out + 1] = k end
 end
 return out
@@ -506,7 +498,7 @@ def _wrapper() -> str:
                         ("NOSCRIPT", NOSCRIPT), ("PROLOGUE", PROLOGUE),
                         ("ALLOWED", _table(ALLOWED)), ("REFUSED", _table(REFUSED))):
         body = body.replace(f"@{name}@", value)
-    return _fill(_PRELUDE + _FENCE) + body
+    return _fill(_PRELUDE + _FENCE + _TXN) + body
 
 
 WRAPPER = _wrapper()
