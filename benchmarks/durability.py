@@ -133,7 +133,7 @@ def quiet(*_args) -> None:
 
 def backend(node, config: ClusterConfig) -> redis.Redis:
     host, port = parse_address(node.redis)
-    return redis.Redis(host=host, port=port, password=config.password, socket_timeout=10)
+    return redis.Redis(host=host, port=port, **config.internal.kwargs(), socket_timeout=10)
 
 
 def held(config: ClusterConfig, nodes) -> dict[str, set[bytes]]:

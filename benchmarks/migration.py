@@ -225,7 +225,7 @@ def repair(keys: int, runs: int, workdir: Path) -> list[dict]:
             ring = config.ring()
             by_addr = config.node_by_redis()
             pipes = {n: redis.Redis(host=by_addr[n].redis_host, port=by_addr[n].redis_port,
-                                    password=config.password).pipeline(transaction=False)
+                                    **config.internal.kwargs()).pipeline(transaction=False)
                      for n in ring.nodes}
             for i in range(keys):
                 for n in ring.preference_list(f"k{i}"):

@@ -83,6 +83,23 @@ def required_copies(total: int, level: str) -> int:
     return total
 
 
+SENTINEL_USER = "dtriad-sentinel"  # Sentinel's own ACL user on every backend
+INTERNAL_USER = "dtriad"           # the backend_user when none is given
+GENERATE = "python -c 'import secrets; print(secrets.token_urlsafe(24))'"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A user name and password for a Redis connection (``None``: none)."""
+
+    username: str | None
+    password: str | None
+
+    def kwargs(self) -> dict:
+        """``username=`` and ``password=`` for redis-py and :class:`DTClient`."""
+        return {"username": self.username, "password": self.password}
+
+
 def admin_headers(secret: str | None) -> dict[str, str]:
     """The header a DTServer's admin methods need: the cluster secret as a Bearer token."""
     return {"Authorization": f"Bearer {secret}"} if secret else {}
@@ -268,6 +285,9 @@ class ClusterConfig:
     nodes: tuple[NodeSpec, ...]
     replicas: int
     vnodes: int = 1
+    # What clients log in with on a RESP port (AUTH [username] password); it
+    # opens nothing else. ``username``: a second name AUTH accepts besides
+    # "default" (and, in a file without backend_password, the backends' user).
     password: str | None = None
     secret: str | None = None
     username: str | None = None
@@ -309,6 +329,14 @@ class ClusterConfig:
     max_request_bytes: int = 64 * 1024 * 1024
     maxclients: int = 10_000
     auth_timeout_s: float = 10.0
+    # The internal credentials (docs/architecture.md, "Credentials"): the ACL
+    # user DTServers, DTSentinels and MIGRATE use on every backend, and
+    # Sentinel's password (its requirepass, and its own ACL user on the
+    # backends). Without backend_password (files from before they existed)
+    # the client password is also the backends' and Sentinel's.
+    backend_user: str | None = None
+    backend_password: str | None = None
+    sentinel_password: str | None = None
     # A production host's [host] table (dtriad.toml only).
     host: HostSection | None = None
     # Not a setting: the file this configuration was read from or saved to.
@@ -345,19 +373,7 @@ class ClusterConfig:
                 or self.max_value_bytes < 1:
             raise ConfigurationError(
                 f"max_value_bytes must be a positive integer, got {self.max_value_bytes!r}")
-        for what in ("password", "secret", "username"):
-            _optional_str(what, getattr(self, what))
-        if self.username is not None and not re.fullmatch(r"[A-Za-z0-9_.-]+", self.username):
-            raise ConfigurationError(
-                f"username must be letters, digits, '_', '.' or '-', got {self.username!r}")
-        for what in ("password", "secret"):
-            value = getattr(self, what)
-            if value is not None and not re.fullmatch(r"[!-~]+", value):
-                raise ConfigurationError(
-                    f"{what} must be printable ASCII without spaces "
-                    f"(try: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
-        if self.username and not self.password:
-            raise ConfigurationError("a username needs a password")
+        self._check_credentials()
         _positive_number("backend_timeout", self.backend_timeout, " seconds")
         _int("epoch", self.epoch, 0)
         self._check_runtime_settings()
@@ -367,6 +383,76 @@ class ClusterConfig:
             raise ConfigurationError(f"[host] must be a table, got {self.host!r}")
         if self.path is not None:
             set_(self, "path", Path(self.path))
+
+    def _check_credentials(self) -> None:
+        secrets_ = ("password", "secret", "backend_password", "sentinel_password")
+        for what in (*secrets_, "username", "backend_user"):
+            _optional_str(what, getattr(self, what))
+        for what in ("username", "backend_user"):
+            value = getattr(self, what)
+            if value is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+                raise ConfigurationError(
+                    f"{what} must be 1 to 64 letters, digits, '_', '.' or '-', got {value!r}")
+        for what in secrets_:
+            value = getattr(self, what)
+            if value is not None and not re.fullmatch(r"[!-~]+", value):
+                raise ConfigurationError(
+                    f"{what} must be printable ASCII without spaces (try: {GENERATE})")
+        if self.username and not self.password:
+            raise ConfigurationError("a username needs a password")
+        if self.backend_password is None:
+            for what in ("backend_user", "sentinel_password"):
+                if getattr(self, what) is not None:
+                    raise ConfigurationError(f"{what} needs a backend_password (the internal "
+                                             f"user's password on the backends; try: {GENERATE})")
+            return
+        if not self.password:
+            raise ConfigurationError("backend_password needs a client password (\"password\"): "
+                                     "without one, any client could use the cluster")
+        if self.sentinel_password is None:
+            raise ConfigurationError(f"backend_password needs a sentinel_password too (Redis "
+                                     f"Sentinel's own password; try: {GENERATE})")
+        given = {what: getattr(self, what) for what in secrets_ if getattr(self, what)}
+        for what, value in given.items():
+            if len(value) < 16 and what != "password":
+                raise ConfigurationError(f"{what} must have at least 16 characters "
+                                         f"(try: {GENERATE})")
+            same = [other for other in given if other != what and given[other] == value]
+            if same:
+                raise ConfigurationError(
+                    f"{what} and {same[0]} must differ: each opens something the other "
+                    f"must not (a leaked client password must open no backend, no "
+                    f"Sentinel and no admin method)")
+        user = self.backend_user or INTERNAL_USER
+        if user in (SENTINEL_USER, "default", self.username):
+            raise ConfigurationError(f"backend_user must not be {user!r} (give another): "
+                                     f"that name belongs to another login")
+
+    @property
+    def separate_credentials(self) -> bool:
+        """Do the backends and Sentinel have credentials of their own? (False:
+        a file from before backend_password, where the client password opens
+        them too.)"""
+        return self.backend_password is not None
+
+    @property
+    def internal(self) -> Login:
+        """How DTServers, DTSentinels, MIGRATE and 'dtriad check' log in to a backend."""
+        if self.separate_credentials:
+            return Login(self.backend_user or INTERNAL_USER, self.backend_password)
+        return Login(self.username, self.password)
+
+    @property
+    def sentinel_login(self) -> Login:
+        """How Redis Sentinel logs in to a backend (its auth-user and auth-pass)."""
+        if self.separate_credentials:
+            return Login(SENTINEL_USER, self.sentinel_password)
+        return Login(self.username, self.password)
+
+    @property
+    def sentinel_secret(self) -> str | None:
+        """What opens a Redis Sentinel (its requirepass)."""
+        return self.sentinel_password if self.separate_credentials else self.password
 
     def _check_runtime_settings(self) -> None:
         set_ = object.__setattr__
@@ -498,8 +584,9 @@ class ClusterConfig:
             "maxclients": self.maxclients, "auth_timeout_s": self.auth_timeout_s,
             "http_auth": self.http_auth, "body_timeout_s": self.body_timeout_s,
         }
-        if self.data_token is not None:
-            out["data_token"] = self.data_token
+        for what in ("data_token", "backend_user", "backend_password", "sentinel_password"):
+            if getattr(self, what) is not None:
+                out[what] = getattr(self, what)
         if self.migration_max_keys_per_s is not None:
             out["migration_max_keys_per_s"] = self.migration_max_keys_per_s
         if self.host is not None:

@@ -78,8 +78,20 @@ def setup(component: str, node: str | None = None, fmt: str = "text",
     return handler
 
 
+def add_secrets(*secrets: str | None) -> None:
+    """Redact these too, from now on (a rotated password), in every handler
+    :func:`setup` installed."""
+    for handler in logging.getLogger().handlers:
+        formatter = handler.formatter
+        if isinstance(formatter, Redacting):
+            formatter.secrets = sorted({*formatter.secrets, *filter(None, secrets)},
+                                       key=len, reverse=True)
+
+
 def secrets_of(config: Any) -> list[str]:
     """The credentials a cluster configuration holds (never to be logged)."""
     return [s for s in (getattr(config, "password", None), getattr(config, "secret", None),
                         getattr(config, "viewer_token", None),
-                        getattr(config, "data_token", None)) if s]
+                        getattr(config, "data_token", None),
+                        getattr(config, "backend_password", None),
+                        getattr(config, "sentinel_password", None)) if s]

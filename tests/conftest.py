@@ -135,7 +135,7 @@ def cluster5(tmp_path_factory):
 def backend(config: ClusterConfig, node: NodeSpec | str) -> redis.Redis:
     if isinstance(node, str):
         node = config.node_by_redis()[node]
-    return redis.Redis(host=node.redis_host, port=node.redis_port, password=config.password,
+    return redis.Redis(host=node.redis_host, port=node.redis_port, **config.internal.kwargs(),
                        socket_timeout=2)
 
 

@@ -83,7 +83,10 @@ def test_provision_launches_tagged_hosts_that_install_themselves(ec2, tmp_path):
         roles = Roles.of(config)
         assert [n.redis for n in config.nodes] == [f"{a}:6379" for a in addresses[:4]]
         assert config.sentinels == (f"{addresses[4]}:26379",)
-        assert config.username == "dtriad" and len(config.password) >= 32
+        assert config.separate_credentials and config.internal.username == "dtriad"
+        assert len({config.password, config.secret, config.data_token,
+                    config.backend_password, config.sentinel_password}) == 5
+        assert min(map(len, (config.password, config.backend_password))) >= 32
         if host.name == "sentinel":
             assert roles.services() == ["sentinel", "register", "dtsentinel"]
         elif host.name == "n1":  # a standby DTSentinel too
@@ -95,7 +98,9 @@ def test_provision_launches_tagged_hosts_that_install_themselves(ec2, tmp_path):
     assert stat.S_IMODE(cluster.client_file.stat().st_mode) == 0o600
     assert client.nodes[0].http == f"http://{cluster.hosts[0].public_ip}:8080"
     printed = "\n".join(out)
-    assert client.password not in printed and client.secret not in printed
+    for secret in (client.password, client.secret, client.data_token, client.backend_password,
+                   client.sentinel_password):
+        assert secret not in printed
 
 
 def test_the_security_group_opens_cluster_ports_to_members_and_http_to_the_cidr(ec2, tmp_path):
@@ -183,7 +188,8 @@ def test_dry_run_prints_the_whole_plan_without_calling_aws(monkeypatch):
                      "tcp 8080  from 203.0.113.0/24", "tcp 22    from 203.0.113.0/24",
                      "5 instances, t3.small", "IMDSv2 only", "key pair ops",
                      "n4        Redis backend", "sentinel  Redis Sentinel",
-                     "password and secret <generated-at-provision>",
+                     "password, secret, data_token, backend_password, sentinel_password: "
+                     "<generated-at-provision>",
                      "python deploy/aws teardown --name demo",
                      'sentinel  sentinel = "10.0.0.14:26379", dtsentinel = true'):
         assert expected in text, expected

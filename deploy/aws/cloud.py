@@ -32,6 +32,18 @@ DEBIAN_NAME = "debian-12-amd64-*"
 INSTALL_SH = Path(__file__).resolve().parent.parent / "install.sh"
 PORTS = {"redis": 6379, "http": 8080, "resp": 6380, "sentinel": 26379, "ssh": 22}
 REDACTED = "<generated-at-provision>"
+# Generated at provision, each opening its own part (the README's "Security"):
+# the RESP port, the admin methods, the HTTP data methods, the backends, Sentinel.
+CREDENTIALS = ("password", "secret", "data_token", "backend_password", "sentinel_password")
+
+
+def new_credentials() -> dict[str, str]:
+    return {name: secrets.token_urlsafe(32) for name in CREDENTIALS}
+
+
+def redacted_credentials() -> dict[str, str]:
+    """Stand-ins for the plan's example files (distinct, as real ones must be)."""
+    return {name: f"<{name}:{REDACTED[1:]}" for name in CREDENTIALS}
 
 
 @dataclass(frozen=True)
@@ -95,12 +107,11 @@ def pick_addresses(cidr: str, used: set[str], count: int) -> list[str]:
     return picked
 
 
-def cluster_dict(options: Options, addresses: list[str], password: str,
-                 secret: str, public: dict[str, str] | None = None,
-                 data_token: str | None = None) -> dict:
+def cluster_dict(options: Options, addresses: list[str], credentials: dict[str, str],
+                 public: dict[str, str] | None = None) -> dict:
     """The cluster part of every host's dtriad.toml (nodes, then the Sentinel host).
-    The HTTP data methods need ``data_token`` (``http_auth = "token"``); left
-    out, it is ``secret``'s stand-in (the plan's redacted example).
+    ``credentials``: :data:`CREDENTIALS` by name; the HTTP data methods need
+    ``data_token`` (``http_auth = "token"``).
     ``public`` (private -> public address) is where clients outside the VPC reach
     the DTServers; the Redis address, the node's place on the ring, stays private."""
     *node_ips, sentinel_ip = addresses
@@ -108,8 +119,7 @@ def cluster_dict(options: Options, addresses: list[str], password: str,
     return {
         "replicas": options.replicas, "vnodes": options.vnodes,
         "write_quorum": options.write_quorum, "read_quorum": "one",
-        "username": "dtriad", "password": password, "secret": secret,
-        "http_auth": "token", "data_token": data_token or secret,
+        **credentials, "http_auth": "token",
         "sentinels": [f"{sentinel_ip}:{PORTS['sentinel']}"],
         "nodes": [{"name": f"n{i}", "redis": f"{ip}:{PORTS['redis']}",
                    "http": f"http://{reach.get(ip, ip)}:{PORTS['http']}",
@@ -118,10 +128,10 @@ def cluster_dict(options: Options, addresses: list[str], password: str,
     }
 
 
-def host_files(options: Options, addresses: list[str], password: str,
-               secret: str, data_token: str | None = None) -> dict[str, str]:
+def host_files(options: Options, addresses: list[str],
+               credentials: dict[str, str]) -> dict[str, str]:
     """``host name -> dtriad.toml``; each is validated as ``dtriad host`` will read it."""
-    cluster = cluster_dict(options, addresses, password, secret, data_token=data_token)
+    cluster = cluster_dict(options, addresses, credentials)
     files = {}
     for i in range(1, options.nodes + 1):
         files[f"n{i}"] = {**cluster, "host": {"node": f"n{i}"}}
@@ -212,7 +222,7 @@ def plan_text(options: Options) -> str:
         f"{options.package!r} into /opt/dtriad, systemd units dtriad-*",
         f"  5. cluster: replicas={options.replicas} vnodes={options.vnodes} "
         f"write_quorum={options.write_quorum} http_auth=token; data_token, "
-        f"password and secret "
+        f"{', '.join(CREDENTIALS)}: "
         f"{REDACTED} (never printed), kept in ./dtriad-{options.name}.toml (0600)",
         "  6. wait until every instance runs, print the endpoints",
         f"  undo: python deploy/aws teardown --name {options.name} --region {options.region}",
@@ -221,8 +231,8 @@ def plan_text(options: Options) -> str:
         f"addresses of step 1):",
     ]
     example = [f"10.0.0.{10 + i}" for i in range(len(hosts))]
-    files = host_files(options, example, REDACTED, REDACTED)  # validated as hosts read them
-    shared = tomli_w.dumps(cluster_dict(options, example, REDACTED, REDACTED))
+    files = host_files(options, example, redacted_credentials())  # validated as hosts read them
+    shared = tomli_w.dumps(cluster_dict(options, example, redacted_credentials()))
     lines += ["    " + line for line in shared.strip().splitlines()]
     lines.append("    [host]   (one line per host)")
     for host, text in files.items():
@@ -279,9 +289,8 @@ def provision(ec2, options: Options, out_dir: Path = Path("."), wait: bool = Tru
     count = options.nodes + 1
     addresses = pick_addresses(subnet["CidrBlock"], _used_addresses(ec2, subnet["SubnetId"]),
                                count)
-    password, secret = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-    data_token = secrets.token_urlsafe(32)
-    files = host_files(options, addresses, password, secret, data_token)
+    credentials = new_credentials()
+    files = host_files(options, addresses, credentials)
     group = ec2.create_security_group(
         GroupName=f"dtriad-{options.name}", VpcId=subnet["VpcId"],
         Description=f"dtriad cluster {options.name}",
@@ -317,9 +326,8 @@ def provision(ec2, options: Options, out_dir: Path = Path("."), wait: bool = Tru
              for i in r["Instances"]}
     for host in cluster.hosts:
         host.public_ip = found[host.instance_id].get("PublicIpAddress")
-    client = cluster_dict(options, addresses, password, secret,
-                          public={h.address: h.public_ip for h in cluster.hosts if h.public_ip},
-                          data_token=data_token)
+    client = cluster_dict(options, addresses, credentials,
+                          public={h.address: h.public_ip for h in cluster.hosts if h.public_ip})
     path = out_dir / f"dtriad-{options.name}.toml"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds the secrets
     with os.fdopen(fd, "w") as f:

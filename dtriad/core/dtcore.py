@@ -78,8 +78,7 @@ class DTCore:
                  clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.client = client or DTClient([n.redis for n in config.nodes],
-                                         password=config.password,
-                                         username=config.username,
+                                         **config.internal.kwargs(),
                                          timeout=config.backend_timeout)
         self.suspects = self.client.suspects
         self.stats = Stats()

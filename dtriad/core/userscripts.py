@@ -74,9 +74,9 @@ answer BUSY, and only an operator's ``SCRIPT KILL`` on that backend ends it
 (dtriad does not serve SCRIPT KILL); a script can grow values up to the
 backend's ``maxmemory``, and ``redis.log`` writes to the backend's log. A
 RESTORE payload crafted by hand reaches the backend as it does through the
-plain command path. Anyone with the cluster password needs none of this: the
-same password opens every backend directly (docs/architecture.md section 8),
-where any command, database and script runs unguarded.
+plain command path. The sandbox is what stands between a client and the
+backends: the client password opens no backend (docs/architecture.md
+section 8), so a script is the only way a client's code runs there.
 
 Known differences from Redis 6.2: an error raised by ``redis.call`` in a
 tail call (``return redis.call(...)``) reports its line as ``?`` (the Lua

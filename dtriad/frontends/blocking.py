@@ -545,7 +545,8 @@ class Blocking:
         if watcher is None:
             config = self.server.core.config
             watcher = self._watchers[node] = self._make_watcher(
-                node, self.notify, config.password, config.username, config.backend_timeout)
+                node, self.notify, config.internal.password, config.internal.username,
+                config.backend_timeout)
         return watcher.subscribe(key)
 
     def _unwatch(self, key: bytes) -> None:

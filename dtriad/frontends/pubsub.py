@@ -762,8 +762,9 @@ class PubSub:
                 loop.create_connection(lambda: _Feed(node, self), host, port),
                 config.backend_timeout)
             try:
-                if config.password:
-                    auth = tuple(filter(None, (config.username, config.password)))
+                if config.internal.password:
+                    auth = tuple(filter(None, (config.internal.username,
+                                               config.internal.password)))
                     (future,) = feed.send((b"AUTH", *auth), [None])
                     await asyncio.wait_for(future, config.backend_timeout)
             except BaseException:

@@ -37,6 +37,7 @@ from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import arun
 from dtriad.exceptions import (
     CommandError,
+    ConfigurationError,
     DtriadError,
     ValueTooLargeError,
     command_name,
@@ -227,12 +228,46 @@ class RespServer:
         self.core = core
         self.client = client
         self.password = core.config.password
+        self.username = core.config.username
+        self._file_stamp = self._stamp()
         self.port = port
         self.started = time.time()
         self.sessions: set[Session] = set()
         self.transactions = TransactionCommands(self)
         self.blocking = Blocking(self)
         self.pubsub = PubSub(self)
+
+    def _stamp(self) -> tuple | None:
+        path = self.core.config.path
+        try:
+            info = os.stat(path) if path is not None else None
+        except OSError:
+            return None
+        return info and (info.st_mtime_ns, info.st_size, info.st_ino)
+
+    def follow_password(self) -> None:
+        """Take the client password (and user name) from the cluster file again
+        if the file changed: rotating it restarts nothing, and no backend or
+        Sentinel knows it. Sessions already authenticated stay so, as with
+        Redis's requirepass. A file that does not load changes nothing."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._file_stamp:
+            return
+        self._file_stamp = stamp
+        try:
+            config = ClusterConfig.load(self.core.config.path)
+        except ConfigurationError as e:
+            log.warning("the cluster file changed but does not load; the client password "
+                        "stays as it was: %s", e)
+            return
+        if (config.password, config.username) != (self.password, self.username):
+            if not config.password:
+                log.warning("the cluster file now has no client password; keeping the "
+                            "current one (a password is removed by a restart)")
+                return
+            self.password, self.username = config.password, config.username
+            logs.add_secrets(config.password)
+            log.info("the client password changed (read from %s)", config.path)
 
     async def handle(self, session: Session, argv: list) -> bytes:
         started = time.perf_counter()
@@ -343,7 +378,7 @@ class RespServer:
         if len(args) > 2:
             return error("ERR syntax error")
         user, password = (b"default", args[0]) if len(args) == 1 else args
-        users = {b"default", (self.core.config.username or "default").encode()}
+        users = {b"default", (self.username or "default").encode()}
         if user not in users or not hmac.compare_digest(password, self.password.encode()):
             return error("WRONGPASS invalid username-password pair or user is disabled.")
         session.authed = True
@@ -475,7 +510,7 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
     loop = asyncio.get_running_loop()
     core = DTCore(config, state_file=state_file)
     core.start_repairs()
-    client = AsyncClient(core.suspects, password=config.password, username=config.username,
+    client = AsyncClient(core.suspects, **config.internal.kwargs(),
                          timeout=config.backend_timeout)
     if config.metrics:
         core.observe(client)
@@ -491,9 +526,17 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
         ready.port = server.port  # type: ignore[attr-defined]
         ready.set()
     log.info("RESP front end on %s:%d", host, server.port)
+
+    async def follow_password():
+        while True:
+            await asyncio.sleep(1.0)
+            server.follow_password()
+
+    follower = asyncio.create_task(follow_password())
     try:
         await stop.wait()
     finally:
+        follower.cancel()
         listener.close()
         for session in list(server.sessions):
             session.transport.close()

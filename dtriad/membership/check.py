@@ -113,8 +113,7 @@ def check(config: ClusterConfig, repair: bool = False, batch: int = 500,
     if ring_of is None:
         def ring_of(node: NodeSpec) -> dict:
             return http_ring(node, config.admin_headers())
-    client = DTClient(password=config.password, username=config.username, timeout=5.0,
-                      cooldown=0)
+    client = DTClient(**config.internal.kwargs(), timeout=5.0, cooldown=0)
     try:
         return _check(config, client, repair, batch, ring_of, progress or (lambda *_: None))
     finally:
@@ -125,7 +124,7 @@ def _check(config: ClusterConfig, client: DTClient, repair: bool, batch: int,
            ring_of: Callable[[NodeSpec], dict], progress: Progress) -> Report:
     report = Report()
     catalog = [n.redis for n in config.nodes]
-    # Only a ring that verifies: its members get the backend password (scans),
+    # Only a ring that verifies: its members get the internal credentials (scans),
     # so a forged one must name no address this contacts.
     stored = run(read_rings(catalog, RingCheck(config)), client)
     state, down = stored.state, stored.down

@@ -219,8 +219,8 @@ class DTSentinel:
         self.check = RingCheck(self.config)  # which stored rings it may adopt
         self._unverified: str | None = None  # why it last would not bootstrap, as logged
         self.sentinels = sentinels if sentinels is not None else SentinelView(
-            list(self.config.sentinels), self.config.password)
-        auth = {"password": self.config.password, "username": self.config.username}
+            list(self.config.sentinels), self.config.sentinel_secret)
+        auth = self.config.internal.kwargs()
         self.client = DTClient(**auth, timeout=10.0, cooldown=0)
         self.versions = DTClient(**auth, timeout=10.0, cooldown=0, db=VERSION_DB)
         self.executor = Executor(self.client, **auth, versions=self.versions)

@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from dtriad.config import parse_address
+from dtriad.config import Login, parse_address
 from dtriad.exceptions import ConfigurationError
 
 FAILOVER_TIMEOUT_MS = 24 * 3600 * 1000
@@ -25,8 +25,12 @@ def sentinel_client(address: str, password: str | None, timeout: float = 2.0) ->
 
 def register(sentinels: list[str], name: str, backend: str, password: str | None,
              down_after_ms: int = 1000, timeout: float = 15.0,
-             username: str | None = None) -> None:
+             auth: Login | None = None) -> None:
     """Make every Sentinel monitor ``backend`` as master ``name`` (idempotent).
+
+    ``password`` opens the Sentinels; ``auth`` is how they log in to the
+    backend (a cluster's :attr:`~dtriad.config.ClusterConfig.sentinel_login`;
+    None: no user name, ``password``).
 
     A new master is first monitored with a long down-after period, and the
     short one is set only once Sentinel has had a valid PING reply on a link
@@ -35,6 +39,7 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
     down a second after registering it.
     """
     host, port = parse_address(backend)
+    auth = auth or Login(None, password)
     quorum = len(sentinels) // 2 + 1
     for address in sentinels:
         client = sentinel_client(address, password)
@@ -46,10 +51,10 @@ def register(sentinels: list[str], name: str, backend: str, password: str | None
             if not known:
                 client.sentinel_monitor(name, host, port, quorum)
                 client.sentinel_set(name, "down-after-milliseconds", 60_000)
-            if username:
-                client.sentinel_set(name, "auth-user", username)
-            if password:
-                client.sentinel_set(name, "auth-pass", password)
+            if auth.username:
+                client.sentinel_set(name, "auth-user", auth.username)
+            if auth.password:
+                client.sentinel_set(name, "auth-pass", auth.password)
             client.sentinel_set(name, "failover-timeout", FAILOVER_TIMEOUT_MS)
             if not known:
                 client.execute_command("SENTINEL", "RESET", name)
@@ -70,7 +75,7 @@ def _wait_linked(client: redis.Redis, name: str, timeout: float) -> None:
             return
         time.sleep(0.05)
     raise ConfigurationError(f"Sentinel could not reach backend {name} within {timeout:.0f}s "
-                             f"(is its password the cluster's?)")
+                             f"(does its sentinel_password match the backends'?)")
 
 
 def unregister(sentinels: list[str], name: str, password: str | None) -> None:

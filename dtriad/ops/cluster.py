@@ -32,6 +32,7 @@ from dtriad.core.steps import run
 from dtriad.exceptions import ConfigurationError
 from dtriad.membership.registration import register, unregister
 from dtriad.ops.procs import (
+    backend_auth,
     free_port,
     pid_alive,
     pid_matches,
@@ -246,6 +247,8 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
         config = ClusterConfig(nodes=nodes, replicas=options.replicas, vnodes=options.vnodes,
                                password=secrets.token_urlsafe(24),
                                secret=secrets.token_urlsafe(24),
+                               backend_password=secrets.token_urlsafe(24),
+                               sentinel_password=secrets.token_urlsafe(24),
                                viewer_token=secrets.token_urlsafe(24),
                                data_token=secrets.token_urlsafe(24),
                                http_auth=options.http_auth,
@@ -263,8 +266,8 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
     pids = Pids()
     try:
         for node in config.nodes:
-            proc = start_redis(node.redis_port, directory / node.name, config.password,
-                               persist=node.persist)
+            proc = start_redis(node.redis_port, directory / node.name, persist=node.persist,
+                               **backend_auth(config))
             pids.node(node.name).redis = proc.pid
             pids.save(directory)
         config.save(path)
@@ -292,7 +295,7 @@ def admitted(config: ClusterConfig, pids: Pids | None = None) -> bool:
     every running DTServer (by ``pids``, else the recorded ones) route by it?
     (After a restart every backend has a new one, and the DTSentinel admits
     them again.)"""
-    client = DTClient(password=config.password, username=config.username, timeout=2.0)
+    client = DTClient(**config.internal.kwargs(), timeout=2.0)
     try:
         state, _ = run(newest_ring([n.redis for n in config.nodes], RingCheck(config)),
                        client)
@@ -325,11 +328,11 @@ def _start_sentinels(directory: Path, config: ClusterConfig, pids: Pids) -> None
     for i, address in enumerate(config.sentinels, start=1):
         port = parse_address(address)[1]
         pids.sentinels.append(start_sentinel(port, directory / f"sentinel{i}",
-                                             config.password).pid)
+                                             config.sentinel_secret).pid)
         pids.save(directory)
     for node in config.nodes:
-        register(list(config.sentinels), node.name, node.redis, config.password,
-                 config.down_after_ms)
+        register(list(config.sentinels), node.name, node.redis, config.sentinel_secret,
+                 config.down_after_ms, auth=config.sentinel_login)
 
 
 def dtsentinel_home(directory: Path, index: int = 1) -> Path:
@@ -526,7 +529,7 @@ def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
     persist = config.nodes[0].persist
     node = NodeSpec(name, f"127.0.0.1:{redis_port}", f"http://127.0.0.1:{http_port}",
                     resp=f"127.0.0.1:{resp_port}", persist=persist)
-    proc = start_redis(redis_port, directory / name, config.password, persist=persist)
+    proc = start_redis(redis_port, directory / name, persist=persist, **backend_auth(config))
     pids = Pids.load(directory)
     pids.node(name).redis = proc.pid
     pids.save(directory)
@@ -538,14 +541,14 @@ def add_node(directory: str | os.PathLike, log=print) -> NodeSpec:
         pids.node(name).server = server.pid
         pids.save(directory)
         _wait_server(directory, node, server)
-        register(list(config.sentinels), name, node.redis, config.password,
-                 config.down_after_ms)
+        register(list(config.sentinels), name, node.redis, config.sentinel_secret,
+                 config.down_after_ms, auth=config.sentinel_login)
     except BaseException:  # leave nothing behind: no process, no catalog entry
         if server is not None:
             _stop_server(server.pid, path)
         stop_pid(proc.pid, needle=str(redis_port))
         try:
-            unregister(list(config.sentinels), name, config.password)
+            unregister(list(config.sentinels), name, config.sentinel_secret)
         except Exception:  # noqa: BLE001 - the original error matters more
             pass
         current = ClusterConfig.load(path)
@@ -598,8 +601,8 @@ def forget_node(directory: str | os.PathLike, name: str) -> list[str]:
         raise ConfigurationError(f"{name} is the only node of the cluster; "
                                  f"stop the cluster with 'dtriad down' instead")
     host, port = parse_address(node.redis)
-    probe = redis.Redis(host=host, port=port, password=config.password,
-                        username=config.username, socket_timeout=2, socket_connect_timeout=2,
+    probe = redis.Redis(host=host, port=port, **config.internal.kwargs(),
+                        socket_timeout=2, socket_connect_timeout=2,
                         retry=Retry(NoBackoff(), 0))  # refused once is down
     try:
         probe.ping()
@@ -616,7 +619,7 @@ def forget_node(directory: str | os.PathLike, name: str) -> list[str]:
         raise ConfigurationError(f"the backend of {name} ({node.redis}) still answers; "
                                  f"stop it first ('dtriad node stop {name}')")
     # The file first: the lease's majority shrinks at the DTSentinel's next step.
-    unregister(list(config.sentinels), name, config.password)
+    unregister(list(config.sentinels), name, config.sentinel_secret)
     current = ClusterConfig.load(path)
     dataclasses.replace(current, nodes=tuple(n for n in current.nodes if n.name != name)).save(path)
     done = ["removed it from Sentinel", f"removed it from {path}"]
@@ -643,6 +646,48 @@ def sentinel_progress(directory: str | os.PathLike) -> dict | None:
     return newest
 
 
+def rotate_password(directory: str | os.PathLike, password: str | None = None,
+                    timeout: float = 10.0) -> list[str]:
+    """Give the cluster a new client password (``password``, else a random one)
+    and return the nodes whose RESP port takes it.
+
+    Only the RESP front ends know the client password: each reads it from
+    cluster.json again within a second of the file changing (frontends/respd.py),
+    so nothing restarts, backends and Sentinels included. Connections already
+    authenticated stay so, as with Redis's requirepass.
+    """
+    directory = Path(directory).resolve()
+    path = cluster_file(directory)
+    config = ClusterConfig.load(path)
+    if not config.separate_credentials:
+        raise ConfigurationError(
+            f"{path} has no backend_password: its client password is also the backends' "
+            f"and Sentinel's, so changing it means restarting them; a cluster made by this "
+            f"version of 'dtriad up' has separate credentials")
+    new = dataclasses.replace(config, password=password or secrets.token_urlsafe(24))
+    new.save(path)
+    pids = Pids.load(directory)
+    serving = [n for n in new.nodes if n.resp and (pids.nodes.get(n.name) or NodePids()).server
+               and pid_alive(pids.nodes[n.name].server)]
+    for node in serving:
+        wait_until(lambda node=node: _takes(node.resp, new.password), timeout,
+                   f"the RESP front end of {node.name} to take the new password",
+                   interval=0.1)
+    return [n.name for n in serving]
+
+
+def _takes(address: str, password: str) -> bool:
+    host, port = parse_address(address)
+    client = redis.Redis(host=host, port=port, password=password, socket_timeout=2,
+                         retry=Retry(NoBackoff(), 0))
+    try:
+        return client.ping()
+    except redis.AuthenticationError:
+        return False
+    finally:
+        client.close()
+
+
 def start_node(directory: str | os.PathLike, name: str) -> NodeSpec:
     """Start a stopped or killed node again (backend, then DTServer if needed).
 
@@ -656,8 +701,8 @@ def start_node(directory: str | os.PathLike, name: str) -> NodeSpec:
     pids = Pids.load(directory)
     mine = pids.node(name)
     if not (mine.redis and pid_alive(mine.redis)):
-        mine.redis = start_redis(node.redis_port, directory / name, config.password,
-                                 persist=node.persist).pid
+        mine.redis = start_redis(node.redis_port, directory / name, persist=node.persist,
+                                 **backend_auth(config)).pid
         pids.save(directory)
     if not (mine.server and pid_alive(mine.server)):
         proc = _start_server(directory, path, node, config)

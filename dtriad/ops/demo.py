@@ -50,8 +50,7 @@ def run(nodes: int = 5, replicas: int = 2, keys: int = 8, echo=print) -> None:
         for node in config.nodes:
             echo(f"   {node.name}: redis {node.redis}, http {node.http}")
         backends = {n.redis: redis.Redis(host=n.redis_host, port=n.redis_port,
-                                         username=config.username,
-                                         password=config.password, socket_timeout=2)
+                                         **config.internal.kwargs(), socket_timeout=2)
                     for n in config.nodes}
 
         echo(f"\n== writing {keys} keys through {entry} (HTTP GET /set?key=...&value=...)")

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from dtriad.config import ClusterConfig, parse_address
 from dtriad.exceptions import ConfigurationError
-from dtriad.ops.procs import redis_config, redis_server_binary, sentinel_config, write_private
+from dtriad.ops.procs import (
+    backend_auth,
+    redis_config,
+    redis_server_binary,
+    sentinel_config,
+    write_private,
+)
 from dtriad.ops.units import CONFIG_PATH, DISTRO_UNITS, UNIT_DIR, USER, Roles, units
 
 
@@ -43,9 +49,8 @@ def backend_command(config_path: str | os.PathLike) -> list[str]:
     node = config.node(roles.node)
     directory = _data_dir(roles, "redis")
     conf = directory / "redis.conf"
-    write_private(conf, redis_config(node.redis_port, directory, config.password,
-                                     persist=True, host=node.redis_host,
-                                     username=config.username, logfile=""))
+    write_private(conf, redis_config(node.redis_port, directory, persist=True,
+                                     host=node.redis_host, logfile="", **backend_auth(config)))
     return [redis_server_binary(), str(conf)]
 
 
@@ -59,7 +64,8 @@ def sentinel_command(config_path: str | os.PathLike) -> list[str]:
     directory = _data_dir(roles, "sentinel")
     conf = directory / "sentinel.conf"
     if not conf.exists():
-        write_private(conf, sentinel_config(port, directory, config.password, host, logfile=""))
+        write_private(conf, sentinel_config(port, directory, config.sentinel_secret, host,
+                                             logfile=""))
     return [redis_server_binary(), str(conf), "--sentinel"]
 
 
@@ -78,9 +84,9 @@ def register(config_path: str | os.PathLike, timeout: float = 600.0,
     while waiting:
         node = waiting[0]
         try:
-            monitor([roles.sentinel], node.name, node.redis, config.password,
+            monitor([roles.sentinel], node.name, node.redis, config.sentinel_secret,
                     down_after_ms=roles.down_after_ms, timeout=15.0,
-                    username=config.username)
+                    auth=config.sentinel_login)
         except Exception as e:  # noqa: BLE001 - anything: retried until the deadline
             if time.monotonic() > deadline:
                 raise ConfigurationError(

@@ -125,6 +125,20 @@ def down(directory):
 
 @main.command()
 @dir_option
+@click.option("--password", help="The new client password (default: a random one).")
+def passwd(directory, password):
+    """Give the local cluster a new client password (the RESP ports' AUTH);
+    nothing restarts and no backend or Sentinel changes."""
+    try:
+        taken = local.rotate_password(directory, password)
+    except DtriadError as e:
+        _fail(e)
+    click.echo(f"the new client password is \"password\" in {local.cluster_file(directory)}; "
+               f"RESP ports taking it: {', '.join(taken) or 'none running'}")
+
+
+@main.command()
+@dir_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def status(directory, as_json):
     """Show every node's backend and DTServer; exit 1 if any is down."""
@@ -285,6 +299,9 @@ def check(directory, config_path, repair):
     names = {n.redis: n.name for n in config.nodes}
     for line in report.lines(names):
         click.echo(line)
+    if not config.separate_credentials:
+        click.echo("[WARN] no backend_password: the client password also opens every backend "
+                   "and Sentinel (see the README's Security section to separate them)")
     if not report.clean and not (repair and report.repaired and not report.problems):
         sys.exit(1)
 

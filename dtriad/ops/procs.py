@@ -165,12 +165,30 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str,
         time.sleep(interval)
 
 
+# What Redis Sentinel needs on a monitored master, and nothing more (Redis's
+# own list: https://redis.io/docs/management/sentinel/#redis-access-control-list-authentication).
+SENTINEL_ACL = ("allchannels +multi +slaveof +ping +exec +subscribe +config|rewrite +role "
+                "+publish +info +client|setname +client|kill +script|kill")
+
+
+def backend_auth(config) -> dict:
+    """The :func:`start_redis` / :func:`redis_config` arguments for a
+    :class:`~dtriad.config.ClusterConfig`'s backends: its internal user and,
+    with separate credentials, Sentinel's own user."""
+    internal = config.internal
+    sentinel = config.sentinel_login if config.separate_credentials else None
+    return {"password": internal.password, "username": internal.username,
+            "sentinel": (sentinel.username, sentinel.password) if sentinel else None}
+
+
 def redis_config(port: int, directory: Path, password: str | None, persist: bool,
                  host: str = "127.0.0.1", username: str | None = None,
-                 logfile: str | None = None) -> str:
-    """A backend's redis.conf. With ``username``, that ACL user is the only way in
-    (the default user is switched off); else ``requirepass``. ``logfile`` ""
-    logs to stdout (systemd's journal); None: DIRECTORY/redis.log."""
+                 logfile: str | None = None,
+                 sentinel: tuple[str, str] | None = None) -> str:
+    """A backend's redis.conf. With ``username``, that ACL user (all commands)
+    and ``sentinel`` (user, password: only what Sentinel needs) are the only
+    ways in (the default user is switched off); else ``requirepass``.
+    ``logfile`` "" logs to stdout (systemd's journal); None: DIRECTORY/redis.log."""
     logfile = str(directory / "redis.log") if logfile is None else logfile
     lines = [
         f"bind {host}", f"port {port}", f"dir {directory}", "daemonize no",
@@ -182,6 +200,8 @@ def redis_config(port: int, directory: Path, password: str | None, persist: bool
         lines += ["appendonly no"]
     if username:
         lines += ["user default off", f"user {username} on >{password} ~* &* +@all"]
+        if sentinel:
+            lines += [f"user {sentinel[0]} on >{sentinel[1]} {SENTINEL_ACL}"]
     elif password:
         lines += [f"requirepass {password}", f"masterauth {password}"]
     return "\n".join(lines) + "\n"
@@ -228,12 +248,15 @@ def bundled_redis_server() -> str | None:
 
 def start_redis(port: int, directory: Path, password: str | None = None, persist: bool = True,
                 host: str = "127.0.0.1", timeout: float = 10.0,
-                username: str | None = None, binary: str | None = None) -> subprocess.Popen:
+                username: str | None = None, binary: str | None = None,
+                sentinel: tuple[str, str] | None = None) -> subprocess.Popen:
     """Start ``redis-server`` (``binary``, else :func:`redis_server_binary`) in
-    its own session; return once it answers PING."""
+    its own session; return once it answers PING. (A cluster's backend:
+    ``start_redis(port, directory, **backend_auth(config))``.)"""
     directory.mkdir(parents=True, exist_ok=True)
     conf = directory / "redis.conf"
-    write_private(conf, redis_config(port, directory, password, persist, host, username))
+    write_private(conf, redis_config(port, directory, password, persist, host, username,
+                                     sentinel=sentinel))
     return _launch([binary or redis_server_binary(), str(conf)], directory, host, port, password,
                    timeout, f"redis-server on port {port}", directory / "redis.log", username)
 

@@ -5,11 +5,12 @@ cluster's ``cluster.json``) plus a ``[host]`` table saying which parts run on
 this host::
 
     replicas = 2
-    password = "..."              # the backends' (and Sentinels') password
+    password = "..."              # clients' AUTH on the RESP ports, nothing else
     secret = "..."                # admin methods and ring pushes
     http_auth = "token"           # the HTTP data methods need data_token
     data_token = "..."            # (as 'Authorization: Bearer ...')
-    username = "dtriad"           # the backends' ACL user
+    backend_password = "..."      # the backends' internal ACL user ("dtriad")
+    sentinel_password = "..."     # Redis Sentinel's, and its ACL user on the backends
     sentinels = ["10.0.0.15:26379"]
     [[nodes]]
     name = "n1"

@@ -337,7 +337,7 @@ def verify(config: ClusterConfig, history: History, faults: Counter) -> Summary:
             else ["never converged"]
     divergent = len(report["last"].differing) + len(report["last"].missing) \
         if "last" in report else 0
-    client = DTClient(password=config.password, username=config.username, timeout=5.0)
+    client = DTClient(**config.internal.kwargs(), timeout=5.0)
     lost = duplicated = unknown = 0
     try:
         state, _ = run_steps(newest_ring([n.redis for n in config.nodes], RingCheck(config)),

@@ -34,11 +34,14 @@ def test_cluster_file_is_private_and_complete(cluster5):
     assert stat.S_IMODE(conf.stat().st_mode) == 0o600
     assert pids.dtsentinel and pid_alive(pids.dtsentinel)
     assert cluster5.password and cluster5.secret
-    # Backends refuse clients without the cluster's password.
+    # Backends refuse clients without the internal credentials.
     node = cluster5.nodes[0]
     import redis
     with pytest.raises(redis.AuthenticationError):
         redis.Redis(host=node.redis_host, port=node.redis_port).ping()
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(host=node.redis_host, port=node.redis_port,
+                    password=cluster5.password).ping()
 
 
 def test_500_keys_land_on_exactly_their_three_backends(cluster5):

@@ -236,11 +236,11 @@ def test_versions_stay_hidden_and_travel_with_keys_through_a_migration(cluster3)
               and newcomer.redis not in before.preference_list(k)]
     assert gained
     new_meta = redis.Redis(host=newcomer.redis_host, port=newcomer.redis_port,
-                           password=config.password, db=VERSION_DB)
+                           **config.internal.kwargs(), db=VERSION_DB)
     for key in gained[:20]:
         node = config.node_by_redis()[before.preference_list(key)[0]]
         meta = redis.Redis(host=node.redis_host, port=node.redis_port,
-                           password=config.password, db=VERSION_DB)
+                           **config.internal.kwargs(), db=VERSION_DB)
         assert new_meta.get(key) == meta.get(key) is not None
     distinct = {k for n in config.nodes for k in backend(config, n).keys("*")}
     assert sum(backend(config, n).dbsize() for n in config.nodes) == 3 * len(distinct)

@@ -37,7 +37,7 @@ def held(config: ClusterConfig, nodes) -> set[bytes]:
     keys: set[bytes] = set()
     for node in nodes:
         host, port = parse_address(node.redis)
-        client = redis.Redis(host=host, port=port, password=config.password, socket_timeout=10)
+        client = redis.Redis(host=host, port=port, **config.internal.kwargs(), socket_timeout=10)
         try:
             keys |= set(client.scan_iter(count=1000))
         finally:

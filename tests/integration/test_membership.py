@@ -188,7 +188,7 @@ def report_ring(config: ClusterConfig):
     from dtriad.core.follower import RingCheck, newest_ring
     from dtriad.core.steps import run
 
-    client = DTClient(password=config.password)
+    client = DTClient(**config.internal.kwargs())
     try:
         state, _ = run(newest_ring([n.redis for n in config.nodes], RingCheck(config)), client)
     finally:
@@ -206,7 +206,7 @@ def test_sentinel_monitors_every_backend_and_never_fails_over(cluster):
     assert len(config.sentinels) == 3
     for address in config.sentinels:
         host, port = address.split(":")
-        s = redis.Redis(host=host, port=int(port), password=config.password)
+        s = redis.Redis(host=host, port=int(port), password=config.sentinel_secret)
         masters = s.sentinel_masters()
         assert set(masters) == {n.name for n in config.nodes}
         for node in config.nodes:

@@ -417,7 +417,7 @@ def _members(config) -> list:
     from dtriad.core.follower import RingCheck, newest_ring
     from dtriad.core.steps import run
 
-    c = DTClient(password=config.password)
+    c = DTClient(**config.internal.kwargs())
     try:
         state, _ = run(newest_ring([n.redis for n in config.nodes], RingCheck(config)), c)
     finally:

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 
 def stored(config) -> tuple:
-    client = DTClient(password=config.password, username=config.username, timeout=2.0)
+    client = DTClient(**config.internal.kwargs(), timeout=2.0)
     try:
         return run(read_rings([n.redis for n in config.nodes], RingCheck(config)), client)
     finally:
@@ -37,7 +37,7 @@ def stored(config) -> tuple:
 
 def meta(config, node) -> redis.Redis:
     host, port = node.redis.rsplit(":", 1)
-    return redis.Redis(host=host, port=int(port), password=config.password, db=1,
+    return redis.Redis(host=host, port=int(port), **config.internal.kwargs(), db=1,
                        socket_timeout=5)
 
 
@@ -76,7 +76,7 @@ def serve_correctly(config, prefix: str, count: int = 30) -> None:
         holders = set()
         for node in config.nodes:
             host, port = node.redis.rsplit(":", 1)
-            with redis.Redis(host=host, port=int(port), password=config.password) as r:
+            with redis.Redis(host=host, port=int(port), **config.internal.kwargs()) as r:
                 if r.get(key) == value.encode():
                     holders.add(node.redis)
         assert holders == set(ring.preference_list(key)), key

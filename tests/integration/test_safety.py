@@ -93,7 +93,7 @@ def test_a_backend_restarted_before_sentinel_notices_is_not_served_as_it_was(clu
 
 def meta(config, node) -> redis.Redis:
     """Database 1 of a node's backend: the fence and the ring."""
-    return redis.Redis(host=node.redis_host, port=node.redis_port, password=config.password,
+    return redis.Redis(host=node.redis_host, port=node.redis_port, **config.internal.kwargs(),
                        db=1, socket_timeout=2)
 
 
@@ -223,7 +223,7 @@ def test_an_arc_whose_holders_sentinel_calls_down_but_answer_is_not_declared_los
     client = resp(config)
     write_keys_and_counters(client, 200)
     sentinel = redis.Redis(*parse_address(config.sentinels[0]), socket_timeout=2,
-                           password=config.password)
+                           password=config.sentinel_secret)
     cut = [n.name for n in config.nodes[:2]]
     dtsentinel = local.Pids.load(config.directory).dtsentinel
     os.kill(dtsentinel, signal.SIGSTOP)  # so that it sees both downs in one step
@@ -246,7 +246,8 @@ def test_an_arc_whose_holders_sentinel_calls_down_but_answer_is_not_declared_los
     finally:
         os.kill(dtsentinel, signal.SIGCONT)
         for name in cut:
-            sentinel.execute_command("SENTINEL", "SET", name, "auth-pass", config.password)
+            sentinel.execute_command("SENTINEL", "SET", name, "auth-pass",
+                                     config.sentinel_login.password)
     converge(config)
     assert_keys_and_counters(client, 200)
 

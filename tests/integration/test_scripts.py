@@ -79,7 +79,7 @@ def copies(config, key: str) -> list[tuple]:
                  b"none": lambda k: None}[kind](key)
         version = redis.Redis(host=conn.connection_pool.connection_kwargs["host"],
                               port=conn.connection_pool.connection_kwargs["port"],
-                              password=config.password, db=VERSION_DB).get(key)
+                              **config.internal.kwargs(), db=VERSION_DB).get(key)
         out.append((kind, value, version))
     return out
 
@@ -325,7 +325,7 @@ def test_dtriad_s_own_data_is_out_of_reach(cluster, r):
     master = backend(cluster, cluster.ring().master("dtriad:fence"))
     host = master.connection_pool.connection_kwargs["host"]
     port = master.connection_pool.connection_kwargs["port"]
-    meta = redis.Redis(host=host, port=port, password=cluster.password, db=META_DB)
+    meta = redis.Redis(host=host, port=port, **cluster.internal.kwargs(), db=META_DB)
     fence = meta.get("dtriad:fence")
     assert fence is not None
     # declared, the name means the user's own key in database 0
@@ -403,7 +403,7 @@ def test_a_script_waits_for_a_cross_node_transaction_s_lock(cluster, r):
     r.set(key, 1)
     master = backend(cluster, cluster.ring().master(key))
     kwargs = master.connection_pool.connection_kwargs
-    meta = redis.Redis(host=kwargs["host"], port=kwargs["port"], password=cluster.password,
+    meta = redis.Redis(host=kwargs["host"], port=kwargs["port"], **cluster.internal.kwargs(),
                        db=META_DB)
     meta.hset("dtriad:locks", key, f"tx-test coordinator {int(time.time() * 1000)}")
     ran = threading.Event()

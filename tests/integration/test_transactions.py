@@ -52,7 +52,7 @@ def locks(config) -> dict:
     found = {}
     for node in config.nodes:
         meta = redis.Redis(host=node.redis_host, port=node.redis_port, db=META_DB,
-                           password=config.password)
+                           **config.internal.kwargs())
         found.update(meta.hgetall(LOCKS_KEY))
         meta.close()
     return found

@@ -39,8 +39,9 @@ class Cluster:
         self.procs: list[tuple[str, subprocess.Popen]] = []
         base = {
             "replicas": 2, "vnodes": 1, "write_quorum": "all", "read_quorum": "one",
-            "backend_timeout": 1.0, "username": "dtriad",
-            "password": secrets.token_urlsafe(24), "secret": secrets.token_urlsafe(24),
+            "backend_timeout": 1.0,
+            **{name: secrets.token_urlsafe(24) for name in
+               ("password", "secret", "backend_password", "sentinel_password")},
             "sentinels": [f"{SUBNET}.{SENTINEL[1]}:26379"],
             "nodes": [{"name": f"n{name[1]}", "redis": f"{SUBNET}.{octet}:6379",
                        "http": f"http://{SUBNET}.{octet}:8080"}

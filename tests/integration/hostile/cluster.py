@@ -77,7 +77,7 @@ class Target:
     def backend(self, i: int, db: int = 0) -> redis.Redis:
         node = self.config.nodes[i]
         return redis.Redis(host=node.redis_host, port=node.redis_port, db=db,
-                           username=self.config.username, password=self.password,
+                           **self.config.internal.kwargs(),
                            socket_timeout=5)
 
     def backends(self, db: int = 0) -> list[redis.Redis]:
