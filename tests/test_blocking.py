@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from dtriad.config import Login
 from dtriad.core.commands import REDIS, lookup
 from dtriad.exceptions import CommandError
 from dtriad.frontends.blocking import (
@@ -166,7 +167,7 @@ def _follow():
 def fake_server() -> tuple[Blocking, FakeRequests]:
     requests = FakeRequests()
     core = SimpleNamespace(requests=requests, follower=SimpleNamespace(follow=_follow),
-                           config=SimpleNamespace(password=None, username=None,
+                           config=SimpleNamespace(internal=Login(None, None),
                                                   backend_timeout=1.0))
     server = SimpleNamespace(core=core, client=None)
     blocking = Blocking(server, watcher=FakeWatcher, recheck=3600)  # no re-check unless run
