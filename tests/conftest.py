@@ -67,6 +67,31 @@ def make_nodes(count: int, base: int = 30000) -> tuple[NodeSpec, ...]:
                  for i in range(1, count + 1))
 
 
+class _ScriptScopedSelect(fakeredis.FakeRedisConnection):
+    """fakeredis lets a script's SELECT outlive the script (the connection
+    stays on that database); Redis does not. dtriad's scripts SELECT their
+    metadata databases, so after each script the connection goes back to
+    database 0, as on a real backend. (Without this, a GET on a connection
+    that last ran the ring poll read database 1 and answered nil: seen as
+    rare failures of tests/test_http.py under CPU load, when a poll fell
+    between a SET and its GET.)"""
+
+    _script = False
+
+    def send_command(self, *args, **kwargs):
+        self._script = bool(args) and str(args[0]).upper() in ("EVAL", "EVALSHA")
+        super().send_command(*args, **kwargs)
+
+    def read_response(self, *args, **kwargs):
+        try:
+            return super().read_response(*args, **kwargs)
+        finally:
+            if self._script:
+                self._script = False
+                super().send_command("SELECT", self.db)
+                super().read_response()
+
+
 class FakeBackends:
     """One fakeredis server per node; ``down(name)`` makes a backend unreachable."""
 
@@ -75,7 +100,7 @@ class FakeBackends:
         self.servers = {n.redis: fakeredis.FakeServer() for n in config.nodes}
 
     def pool(self, node: str) -> redis.ConnectionPool:
-        return redis.ConnectionPool(connection_class=fakeredis.FakeRedisConnection,
+        return redis.ConnectionPool(connection_class=_ScriptScopedSelect,
                                     server=self.servers[node], protocol=2)
 
     def direct(self, node: str) -> redis.Redis:
