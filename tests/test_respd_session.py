@@ -3,7 +3,10 @@
 The session runs against a fake transport whose write buffer fills up
 (``pause_writing``) until the test drains it (``resume_writing``);
 hypothesis draws the interleavings of new requests, drains and event-loop
-turns. Every request must get its reply, in order.
+turns. Requests are ECHO (the general path) and GET (the fast path, see
+:class:`FakeFast`, whose replies come a few loop steps later, and whose
+backend sometimes fails, handing the request to the general path). Every
+request must get its reply, in order.
 """
 
 from __future__ import annotations
@@ -28,13 +31,62 @@ class EchoServer:
             "max_value_bytes": 1 << 20, "max_request_bytes": 64 << 20, "maxclients": 10_000,
             "auth_timeout_s": 10.0, **limits}))
         self.pad = b"." * reply_bytes
+        self.fast = FakeFast(self)
+        self.bursts = 0
+        self.inflight = self.most = 0  # requests being answered: now, and at most
 
     def disconnected(self, session) -> None:
         self.sessions.discard(session)
 
+    def concurrent_keys(self, session, argv):  # noqa: ARG002 - the server's signature
+        """ECHO n writes key n % 4: a pipelined burst runs together until two
+        of its requests share a key (respd.Session._burst)."""
+        if argv[0] != b"ECHO":
+            return None
+        return True, [int(argv[1]) % 4]
+
     async def handle(self, session, argv) -> bytes:
-        await asyncio.sleep(0)  # a backend round trip
+        self.inflight += 1
+        self.most = max(self.most, self.inflight)
+        for _ in range(1 + int(argv[1]) % 3):  # backend round trips, of different lengths
+            await asyncio.sleep(0)
+        self.inflight -= 1
         return b"+" + argv[1] + self.pad + b"\r\n"
+
+
+class FakeSlot:
+    def __init__(self, argv):
+        self.argv = argv
+        self.reply = None
+
+
+class FakeFast:
+    """The fast path's part (frontends/fastpath.py): takes every GET, answers
+    it after 0 to 6 loop steps, and every fifth one's backend fails."""
+
+    def __init__(self, server: EchoServer):
+        self.server = server
+        self.sent = 0
+
+    def send(self, session, argv) -> bool:
+        if argv[0] != b"GET":
+            return False
+        slot = FakeSlot(argv)
+        session.slots.append(slot)
+        self.sent += 1
+        loop = asyncio.get_running_loop()
+
+        def answer(steps: int):
+            if steps:
+                loop.call_soon(answer, steps - 1)
+            elif int(argv[1]) % 5 == 4:
+                session.general(slot)
+            else:
+                slot.reply = b"+" + argv[1] + self.server.pad + b"\r\n"
+                session.fast_done()
+
+        loop.call_soon(answer, int(argv[1]) % 7)
+        return True
 
 
 class FakeTransport:
@@ -72,25 +124,27 @@ class FakeTransport:
         self.closed = True
 
 
-def request(n: int) -> bytes:
+def request(n: int, command: bytes = b"ECHO") -> bytes:
     word = str(n).encode()
-    return b"*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n" % (len(word), word)
+    return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(command), command, len(word), word)
 
 
 def replies(out: bytes, pad: int) -> list[int]:
     return [int(line[1:len(line) - pad]) for line in out.split(b"\r\n") if line]
 
 
-async def play(events: list[tuple[str, int]], reply_bytes: int, limit: int) -> list[int]:
-    server = EchoServer(reply_bytes)
+async def play(events: list[tuple[str, int]], reply_bytes: int, limit: int,
+               server: EchoServer | None = None) -> list[int]:
+    server = server or EchoServer(reply_bytes)
     session = Session(server)
     transport = FakeTransport(limit)
     transport.protocol = session
     session.connection_made(transport)
     sent = 0
     for kind, count in events:
-        if kind == "send":
-            session.data_received(b"".join(request(sent + i) for i in range(count)))
+        if kind in ("send", "get"):
+            command = b"GET" if kind == "get" else b"ECHO"
+            session.data_received(b"".join(request(sent + i, command) for i in range(count)))
             sent += count
         elif kind == "drain":
             transport.drain()
@@ -102,6 +156,7 @@ async def play(events: list[tuple[str, int]], reply_bytes: int, limit: int) -> l
     got = replies(bytes(transport.out), reply_bytes)
     session.connection_lost(None)
     await asyncio.sleep(0)
+    assert not session.slots and not session._general
     return got, sent
 
 
@@ -113,8 +168,8 @@ def test_a_request_that_arrives_while_replies_drain_is_answered():
     assert got == list(range(sent))
 
 
-events = st.lists(st.tuples(st.sampled_from(["send", "drain", "tick"]), st.integers(1, 5)),
-                  max_size=30)
+events = st.lists(st.tuples(st.sampled_from(["send", "get", "drain", "tick"]),
+                            st.integers(1, 5)), max_size=30)
 
 
 @settings(max_examples=150, deadline=None)
@@ -122,6 +177,44 @@ events = st.lists(st.tuples(st.sampled_from(["send", "drain", "tick"]), st.integ
 def test_no_interleaving_stalls_a_session(events, reply_bytes, limit):
     got, sent = asyncio.run(play(events, reply_bytes, limit))
     assert got == list(range(sent))
+
+
+def test_fast_reads_take_the_fast_path_and_keep_the_order_around_general_requests():
+    """GETs before, between and after ECHOs: replies in order; the GETs
+    sent while the session was idle went the fast way."""
+    idle = [("tick", 0)] * 10
+    events = [*idle, ("get", 5), ("send", 2), ("get", 3), *idle, ("get", 4)]
+
+    async def run():
+        got, sent = await play(events, reply_bytes=10, limit=1 << 20)
+        return got, sent
+
+    server_sent = []
+    original = FakeFast.send
+
+    def counting(self, session, argv):
+        taken = original(self, session, argv)
+        server_sent.append(taken)
+        return taken
+
+    FakeFast.send = counting
+    try:
+        got, sent = asyncio.run(run())
+    finally:
+        FakeFast.send = original
+    assert got == list(range(sent))
+    # The first and last GETs came to an idle session: fast. The first ECHO
+    # was offered, refused and handed over with the second (the middle GETs
+    # go either way, by when the ECHOs are answered).
+    assert server_sent[:6] == [True] * 5 + [False] and server_sent[-4:] == [True] * 4
+
+
+def test_a_pipelined_burst_runs_together_until_two_requests_share_a_key():
+    """ECHO n writes key n % 4: of 10 pipelined at once, 0-3 run together,
+    then 4-7, then 8-9; the replies keep the order they were asked in."""
+    server = EchoServer(10)
+    got, sent = asyncio.run(play([("tick", 0), ("send", 10)], 10, 1 << 20, server))
+    assert got == list(range(sent)) and server.most == 4
 
 
 def test_a_client_beyond_maxclients_gets_redis_error_and_is_closed():

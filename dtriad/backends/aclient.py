@@ -57,8 +57,11 @@ class _Link(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
 
-    def send(self, args) -> asyncio.Future:
-        future = self._loop.create_future()
+    def send(self, args, sink=None) -> asyncio.Future:
+        """Pipeline ``args``; its reply (or error) goes to the future returned,
+        or to ``sink``, anything with a future's ``set_result``,
+        ``set_exception`` and ``done`` (the RESP fast path's replies)."""
+        future = sink if sink is not None else self._loop.create_future()
         if self.closed:
             future.set_exception(RedisConnectionError(f"connection to {self.node} closed"))
             return future
@@ -180,6 +183,16 @@ class AsyncClient:
         if link is None or link.closed:
             link = await self._link(node)
         return link.send(args)
+
+    def open_link(self, node: str) -> _Link | None:
+        """``node``'s connection if it is open (no connecting, no waiting)."""
+        link = self._links.get(node)
+        return link if link is not None and not link.closed else None
+
+    def count_call(self, node: str) -> None:
+        """A command sent to ``node`` other than through :meth:`perform` (metrics)."""
+        if self.on_call is not None:
+            self.on_call(Execute(node, ()))
 
     async def execute(self, node: str, args) -> Any:
         """One command on one backend (EVAL sent as EVALSHA, once more as EVAL

@@ -192,6 +192,17 @@ class RingFollower:
             yield from self.refresh()
         return self.view
 
+    def current(self, now: float) -> View | None:
+        """What :meth:`follow` answers at ``now`` when that needs no backend
+        (the state file's ``stat`` is done here); None when a poll is due
+        (the RESP fast path routes only by a ring it need not poll for)."""
+        if now >= self._next_poll:
+            return None
+        if self.state_file is not None and now >= self._next_file_check:
+            self._next_file_check = now + FILE_CHECK_S
+            self._check_file()
+        return self.view
+
     def _check_file(self) -> None:
         try:
             st = os.stat(self.state_file)

@@ -14,6 +14,7 @@ COMMAND, INFO, DBSIZE, QUIT).
 from __future__ import annotations
 
 import asyncio
+import collections
 import hmac
 import itertools
 import logging
@@ -28,6 +29,8 @@ from dtriad.core.commands import (
     REDIS,
     Kind,
     RedisCommand,
+    arity_error,
+    keys_of,
     lookup,
     reply_is_array,
     reply_is_status,
@@ -44,6 +47,7 @@ from dtriad.exceptions import (
     printable,
 )
 from dtriad.frontends.blocking import Blocking
+from dtriad.frontends.fastpath import FastReads
 from dtriad.frontends.pubsub import PubSub
 from dtriad.frontends.resp import (
     OK,
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 REDIS_VERSION = "6.2.0"  # the command semantics served: Redis 6.2's
 _HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its replies
 _BATCH_BYTES = 1024 * 1024  # write replies once they add up to this (or 64 of them)
+_BURST = 64  # requests of a pipelined burst run together at most
 _UNAUTH_HIGH_WATER = 64 * 1024  # the same before AUTH: a non-reading client holds no more
 _BEFORE_AUTH = {"auth", "hello", "quit"}
 _TRANSACTION_COMMANDS = {"multi", "exec", "discard", "watch", "unwatch"}
@@ -102,6 +107,15 @@ class Session(asyncio.Protocol):
         self.multi_error = False  # a command was refused while queueing: EXEC aborts
         self.watched: dict = {}  # WATCHed key -> its version when watched
         self.pubsub = None  # frontends.pubsub state once the client subscribes
+        # The fast path (frontends/fastpath.py): its reads not answered yet, in
+        # order; their replies ready to write; a request it parsed but left to
+        # _serve (or the ProtocolError it met); _serve waiting for ``slots``.
+        self.slots: collections.deque = collections.deque()
+        self._ready: list[bytes] = []
+        self._write_soon = False
+        self._handoff: list | ProtocolError | None = None
+        self._slots_empty: asyncio.Future | None = None
+        self._general: set[asyncio.Task] = set()
 
     @property
     def authed(self) -> bool:
@@ -144,10 +158,102 @@ class Session(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.parser.feed(data)
+        if self._waiter is not None and not self._waiter.done() and self._drained is None:
+            self._fast()  # _serve is idle: the fast path may answer, else it wakes _serve
+        else:
+            self._wake()
         if self.parser.buffered > (_HIGH_WATER if self.authed else _UNAUTH_HIGH_WATER):
             self.transport.pause_reading()
             self._reading = False
-        self._wake()
+
+    # ------------------------------------------------------------ fast path
+    def _fast(self) -> None:
+        """Send every request parsed as a fast read, until one the fast path
+        does not take: that one (or a protocol error) is handed to _serve."""
+        fast, parser = self.server.fast, self.parser
+        while True:
+            try:
+                argv = parser.next()
+            except ProtocolError as e:
+                argv = e
+            if argv is None:
+                return
+            if isinstance(argv, ProtocolError) or not fast.send(self, argv):
+                self._handoff = argv
+                self._wake()
+                return
+
+    def fast_done(self) -> None:
+        """A fast read has its reply: write the replies now first in order,
+        at once when none is left to wait for, else at the end of this loop
+        step (the replies of a pipelined burst arrive together: one write)."""
+        slots = self.slots
+        while slots and slots[0].reply is not None:
+            self._ready.append(slots.popleft().reply)
+        if not slots:
+            self._write_ready()
+        elif self._ready and not self._write_soon:
+            self._write_soon = True
+            asyncio.get_running_loop().call_soon(self._write_ready)
+
+    def _write_ready(self) -> None:
+        self._write_soon = False
+        if self._ready:
+            if not self.closed:
+                self.transport.write(b"".join(self._ready))
+            self._ready.clear()
+        if not self.slots and self._slots_empty is not None and not self._slots_empty.done():
+            self._slots_empty.set_result(None)
+
+    def general(self, slot) -> None:
+        """A fast read whose backend failed: the general path answers it (it
+        asks the next copy), in the same place in the session's order."""
+        async def answer():
+            slot.reply = await self.server.handle(self, slot.argv)
+            self.fast_done()
+
+        task = asyncio.get_running_loop().create_task(answer())
+        self._general.add(task)
+        task.add_done_callback(self._general.discard)
+
+    def _burst(self, argv: list) -> list[list] | None:
+        """``argv`` and the requests parsed after it that may run at the same
+        time as it (a pipelined burst), or None if it runs alone.
+
+        Requests run together only if each is a plain data command of the
+        ring (no transaction, script, blocking, pub/sub or front-end command,
+        nothing while in MULTI or subscribed) and none names a key another
+        one writes: then no order between them can be observed, as each
+        key's commands are one. The first request that does not qualify is
+        kept (``_handoff``) and runs after them."""
+        keys = self.server.concurrent_keys(self, argv)
+        if keys is None:
+            return None
+        burst, written, read = [argv], set(), set()
+        (written if keys[0] else read).update(keys[1])
+        while len(burst) < _BURST and self._handoff is None:
+            try:
+                following = self.parser.next()
+            except ProtocolError as e:
+                following = e
+            if following is None:
+                break
+            keys = None if isinstance(following, ProtocolError) else \
+                self.server.concurrent_keys(self, following)
+            if keys is None or not written.isdisjoint(keys[1]) or \
+                    (keys[0] and not read.isdisjoint(keys[1])):
+                self._handoff = following
+                break
+            burst.append(following)
+            (written if keys[0] else read).update(keys[1])
+        return burst if len(burst) > 1 else None
+
+    async def _after_fast_reads(self) -> None:
+        """Until every fast read sent so far is answered and written."""
+        while self.slots or self._ready:
+            self._slots_empty = asyncio.get_running_loop().create_future()
+            await self._slots_empty
+            self._slots_empty = None
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -193,16 +299,27 @@ class Session(asyncio.Protocol):
     async def _serve(self) -> None:
         parser = self.parser
         while not self.closed:
-            try:
-                argv = parser.next()
-            except ProtocolError as e:
-                self.out.append(error(f"ERR {e}"))
+            if self._handoff is not None:
+                argv, self._handoff = self._handoff, None
+            else:
+                try:
+                    argv = parser.next()
+                except ProtocolError as e:
+                    argv = e
+            if argv is not None and (self.slots or self._ready):
+                await self._after_fast_reads()  # their replies go first
+            if isinstance(argv, ProtocolError):
+                self.out.append(error(f"ERR {argv}"))
                 self.quitting = True
                 argv = None
             if argv is not None:
-                reply = await self.server.handle(self, argv)
-                self.out.append(reply)
-                self._pending += len(reply)
+                burst = self._burst(argv)
+                if burst is None:
+                    replies = [await self.server.handle(self, argv)]
+                else:  # together: one backend write per step for all of them
+                    replies = await asyncio.gather(*(self.server.handle(self, a) for a in burst))
+                self.out += replies
+                self._pending += sum(map(len, replies))
                 if len(self.out) < 64 and self._pending < _BATCH_BYTES and not self.quitting:
                     continue
             await self.flush()
@@ -234,6 +351,7 @@ class RespServer:
         self.started = time.time()
         self.sessions: set[Session] = set()
         self.transactions = TransactionCommands(self)
+        self.fast = FastReads(self)
         self.blocking = Blocking(self)
         self.pubsub = PubSub(self)
 
@@ -268,6 +386,24 @@ class RespServer:
             self.password, self.username = config.password, config.username
             logs.add_secrets(config.password)
             log.info("the client password changed (read from %s)", config.path)
+
+    def concurrent_keys(self, session: Session, argv: list) -> tuple[bool, list] | None:
+        """``(writes, keys)`` of a plain data command that may run alongside
+        others of its session's burst (see ``Session._burst``), else None."""
+        if session.multi is not None or session.pubsub is not None or not session.authed:
+            return None
+        spec = lookup(argv[0])
+        if spec is None or spec.kind not in (Kind.READ, Kind.WRITE) \
+                or spec.name in _TRANSACTION_COMMANDS or spec.group == "pubsub" \
+                or self.blocking.blocks(spec, argv) or arity_error(spec, len(argv)):
+            return None
+        try:
+            keys = keys_of(spec, argv)
+        except Exception:  # noqa: BLE001 - malformed: it runs alone and says why
+            return None
+        if not keys or any(type(k) is not bytes for k in keys):
+            return None
+        return spec.kind is Kind.WRITE, keys
 
     async def handle(self, session: Session, argv: list) -> bytes:
         started = time.perf_counter()
