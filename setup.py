@@ -27,10 +27,13 @@ setup(
                  "selenium>=4.20",  # the dashboard in a real headless Chromium
                  # real applications on the RESP port (tests/integration/test_apps.py)
                  "rq", "celery[redis]", "django", "django-redis", "dramatiq[redis]", "huey",
-                 "limits"],  # not limits[redis]: it caps redis<8; arq (redis<6) is left out
+                 "limits",  # not limits[redis]: it caps redis<8; arq (redis<6) is left out
+                 "uvloop>=0.19"],  # the suite runs the RESP front end on both loops
         # deploy/aws: launching EC2 hosts, and writing each one's dtriad.toml
         "aws": ["boto3>=1.34", "tomli-w>=1.0"],
         "bench": ["matplotlib>=3.8"],
+        # the RESP front end on uvloop's event loop (event_loop = "auto" picks it)
+        "fast": ["uvloop>=0.19"],
     },
     entry_points={"console_scripts": ["dtriad=dtriad.ops.main:main"]},
 )

@@ -1,15 +1,35 @@
-"""Throughput through the RESP front end against direct Redis, in one run.
+"""Throughput and CPU per command through the RESP front end, against direct
+Redis, in one run.
 
 ``redis-benchmark`` (Debian's ``redis-tools``; ``apt-get install redis-tools``)
-drives, with 50 clients, with and without ``-P 16`` pipelining, 100-byte
-values over 100,000 random keys:
+drives 50 clients, 100-byte values over 100,000 random keys (``-r 100000``),
+one test per run: SET, GET and MGET of 10 keys (a custom command,
+``MGET key:__rand_int__ ...``: redis-benchmark has no MGET test), then SET and
+GET again 16 deep (``-P 16``), against
 
 * ``direct``: one plain redis-server (no AOF), the same binary the cluster uses;
-* ``dtriad r=0`` and ``dtriad r=2``: one DTServer's RESP port of a local
-  3-node cluster (``dtriad up``, no AOF) with 0 and 2 backups.
+* ``dtriad r=0`` and ``dtriad r=2``: node 0's RESP port of a local 3-node
+  cluster (``dtriad up``, one HTTP worker, no AOF) with 0 and 2 backups.
 
-Writes ``results/throughput.{csv,png,md}``; the ratios are dtriad's requests/s
-over direct Redis's in the same run.
+Each run measures requests/s (and redis-benchmark's p50/p99 latency) and the
+CPU time (utime + stime, from ``/proc/PID/stat``) of the processes that serve
+it, read just before and just after redis-benchmark, divided by the requests:
+
+* direct: redis-server's CPU µs per command;
+* dtriad: the RESP front end's (the process listening on the node's RESP
+  port, found through ``/proc/net/tcp`` and the processes' sockets), and the
+  three backends' added up.
+
+CPU time counts in clock ticks (``SC_CLK_TCK``, usually 100/s); each run
+lasts seconds, so one tick is well under 1% of what is measured. ``busy``
+(in the CSV) is the CPU time over the run's wall time, in cores: a front end
+near 1.0 is bound by its one thread.
+The machine's speed (``python -m timeit "sum(range(1000))"``), taken before
+and after the run, goes next to the table, so that runs on different machines
+compare (and a virtual machine whose speed drifted during the run shows it).
+
+Writes ``results/throughput.{csv,md,png}``; the ratios are dtriad's requests/s
+over direct Redis's for the same test in the same run.
 
 Usage: ``python benchmarks/throughput.py [--quick]``.
 """
@@ -19,10 +39,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
+import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -30,22 +54,56 @@ sys.path.insert(0, str(HERE.parent))
 
 from dtriad.config import parse_address  # noqa: E402
 from dtriad.ops import cluster as local  # noqa: E402
-from dtriad.ops.procs import free_port, start_redis, stop_pid  # noqa: E402
+from dtriad.ops.procs import free_port, redis_server_binary, start_redis, stop_pid  # noqa: E402
 
-FIELDS = ["target", "replicas", "test", "pipeline", "clients", "requests", "rps", "p50_ms",
-          "p99_ms", "ratio"]
+FIELDS = ["target", "replicas", "test", "pipeline", "clients", "requests", "seconds", "rps",
+          "p50_ms", "p99_ms", "ratio", "cpu_us_per_command", "busy",
+          "backends_cpu_us_per_command", "backends_busy"]
 CLIENTS = 50
-# requests per run, sized for a few seconds each on a 2-core machine
-REQUESTS = {("direct", 1): 300_000, ("direct", 16): 2_000_000,
-            ("dtriad", 1): 100_000, ("dtriad", 16): 300_000}
+TICKS = os.sysconf("SC_CLK_TCK")
+PASSWORD = "benchmark-password"
 
 
-def benchmark(port: int, password: str, pipeline: int, requests: int) -> dict[str, dict]:
-    """redis-benchmark's CSV for GET and SET: {test: {rps, p50_ms, p99_ms}}."""
+@dataclass(frozen=True)
+class Test:
+    """One redis-benchmark run: ``command`` chooses what it sends; the request
+    counts are sized for a few seconds each on a 2-core machine."""
+
+    name: str
+    pipeline: int
+    command: tuple[str, ...]
+    direct: int  # requests against direct Redis
+    dtriad: int  # requests against dtriad
+
+    @property
+    def label(self) -> str:
+        return label(self.name, self.pipeline)
+
+
+def label(test: str, pipeline: int) -> str:
+    return test + (f" -P {pipeline}" if pipeline > 1 else "")
+
+
+MGET_KEYS = 10
+# SET first: the GETs and MGETs then read keys that exist.
+TESTS = (
+    Test("SET", 1, ("-t", "set"), 300_000, 100_000),
+    Test("GET", 1, ("-t", "get"), 300_000, 100_000),
+    Test(f"MGET {MGET_KEYS}", 1, ("MGET", *["key:__rand_int__"] * MGET_KEYS), 200_000, 50_000),
+    Test("SET", 16, ("-t", "set"), 2_000_000, 300_000),
+    Test("GET", 16, ("-t", "get"), 2_000_000, 300_000),
+)
+TARGETS = (("direct", ""), ("dtriad", 0), ("dtriad", 2))
+
+
+def benchmark(port: int, password: str, pipeline: int, requests: int,
+              command: tuple[str, ...] = ("-t", "set,get")) -> dict[str, dict]:
+    """redis-benchmark's CSV: {test: {rps, p50_ms, p99_ms}}, a test named by
+    its command's first word (GET, SET, MGET...)."""
     out = subprocess.run(
         ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-a", password,
          "-c", str(CLIENTS), "-n", str(requests), "-P", str(pipeline), "-d", "100",
-         "-r", "100000", "-t", "set,get", "--csv"],
+         "-r", "100000", "--csv", *command],
         capture_output=True, text=True, check=True, timeout=600)
     rows = {}
     for row in csv.DictReader(io.StringIO(out.stdout)):
@@ -55,18 +113,83 @@ def benchmark(port: int, password: str, pipeline: int, requests: int) -> dict[st
     return rows
 
 
+# ------------------------------------------------------------------ CPU
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid`` (every thread) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def listener_pid(port: int) -> int:
+    """The one process listening on TCP ``port`` on this host: its socket's
+    inode from ``/proc/net/tcp{,6}``, then the process holding that inode
+    among its file descriptors. Read only: nothing is signalled."""
+    sockets = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()  # sl local_address rem_address st ... inode
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                sockets.add(f"socket:[{fields[9]}]")
+    owners = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in sockets for fd in (entry / "fd").iterdir()):
+                owners.add(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    if len(owners) != 1:
+        raise RuntimeError(f"expected one process listening on port {port}, found "
+                           f"{sorted(owners) or 'none'}")
+    return owners.pop()
+
+
+def measured(port: int, password: str, test: Test, requests: int, served: int,
+             backends: tuple[int, ...] = ()) -> dict:
+    """Run ``test`` against ``port``: redis-benchmark's figures, and the CPU
+    per command of ``served`` (the process the clients talk to) and of
+    ``backends`` (added up), over exactly that run."""
+    pids = (served, *backends)
+    before = [cpu_seconds(pid) for pid in pids]
+    start = time.monotonic()
+    (result,) = benchmark(port, password, test.pipeline, requests, test.command).values()
+    seconds = time.monotonic() - start
+    used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+    row = {"test": test.name, "pipeline": test.pipeline, "clients": CLIENTS,
+           "requests": requests, "seconds": round(seconds, 2), **result,
+           "cpu_us_per_command": round(used[0] / requests * 1e6, 2),
+           "busy": round(used[0] / seconds, 2)}
+    if backends:
+        row["backends_cpu_us_per_command"] = round(sum(used[1:]) / requests * 1e6, 2)
+        row["backends_busy"] = round(sum(used[1:]) / seconds, 2)
+    return row
+
+
+def echo_row(echo, row: dict) -> None:
+    who = "direct" if row["target"] == "direct" else f"dtriad r={row['replicas']}"
+    line = (f"{who:<11} {label(row['test'], row['pipeline']):<10}: {row['rps']:>10,.0f}/s, "
+            f"{row['cpu_us_per_command']:>6.1f} CPU us/cmd ({row['busy']:.2f} cores)")
+    if row["target"] == "dtriad":
+        line += (f", backends {row['backends_cpu_us_per_command']:.1f} us/cmd "
+                 f"({row['backends_busy']:.2f} cores)")
+    echo(line)
+
+
+# ------------------------------------------------------------------ the run
 def measure(workdir: Path, scale: float, echo) -> list[dict]:
     rows = []
-    password = "benchmark-password"
     port = free_port()
-    proc = start_redis(port, workdir / "direct", password, persist=False)
+    proc = start_redis(port, workdir / "direct", PASSWORD, persist=False)
     try:
-        for pipeline in (1, 16):
-            n = int(REQUESTS["direct", pipeline] * scale)
-            for test, r in benchmark(port, password, pipeline, n).items():
-                rows.append({"target": "direct", "replicas": "", "test": test,
-                             "pipeline": pipeline, "clients": CLIENTS, "requests": n, **r})
-                echo(f"direct        {test} -P {pipeline:<2}: {r['rps']:>10,.0f}/s")
+        for test in TESTS:
+            row = measured(port, PASSWORD, test, int(test.direct * scale), proc.pid)
+            rows.append({"target": "direct", "replicas": "", **row})
+            echo_row(echo, rows[-1])
     finally:
         stop_pid(proc.pid, needle=str(port))
     for replicas in (0, 2):
@@ -74,14 +197,16 @@ def measure(workdir: Path, scale: float, echo) -> list[dict]:
         config = local.up(directory, local.UpOptions(nodes=3, replicas=replicas, persist=False,
                                                      workers=1, down_after_ms=60_000),
                           log=lambda *_: None)
-        try:
+        try:  # up() stops what it started if it fails
             resp = parse_address(config.nodes[0].resp)[1]
-            for pipeline in (1, 16):
-                n = int(REQUESTS["dtriad", pipeline] * scale)
-                for test, r in benchmark(resp, config.password, pipeline, n).items():
-                    rows.append({"target": "dtriad", "replicas": replicas, "test": test,
-                                 "pipeline": pipeline, "clients": CLIENTS, "requests": n, **r})
-                    echo(f"dtriad r={replicas}    {test} -P {pipeline:<2}: {r['rps']:>10,.0f}/s")
+            front = listener_pid(resp)
+            pids = local.Pids.load(directory)
+            backends = tuple(pids.node(n.name).redis for n in config.nodes)
+            for test in TESTS:
+                row = measured(resp, config.password, test, int(test.dtriad * scale), front,
+                               backends)
+                rows.append({"target": "dtriad", "replicas": replicas, **row})
+                echo_row(echo, rows[-1])
         finally:
             local.down(directory)
     direct = {(r["test"], r["pipeline"]): r["rps"] for r in rows if r["target"] == "direct"}
@@ -90,22 +215,50 @@ def measure(workdir: Path, scale: float, echo) -> list[dict]:
     return rows
 
 
-def report(rows: list[dict]) -> str:
-    lines = ["| test | pipeline | direct Redis req/s | dtriad r=0 req/s (ratio) | "
-             "dtriad r=2 req/s (ratio) |", "|---|---|---|---|---|"]
-    for test in ("GET", "SET"):
-        for pipeline in (1, 16):
-            cells = {}
-            for r in rows:
-                if r["test"] == test and r["pipeline"] == pipeline:
-                    cells[r["replicas"]] = r
-            line = f"| {test} | {'-P 16' if pipeline == 16 else 'none'} | " \
-                   f"{cells[''].get('rps'):,.0f} |"
-            for replicas in (0, 2):
-                c = cells[replicas]
-                line += f" {c['rps']:,.0f} ({c['ratio']:.2f}) |"
-            lines.append(line)
-    return "\n".join(lines)
+def machine_speed() -> str:
+    """``python -m timeit "sum(range(1000))"``'s line, e.g. "50000 loops, best
+    of 5: 6.1 usec per loop"."""
+    out = subprocess.run([sys.executable, "-m", "timeit", "sum(range(1000))"],
+                         capture_output=True, text=True, check=True, timeout=120)
+    return out.stdout.strip()
+
+
+def versions() -> str:
+    def version(*argv: str) -> str:  # "Redis server v=6.2.14 sha=... build=...": 3 words
+        return " ".join(subprocess.run(argv, capture_output=True, text=True).stdout.split()[:3])
+
+    return (f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+            f"{version('redis-benchmark', '--version')}, "
+            f"{version(redis_server_binary(), '--version')}")
+
+
+# ------------------------------------------------------------------ output
+def report(rows: list[dict], speeds: tuple[str, str], machine: str) -> str:
+    cell = {(r["target"], r["replicas"], r["test"], r["pipeline"]): r for r in rows}
+    lines = [
+        "| test | direct req/s | dtriad r=0 req/s (ratio) | dtriad r=2 req/s (ratio) "
+        "| CPU µs/cmd: direct redis-server | r=0: front end + backends "
+        "| r=2: front end + backends |",
+        "|---|---|---|---|---|---|---|"]
+    for test in TESTS:
+        direct = cell["direct", "", test.name, test.pipeline]
+        line = f"| {test.label} | {direct['rps']:,.0f} |"
+        for replicas in (0, 2):
+            c = cell["dtriad", replicas, test.name, test.pipeline]
+            line += f" {c['rps']:,.0f} ({c['ratio']:.2f}) |"
+        line += f" {direct['cpu_us_per_command']:.1f} |"
+        for replicas in (0, 2):
+            c = cell["dtriad", replicas, test.name, test.pipeline]
+            line += f" {c['cpu_us_per_command']:.1f} + {c['backends_cpu_us_per_command']:.1f} |"
+        lines.append(line)
+    return "\n".join([
+        *lines, "",
+        f"redis-benchmark -c {CLIENTS}, 100-byte values, 100,000 random keys; MGET {MGET_KEYS} "
+        f"is `MGET key:__rand_int__` x {MGET_KEYS}. CPU µs/cmd: utime + stime over the "
+        f"run / requests; the front end is node 0's RESP process, the backends its "
+        f"cluster's 3 redis-servers added up.", "",
+        f"Machine ({machine}): `python -m timeit \"sum(range(1000))\"`: {speeds[0]} "
+        f"before the run, {speeds[1]} after."])
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -114,22 +267,29 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [(t, p) for t in ("GET", "SET") for p in (1, 16)]
-    targets = [("direct", ""), ("dtriad", 0), ("dtriad", 2)]
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, (rate, cpu) = plt.subplots(1, 2, figsize=(13, 4.8))
     width = 0.27
-    for i, (target, replicas) in enumerate(targets):
-        values = [next(r["rps"] for r in rows if r["target"] == target and
-                       r["replicas"] == replicas and r["test"] == t and r["pipeline"] == p)
-                  for t, p in groups]
-        label = "direct Redis" if target == "direct" else f"dtriad RESP, r={replicas}"
-        ax.bar([g + (i - 1) * width for g in range(len(groups))], values, width, label=label)
-    ax.set_xticks(range(len(groups)))
-    ax.set_xticklabels([f"{t}\n{'-P 16' if p == 16 else 'no pipeline'}" for t, p in groups])
-    ax.set_ylabel("requests/s (redis-benchmark -c 50, 100 B values)")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_title("Throughput: dtriad's RESP port vs direct Redis (same run)")
+    for i, (target, replicas) in enumerate(TARGETS):
+        mine = [next(r for r in rows if (r["target"], r["replicas"], r["test"], r["pipeline"])
+                     == (target, replicas, t.name, t.pipeline)) for t in TESTS]
+        at = [g + (i - 1) * width for g in range(len(TESTS))]
+        name = "direct Redis" if target == "direct" else f"dtriad RESP, r={replicas}"
+        rate.bar(at, [r["rps"] for r in mine], width, label=name, color=f"C{i}")
+        served = [r["cpu_us_per_command"] for r in mine]
+        cpu.bar(at, served, width, color=f"C{i}",
+                label="redis-server" if target == "direct" else f"r={replicas}: front end")
+        if target == "dtriad":
+            cpu.bar(at, [r["backends_cpu_us_per_command"] for r in mine], width, bottom=served,
+                    color=f"C{i}", alpha=0.45, hatch="//", label=f"r={replicas}: backends")
+    for ax in (rate, cpu):
+        ax.set_xticks(range(len(TESTS)))
+        ax.set_xticklabels([t.label.replace(" -P", "\n-P") for t in TESTS])
+        ax.legend(fontsize=8)
+    rate.set_ylabel(f"requests/s (redis-benchmark -c {CLIENTS})")
+    rate.set_yscale("log")
+    rate.set_title("Throughput: dtriad's RESP port vs direct Redis")
+    cpu.set_ylabel("CPU µs per command")
+    cpu.set_title("CPU per command (same runs)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -143,16 +303,19 @@ def main() -> None:
         sys.exit("redis-benchmark not found: install Debian's redis-tools "
                  "(apt-get install redis-tools)")
     args.out.mkdir(parents=True, exist_ok=True)
+    before = machine_speed()
+    print(f"machine: python -m timeit \"sum(range(1000))\": {before}")
     with tempfile.TemporaryDirectory(prefix="dtriad-throughput-") as tmp:
         rows = measure(Path(tmp), 0.2 if args.quick else 1.0, print)
     with open(args.out / "throughput.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    table = report(rows)
-    (args.out / "throughput.md").write_text(table + "\n")
+    after = machine_speed()
+    text = report(rows, (before, after), versions())
+    (args.out / "throughput.md").write_text(text + "\n")
     plot(rows, args.out / "throughput.png")
-    print(table)
+    print(text)
 
 
 if __name__ == "__main__":

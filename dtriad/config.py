@@ -47,6 +47,7 @@ READ_QUORUMS = tuple(level.value for level in ReadQuorum)    # ("one", "quorum")
 DEFAULT_MAX_VALUE_BYTES = 1 << 20
 SERVERS = ("granian", "wsgiref")
 LOG_FORMATS = ("text", "json")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")  # auto: uvloop when installed ('dtriad[fast]')
 HTTP_AUTHS = ("none", "token")  # "token": the HTTP data methods need data_token
 DEFAULT_DATA_DIR = "/var/lib/dtriad"
 # Runtime keys older versions wrote into cluster.json; now in DIR/pids.json.
@@ -329,6 +330,10 @@ class ClusterConfig:
     max_request_bytes: int = 64 * 1024 * 1024
     maxclients: int = 10_000
     auth_timeout_s: float = 10.0
+    # The RESP front end's processes per node, sharing its port (SO_REUSEPORT;
+    # maxclients counts per process), and their event loop.
+    resp_workers: int = 1
+    event_loop: str = "auto"
     # The internal credentials (docs/architecture.md, "Credentials"): the ACL
     # user DTServers, DTSentinels and MIGRATE use on every backend, and
     # Sentinel's password (its requirepass, and its own ACL user on the
@@ -487,6 +492,12 @@ class ClusterConfig:
                 f"max_request_bytes ({self.max_request_bytes}) must be at least "
                 f"max_value_bytes ({self.max_value_bytes}): one value must fit in a request")
         _int("maxclients", self.maxclients, 1)
+        _int("resp_workers", self.resp_workers, 1)
+        if self.resp_workers > 64:
+            raise ConfigurationError(f"resp_workers must be at most 64, got {self.resp_workers}")
+        if self.event_loop not in EVENT_LOOPS:
+            raise ConfigurationError(f"event_loop must be one of {', '.join(EVENT_LOOPS)}, "
+                                     f"got {self.event_loop!r}")
         _positive_number("auth_timeout_s", self.auth_timeout_s, "")
         if self.log_format not in LOG_FORMATS:
             raise ConfigurationError(f"log_format must be one of {', '.join(LOG_FORMATS)}, "
@@ -582,6 +593,7 @@ class ClusterConfig:
             "viewer_token": self.viewer_token, "metrics": self.metrics,
             "log_format": self.log_format, "max_request_bytes": self.max_request_bytes,
             "maxclients": self.maxclients, "auth_timeout_s": self.auth_timeout_s,
+            "resp_workers": self.resp_workers, "event_loop": self.event_loop,
             "http_auth": self.http_auth, "body_timeout_s": self.body_timeout_s,
         }
         for what in ("data_token", "backend_user", "backend_password", "sentinel_password"):

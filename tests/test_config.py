@@ -35,6 +35,9 @@ def test_round_trip_keeps_every_setting(tmp_path):
     ({"write_quorum": "most"}, "write_quorum must be one of all, quorum, one"),
     ({"max_value_bytes": 0}, "max_value_bytes"),
     ({"nodes": ()}, "at least one node"),
+    ({"resp_workers": 0}, "resp_workers must be an integer >= 1"),
+    ({"resp_workers": 65}, "resp_workers must be at most 64"),
+    ({"event_loop": "trio"}, "event_loop must be one of auto, asyncio, uvloop"),
 ])
 def test_invalid_configuration_is_refused(change, words):
     options = {"nodes": make_nodes(2), "replicas": 1} | change

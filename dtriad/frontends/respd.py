@@ -652,7 +652,8 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
         core.observe(client)
     server = RespServer(core, client, port)
     listener = await loop.create_server(lambda: Session(server), host, port,
-                                        reuse_address=True, backlog=1024)
+                                        reuse_address=True, backlog=1024,
+                                        reuse_port=config.resp_workers > 1)
     server.port = listener.sockets[0].getsockname()[1]
     stop = stop or asyncio.Event()
     if ready is None:
@@ -682,9 +683,29 @@ async def run_server(config: ClusterConfig, host: str, port: int, state_file: st
         core.close()
 
 
+def event_loop_factory(choice: str):
+    """The event loop to serve on: uvloop's (``choice`` "uvloop", or "auto"
+    when it is installed: ``pip install 'dtriad[fast]'``), else asyncio's."""
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigurationError(
+                    "event_loop = \"uvloop\" but uvloop is not installed: "
+                    "pip install 'dtriad[fast]' (or set event_loop to \"auto\")") from None
+        else:
+            return uvloop.new_event_loop
+    return asyncio.new_event_loop
+
+
 def serve(cluster_file: str, host: str, port: int, state_file: str | None = None) -> None:
     config = ClusterConfig.load(cluster_file)
     node = next((n.name for n in config.nodes if n.resp and n.resp.endswith(f":{port}")), None)
     logs.setup("resp", node, config.log_format, logs.secrets_of(config),
                text_format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run_server(config, host, port, state_file))
+    factory = event_loop_factory(config.event_loop)
+    with asyncio.Runner(loop_factory=factory) as runner:
+        log.info("event loop: %s", "uvloop" if factory is not asyncio.new_event_loop
+                 else "asyncio")
+        runner.run(run_server(config, host, port, state_file))

@@ -66,6 +66,8 @@ class UpOptions:
     log_format: str = "text"
     metrics: bool = True
     http_auth: str = "none"  # "token": the HTTP data methods need the data_token
+    resp_workers: int = 1    # RESP processes per node, sharing its port
+    event_loop: str = "auto"  # the RESP front end's: auto, asyncio or uvloop
 
     def __post_init__(self):
         if self.dtsentinels < 1:
@@ -262,7 +264,9 @@ def up(directory: str | os.PathLike, options: UpOptions, log=print) -> ClusterCo
                                down_after_ms=options.down_after_ms,
                                lost_after_ms=options.lost_after_ms,
                                log_format=options.log_format, metrics=options.metrics,
-                               workers=options.workers, server=options.server, path=path)
+                               workers=options.workers, server=options.server,
+                               resp_workers=options.resp_workers,
+                               event_loop=options.event_loop, path=path)
     pids = Pids()
     try:
         for node in config.nodes:

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from dtriad.config import (
+    EVENT_LOOPS,
     HTTP_AUTHS,
     LOG_FORMATS,
     READ_QUORUMS,
@@ -75,13 +76,18 @@ def main():
               help="json: one JSON object per line (node, component, epoch) in every log.")
 @click.option("--metrics/--no-metrics", default=True, show_default=True,
               help="Prometheus metrics (/metrics) on the request path.")
+@click.option("--resp-workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="RESP front-end processes per node, sharing its port (SO_REUSEPORT).")
+@click.option("--event-loop", default="auto", show_default=True, type=click.Choice(EVENT_LOOPS),
+              help="The RESP front end's event loop; auto: uvloop if installed "
+                   "(pip install 'dtriad[fast]').")
 @click.option("--http-auth", default="none", show_default=True, type=click.Choice(HTTP_AUTHS),
               help="token: every HTTP data method needs 'Authorization: Bearer "
                    "<data_token>' (data_token from cluster.json).")
 @dir_option
 def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quorum,
        backend_timeout, sentinels, down_after_ms, dtsentinels, no_persist, log_format,
-       metrics, http_auth, directory):
+       metrics, resp_workers, event_loop, http_auth, directory):
     """Start a local cluster on loopback and write DIR/cluster.json."""
     try:
         config = local.up(directory, local.UpOptions(
@@ -90,7 +96,8 @@ def up(nodes, replicas, vnodes, workers, max_value_bytes, write_quorum, read_quo
             read_quorum=read_quorum, backend_timeout=backend_timeout,
             sentinels=sentinels, down_after_ms=down_after_ms, dtsentinels=dtsentinels,
             persist=not no_persist, log_format=log_format, metrics=metrics,
-            http_auth=http_auth), log=click.echo)
+            resp_workers=resp_workers, event_loop=event_loop, http_auth=http_auth),
+            log=click.echo)
     except (DtriadError, RuntimeError, TimeoutError) as e:
         _fail(e)
     click.echo(f"cluster up: {len(config.nodes)} nodes, replicas={config.replicas}, "
@@ -399,18 +406,19 @@ def serve(cluster_path, node_name, host, port, workers, server, state_file):
             else:
                 scratch = tempfile.mkdtemp(prefix="dtriad-metrics-")
                 prepare_directory(scratch)
-        if node_name and spec.resp:
-            resp = subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
-                                     str(path), "--node", node_name,
-                                     "--state-file", state_file])
+        if node_name and spec.resp:  # resp_workers processes sharing the port
+            resp = [subprocess.Popen([sys.executable, "-m", "dtriad", "resp", "--cluster",
+                                      str(path), "--node", node_name,
+                                      "--state-file", state_file])
+                    for _ in range(config.resp_workers)]
         if not host or not port:
             raise click.UsageError("give --node, or both --host and --port")
         run(str(path), host, port, workers=workers, server=server, state_file=state_file)
     except DtriadError as e:
         _fail(e)
     finally:
-        if resp is not None:
-            stop_pid(resp.pid, timeout=5)
+        for proc in resp or ():
+            stop_pid(proc.pid, timeout=5)
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -20,14 +20,39 @@ import pytest
 import redis
 
 from dtriad.config import parse_address
-from tests.conftest import backend, quiet_cluster
+from dtriad.ops import cluster as local
+from tests.conftest import backend
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    yield from quiet_cluster(tmp_path_factory, "pipelines", 1 << 20)
+@pytest.fixture(scope="module", params=[
+    pytest.param(("auto", 1), id="uvloop"), pytest.param(("asyncio", 2), id="asyncio-2-workers")])
+def cluster(request, tmp_path_factory):
+    """A quiet 3-node r=2 cluster: its RESP front end on uvloop (installed
+    with the test extra), or on asyncio's loop in two processes per node."""
+    loop, workers = request.param
+    directory = tmp_path_factory.mktemp("pipelines")
+    config = local.up(directory, local.UpOptions(
+        nodes=3, replicas=2, persist=False, workers=1, down_after_ms=60_000,
+        event_loop=loop, resp_workers=workers), log=lambda *_: None)
+    yield config
+    local.down(directory)
+
+
+def test_the_front_end_runs_the_loop_and_processes_it_is_configured_with(cluster):
+    chosen = "uvloop" if cluster.event_loop == "auto" else "asyncio"
+    for node in cluster.nodes:
+        log = (cluster.directory / node.name / "server.log").read_text()
+        assert log.count(f"event loop: {chosen}") == cluster.resp_workers, log[-2000:]
+        assert log.count("RESP front end on") == cluster.resp_workers
+    # every process answers: connections spread over them by the kernel
+    port = resp_port(cluster)
+    seen = set()
+    for _ in range(40):
+        with redis.Redis(port=port, password=cluster.password) as client:
+            seen.add(client.info("server")["process_id"])
+    assert len(seen) == cluster.resp_workers
 
 
 def resp_port(config, index: int = 0) -> int:
