@@ -9,16 +9,21 @@ GET again 16 deep (``-P 16``), against
 
 * ``direct``: one plain redis-server (no AOF), the same binary the cluster uses;
 * ``dtriad r=0`` and ``dtriad r=2``: node 0's RESP port of a local 3-node
-  cluster (``dtriad up``, one HTTP worker, no AOF) with 0 and 2 backups.
+  cluster (``dtriad up``, one HTTP worker, no AOF) with 0 and 2 backups, its
+  RESP front end as configured by default (one process, uvloop if installed).
+
+Then the front end's variants, for GET, GET -P 16 and SET (r=0): asyncio's
+event loop or uvloop's, and 1, 2 or 4 RESP processes per node sharing the port
+(``resp_workers``; 4 on a 2-core machine shows what oversubscription costs).
 
 Each run measures requests/s (and redis-benchmark's p50/p99 latency) and the
 CPU time (utime + stime, from ``/proc/PID/stat``) of the processes that serve
 it, read just before and just after redis-benchmark, divided by the requests:
 
 * direct: redis-server's CPU µs per command;
-* dtriad: the RESP front end's (the process listening on the node's RESP
-  port, found through ``/proc/net/tcp`` and the processes' sockets), and the
-  three backends' added up.
+* dtriad: the RESP front end's (the processes listening on the node's RESP
+  port, found through ``/proc/net/tcp`` and the processes' sockets, added
+  up), and the three backends' added up.
 
 CPU time counts in clock ticks (``SC_CLK_TCK``, usually 100/s); each run
 lasts seconds, so one tick is well under 1% of what is measured. ``busy``
@@ -56,7 +61,8 @@ from dtriad.config import parse_address  # noqa: E402
 from dtriad.ops import cluster as local  # noqa: E402
 from dtriad.ops.procs import free_port, redis_server_binary, start_redis, stop_pid  # noqa: E402
 
-FIELDS = ["target", "replicas", "test", "pipeline", "clients", "requests", "seconds", "rps",
+FIELDS = ["target", "replicas", "variant", "test", "pipeline", "clients", "requests", "seconds",
+          "rps",
           "p50_ms", "p99_ms", "ratio", "cpu_us_per_command", "busy",
           "backends_cpu_us_per_command", "backends_busy"]
 CLIENTS = 50
@@ -94,6 +100,10 @@ TESTS = (
     Test("GET", 16, ("-t", "get"), 2_000_000, 300_000),
 )
 TARGETS = (("direct", ""), ("dtriad", 0), ("dtriad", 2))
+# The front end's variants (r=0): (event loop, RESP processes per node).
+VARIANTS = (("asyncio", 1), ("uvloop", 1), ("uvloop", 2), ("uvloop", 4))
+VARIANT_TESTS = tuple(t for t in TESTS if (t.name, t.pipeline) in
+                      (("GET", 1), ("GET", 16), ("SET", 1)))
 
 
 def benchmark(port: int, password: str, pipeline: int, requests: int,
@@ -120,10 +130,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def listener_pid(port: int) -> int:
-    """The one process listening on TCP ``port`` on this host: its socket's
-    inode from ``/proc/net/tcp{,6}``, then the process holding that inode
-    among its file descriptors. Read only: nothing is signalled."""
+def listener_pids(port: int) -> tuple[int, ...]:
+    """The processes listening on TCP ``port`` on this host: their sockets'
+    inodes from ``/proc/net/tcp{,6}``, then the processes holding one among
+    their file descriptors. Read only: nothing is signalled."""
     sockets = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
@@ -143,38 +153,40 @@ def listener_pid(port: int) -> int:
                 owners.add(int(entry.name))
         except OSError:  # gone meanwhile, or not ours to read
             continue
-    if len(owners) != 1:
-        raise RuntimeError(f"expected one process listening on port {port}, found "
-                           f"{sorted(owners) or 'none'}")
-    return owners.pop()
+    if not owners:
+        raise RuntimeError(f"no process listening on port {port}")
+    return tuple(sorted(owners))
 
 
-def measured(port: int, password: str, test: Test, requests: int, served: int,
+def measured(port: int, password: str, test: Test, requests: int, served: tuple[int, ...],
              backends: tuple[int, ...] = ()) -> dict:
     """Run ``test`` against ``port``: redis-benchmark's figures, and the CPU
-    per command of ``served`` (the process the clients talk to) and of
-    ``backends`` (added up), over exactly that run."""
-    pids = (served, *backends)
+    per command of ``served`` (the processes the clients talk to) and of
+    ``backends`` (each added up), over exactly that run."""
+    pids = (*served, *backends)
     before = [cpu_seconds(pid) for pid in pids]
     start = time.monotonic()
     (result,) = benchmark(port, password, test.pipeline, requests, test.command).values()
     seconds = time.monotonic() - start
     used = [cpu_seconds(pid) - b for pid, b in zip(pids, before, strict=True)]
+    front, back = sum(used[:len(served)]), sum(used[len(served):])
     row = {"test": test.name, "pipeline": test.pipeline, "clients": CLIENTS,
            "requests": requests, "seconds": round(seconds, 2), **result,
-           "cpu_us_per_command": round(used[0] / requests * 1e6, 2),
-           "busy": round(used[0] / seconds, 2)}
+           "cpu_us_per_command": round(front / requests * 1e6, 2),
+           "busy": round(front / seconds, 2)}
     if backends:
-        row["backends_cpu_us_per_command"] = round(sum(used[1:]) / requests * 1e6, 2)
-        row["backends_busy"] = round(sum(used[1:]) / seconds, 2)
+        row["backends_cpu_us_per_command"] = round(back / requests * 1e6, 2)
+        row["backends_busy"] = round(back / seconds, 2)
     return row
 
 
 def echo_row(echo, row: dict) -> None:
     who = "direct" if row["target"] == "direct" else f"dtriad r={row['replicas']}"
+    if row.get("variant"):
+        who = row["variant"]
     line = (f"{who:<11} {label(row['test'], row['pipeline']):<10}: {row['rps']:>10,.0f}/s, "
             f"{row['cpu_us_per_command']:>6.1f} CPU us/cmd ({row['busy']:.2f} cores)")
-    if row["target"] == "dtriad":
+    if row["target"] != "direct":
         line += (f", backends {row['backends_cpu_us_per_command']:.1f} us/cmd "
                  f"({row['backends_busy']:.2f} cores)")
     echo(line)
@@ -187,31 +199,47 @@ def measure(workdir: Path, scale: float, echo) -> list[dict]:
     proc = start_redis(port, workdir / "direct", PASSWORD, persist=False)
     try:
         for test in TESTS:
-            row = measured(port, PASSWORD, test, int(test.direct * scale), proc.pid)
+            row = measured(port, PASSWORD, test, int(test.direct * scale), (proc.pid,))
             rows.append({"target": "direct", "replicas": "", **row})
             echo_row(echo, rows[-1])
     finally:
         stop_pid(proc.pid, needle=str(port))
     for replicas in (0, 2):
-        directory = workdir / f"r{replicas}"
-        config = local.up(directory, local.UpOptions(nodes=3, replicas=replicas, persist=False,
-                                                     workers=1, down_after_ms=60_000),
-                          log=lambda *_: None)
-        try:  # up() stops what it started if it fails
-            resp = parse_address(config.nodes[0].resp)[1]
-            front = listener_pid(resp)
-            pids = local.Pids.load(directory)
-            backends = tuple(pids.node(n.name).redis for n in config.nodes)
-            for test in TESTS:
-                row = measured(resp, config.password, test, int(test.dtriad * scale), front,
-                               backends)
-                rows.append({"target": "dtriad", "replicas": replicas, **row})
-                echo_row(echo, rows[-1])
-        finally:
-            local.down(directory)
+        rows += cluster_rows(workdir / f"r{replicas}", TESTS, scale, echo, replicas=replicas)
+    for loop, workers in VARIANTS:
+        rows += cluster_rows(workdir / f"{loop}{workers}", VARIANT_TESTS, scale, echo,
+                             replicas=0, event_loop=loop, resp_workers=workers)
     direct = {(r["test"], r["pipeline"]): r["rps"] for r in rows if r["target"] == "direct"}
     for row in rows:
         row["ratio"] = round(row["rps"] / direct[row["test"], row["pipeline"]], 3)
+    return rows
+
+
+def cluster_rows(directory: Path, tests: tuple[Test, ...], scale: float, echo,
+                 replicas: int, event_loop: str | None = None, resp_workers: int = 1
+                 ) -> list[dict]:
+    """``tests`` against node 0's RESP port of a new local cluster;
+    ``event_loop`` given: a row of the front end's variants."""
+    options = local.UpOptions(nodes=3, replicas=replicas, persist=False, workers=1,
+                              down_after_ms=60_000, event_loop=event_loop or "auto",
+                              resp_workers=resp_workers)
+    config = local.up(directory, options, log=lambda *_: None)
+    rows = []
+    try:  # up() stops what it started if it fails
+        resp = parse_address(config.nodes[0].resp)[1]
+        front = listener_pids(resp)
+        assert len(front) == resp_workers, front
+        pids = local.Pids.load(directory)
+        backends = tuple(pids.node(n.name).redis for n in config.nodes)
+        for test in tests:
+            row = measured(resp, config.password, test, int(test.dtriad * scale), front,
+                           backends)
+            variant = f"{event_loop} x{resp_workers}" if event_loop else ""
+            rows.append({"target": "variant" if event_loop else "dtriad",
+                         "replicas": replicas, "variant": variant, **row})
+            echo_row(echo, rows[-1])
+    finally:
+        local.down(directory)
     return rows
 
 
@@ -240,6 +268,8 @@ def report(rows: list[dict], speeds: tuple[str, str], machine: str) -> str:
         "| CPU µs/cmd: direct redis-server | r=0: front end + backends "
         "| r=2: front end + backends |",
         "|---|---|---|---|---|---|---|"]
+    variants = {(r["variant"], r["test"], r["pipeline"]): r for r in rows
+                if r["target"] == "variant"}
     for test in TESTS:
         direct = cell["direct", "", test.name, test.pipeline]
         line = f"| {test.label} | {direct['rps']:,.0f} |"
@@ -250,6 +280,16 @@ def report(rows: list[dict], speeds: tuple[str, str], machine: str) -> str:
         for replicas in (0, 2):
             c = cell["dtriad", replicas, test.name, test.pipeline]
             line += f" {c['cpu_us_per_command']:.1f} + {c['backends_cpu_us_per_command']:.1f} |"
+        lines.append(line)
+    names = [f"{loop} x{workers}" for loop, workers in VARIANTS]
+    lines += ["", "The front end's variants, r=0 (event loop x RESP processes per node): "
+              "requests/s (ratio to direct), front end's CPU µs/cmd", "",
+              "| test | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for test in VARIANT_TESTS:
+        line = f"| {test.label} |"
+        for name in names:
+            c = variants[name, test.name, test.pipeline]
+            line += f" {c['rps']:,.0f} ({c['ratio']:.2f}), {c['cpu_us_per_command']:.1f} µs |"
         lines.append(line)
     return "\n".join([
         *lines, "",

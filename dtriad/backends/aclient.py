@@ -189,11 +189,6 @@ class AsyncClient:
         link = self._links.get(node)
         return link if link is not None and not link.closed else None
 
-    def count_call(self, node: str) -> None:
-        """A command sent to ``node`` other than through :meth:`perform` (metrics)."""
-        if self.on_call is not None:
-            self.on_call(Execute(node, ()))
-
     async def execute(self, node: str, args) -> Any:
         """One command on one backend (EVAL sent as EVALSHA, once more as EVAL
         if the backend does not know the script yet)."""

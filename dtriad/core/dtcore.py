@@ -111,6 +111,12 @@ class DTCore:
         """Count ``client``'s backend round trips in the metrics."""
         client.on_call = lambda effect: self.metrics.calls(effect, self.node_name)
 
+    def round_trip(self, node: str) -> None:
+        """A command sent to ``node`` outside the request core's steps (the
+        RESP fast path): counted as :meth:`observe` counts theirs."""
+        if self.metrics.enabled:
+            self.metrics.round_trips[self.node_name(node)] += 1
+
     def record(self, frontend: str, command: str, family: str, seconds: float,
                error: str | None = None) -> None:
         """One request answered: the stats (``/stats``) and the metrics."""

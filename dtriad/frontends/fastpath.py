@@ -139,5 +139,5 @@ class FastReads:
         slot = FastRead(self, session, spec, argv, node, time.perf_counter())
         session.slots.append(slot)
         link.send(tuple(argv), slot)
-        self.server.client.count_call(node)
+        self.core.round_trip(node)
         return True
