@@ -18,6 +18,7 @@ from dtriad.exceptions import (
     UnknownMethodError,
     ValueTooLargeError,
 )
+from dtriad.frontends.smart import Redis
 from dtriad.placement.planner import Cleanup, Plan, Transfer, plan
 from dtriad.placement.ring import Arc, ArcChange, Ring, diff, transfers
 from dtriad.placement.ringstate import Member, RingState, Route, View
@@ -25,7 +26,7 @@ from dtriad.placement.ringstate import Member, RingState, Route, View
 __all__ = [
     "COMMANDS", "Arc", "ArcChange", "ArgumentError", "AuthError", "BackendError",
     "ClusterConfig", "CommandError", "ConfigurationError", "DTClient", "DTCore", "DtriadError",
-    "NodeSpec", "QuorumError", "Ring", "UnavailableError", "UnknownMethodError",
+    "NodeSpec", "QuorumError", "Redis", "Ring", "UnavailableError", "UnknownMethodError",
     "ValueTooLargeError", "diff", "transfers",
     "Cleanup", "Member", "Plan", "RingChangingError", "RingState", "Route", "StaleRingError",
     "Transfer", "View", "plan",
