@@ -66,6 +66,11 @@ REDIS_VERSION = "6.2.0"  # the command semantics served: Redis 6.2's
 _HIGH_WATER = 64 * 1024 * 1024  # stop reading a client this far ahead of its replies
 _BATCH_BYTES = 1024 * 1024  # write replies once they add up to this (or 64 of them)
 _BURST = 64  # requests of a pipelined burst run together at most
+# Fast reads of one session not answered yet, at most: past that (or while its
+# socket does not drain) the general path takes over, which writes in bounded
+# batches and waits for the drain, so a client that does not read holds at
+# most this many replies more than before (16 MiB at the default 1 MiB values).
+_FAST_IN_FLIGHT = 16
 _UNAUTH_HIGH_WATER = 64 * 1024  # the same before AUTH: a non-reading client holds no more
 _BEFORE_AUTH = {"auth", "hello", "quit"}
 _TRANSACTION_COMMANDS = {"multi", "exec", "discard", "watch", "unwatch"}
@@ -178,7 +183,8 @@ class Session(asyncio.Protocol):
                 argv = e
             if argv is None:
                 return
-            if isinstance(argv, ProtocolError) or not fast.send(self, argv):
+            if isinstance(argv, ProtocolError) or len(self.slots) >= _FAST_IN_FLIGHT \
+                    or self._drained is not None or not fast.send(self, argv):
                 self._handoff = argv
                 self._wake()
                 return
