@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dtriad.frontends import respd
 from dtriad.frontends.respd import Session
 
 
@@ -38,12 +39,10 @@ class EchoServer:
     def disconnected(self, session) -> None:
         self.sessions.discard(session)
 
-    def concurrent_keys(self, session, argv):  # noqa: ARG002 - the server's signature
-        """ECHO n writes key n % 4: a pipelined burst runs together until two
-        of its requests share a key (respd.Session._burst)."""
-        if argv[0] != b"ECHO":
-            return None
-        return True, [int(argv[1]) % 4]
+    def concurrent_read(self, session, argv):  # noqa: ARG002 - the server's signature
+        """ECHO n is a read unless n % 4 == 3: a pipelined burst of reads runs
+        together until a request that is not one (respd.Session._burst)."""
+        return argv[0] == b"ECHO" and int(argv[1]) % 4 != 3
 
     async def handle(self, session, argv) -> bytes:
         self.inflight += 1
@@ -111,11 +110,13 @@ class FakeTransport:
             self.paused = False
             self.protocol.resume_writing()
 
+    reading = True
+
     def pause_reading(self) -> None:
-        pass
+        self.reading = False
 
     def resume_reading(self) -> None:
-        pass
+        self.reading = True
 
     def close(self) -> None:
         self.closed = True
@@ -209,12 +210,41 @@ def test_fast_reads_take_the_fast_path_and_keep_the_order_around_general_request
     assert server_sent[:6] == [True] * 5 + [False] and server_sent[-4:] == [True] * 4
 
 
-def test_a_pipelined_burst_runs_together_until_two_requests_share_a_key():
-    """ECHO n writes key n % 4: of 10 pipelined at once, 0-3 run together,
-    then 4-7, then 8-9; the replies keep the order they were asked in."""
+def test_a_pipelined_burst_of_reads_runs_together_and_a_write_runs_alone():
+    """ECHO n % 4 == 3 stands for a write: of 10 pipelined at once, 0-2 run
+    together, 3 alone, 4-6 together, 7 alone, 8-9 together; the replies
+    keep the order they were asked in."""
     server = EchoServer(10)
     got, sent = asyncio.run(play([("tick", 0), ("send", 10)], 10, 1 << 20, server))
-    assert got == list(range(sent)) and server.most == 4
+    assert got == list(range(sent)) and server.most == 3
+
+
+def test_a_big_request_to_an_idle_session_does_not_leave_reading_paused(monkeypatch):
+    """Part of a request past the high-water mark pauses reading; the session
+    must resume it (found by review: an idle session paused and never woke)."""
+    monkeypatch.setattr(respd, "_HIGH_WATER", 1000)
+
+    async def run():
+        server = EchoServer(0)
+        session, transport = Session(server), FakeTransport(1 << 20)
+        transport.protocol = session
+        session.connection_made(transport)
+        for _ in range(3):
+            await asyncio.sleep(0)  # idle: _serve waits for requests
+        value = b"1" * 3000
+        request = b"*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n" % (len(value), value)
+        session.data_received(request[:2000])
+        for _ in range(3):
+            await asyncio.sleep(0)
+        resumed = transport.reading
+        session.data_received(request[2000:])
+        for _ in range(10):
+            await asyncio.sleep(0)
+        session.connection_lost(None)
+        return resumed, bytes(transport.out)
+
+    resumed, out = asyncio.run(run())
+    assert resumed and out == b"+" + b"1" * 3000 + b"\r\n"
 
 
 def test_a_client_beyond_maxclients_gets_redis_error_and_is_closed():

@@ -31,6 +31,7 @@ read was answered, as on a single Redis.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,8 @@ from dtriad.frontends.resp import error
 
 if TYPE_CHECKING:
     from dtriad.frontends.respd import RespServer, Session
+
+log = logging.getLogger(__name__)
 
 # One-key reads whose reply the backend gives as Redis 6.2 does (no
 # conversion in redis62.py, no early refusal), taking their key first.
@@ -82,9 +85,13 @@ class FastRead:
 
     def set_result(self, value: Any) -> None:
         fast = self.fast
-        self.reply = fast.server.encode(self.session, self.spec, self.argv, value)
-        fast.core.record("resp", self.spec.name, self.spec.group,
-                         time.perf_counter() - self.started)
+        try:  # called by the backend link: nothing may escape into it
+            self.reply = fast.server.encode(self.session, self.spec, self.argv, value)
+            fast.core.record("resp", self.spec.name, self.spec.group,
+                             time.perf_counter() - self.started)
+        except Exception:  # noqa: BLE001 - a bug must not take the link down
+            log.exception("internal error encoding a reply to %r", self.spec.name)
+            self.reply = error("ERR internal error in the DTServer; see its log")
         self.session.fast_done()
 
     def set_exception(self, exc: BaseException) -> None:

@@ -37,6 +37,7 @@ from dtriad.core.commands import (
     reply_shape,
 )
 from dtriad.core.dtcore import DTCore
+from dtriad.core.spanning import sort_patterns
 from dtriad.core.steps import arun
 from dtriad.exceptions import (
     CommandError,
@@ -170,6 +171,7 @@ class Session(asyncio.Protocol):
         if self.parser.buffered > (_HIGH_WATER if self.authed else _UNAUTH_HIGH_WATER):
             self.transport.pause_reading()
             self._reading = False
+            self._wake()  # _serve alone resumes reading: it must look
 
     # ------------------------------------------------------------ fast path
     def _fast(self) -> None:
@@ -223,20 +225,20 @@ class Session(asyncio.Protocol):
         task.add_done_callback(self._general.discard)
 
     def _burst(self, argv: list) -> list[list] | None:
-        """``argv`` and the requests parsed after it that may run at the same
-        time as it (a pipelined burst), or None if it runs alone.
+        """``argv`` and the reads parsed after it that may run at the same
+        time as it (a pipelined burst of reads), or None if it runs alone.
 
-        Requests run together only if each is a plain data command of the
-        ring (no transaction, script, blocking, pub/sub or front-end command,
-        nothing while in MULTI or subscribed) and none names a key another
-        one writes: then no order between them can be observed, as each
-        key's commands are one. The first request that does not qualify is
-        kept (``_handoff``) and runs after them."""
-        keys = self.server.concurrent_keys(self, argv)
-        if keys is None:
+        Only plain reads of the ring run together (no front-end, transaction,
+        script, blocking or pub/sub command, nothing while in MULTI or
+        subscribed, no SORT by patterns): reads change nothing, so the order
+        they run in is one a single Redis could have served them in. Writes
+        run one after another, as on a single Redis, because another client
+        may see their effects (a job's data then its queue entry). The first
+        request that does not qualify is kept (``_handoff``) and runs after
+        them."""
+        if not self.server.concurrent_read(self, argv):
             return None
-        burst, written, read = [argv], set(), set()
-        (written if keys[0] else read).update(keys[1])
+        burst = [argv]
         while len(burst) < _BURST and self._handoff is None:
             try:
                 following = self.parser.next()
@@ -244,14 +246,11 @@ class Session(asyncio.Protocol):
                 following = e
             if following is None:
                 break
-            keys = None if isinstance(following, ProtocolError) else \
-                self.server.concurrent_keys(self, following)
-            if keys is None or not written.isdisjoint(keys[1]) or \
-                    (keys[0] and not read.isdisjoint(keys[1])):
+            if isinstance(following, ProtocolError) or \
+                    not self.server.concurrent_read(self, following):
                 self._handoff = following
                 break
             burst.append(following)
-            (written if keys[0] else read).update(keys[1])
         return burst if len(burst) > 1 else None
 
     async def _after_fast_reads(self) -> None:
@@ -393,23 +392,20 @@ class RespServer:
             logs.add_secrets(config.password)
             log.info("the client password changed (read from %s)", config.path)
 
-    def concurrent_keys(self, session: Session, argv: list) -> tuple[bool, list] | None:
-        """``(writes, keys)`` of a plain data command that may run alongside
-        others of its session's burst (see ``Session._burst``), else None."""
+    def concurrent_read(self, session: Session, argv: list) -> bool:
+        """Is ``argv`` a plain read of the ring that may run alongside others
+        of its session's burst (see ``Session._burst``)?"""
         if session.multi is not None or session.pubsub is not None or not session.authed:
-            return None
+            return False
         spec = lookup(argv[0])
-        if spec is None or spec.kind not in (Kind.READ, Kind.WRITE) \
-                or spec.name in _TRANSACTION_COMMANDS or spec.group == "pubsub" \
-                or self.blocking.blocks(spec, argv) or arity_error(spec, len(argv)):
-            return None
+        if spec is None or spec.kind is not Kind.READ or spec.group == "pubsub" \
+                or self.blocking.blocks(spec, argv) or arity_error(spec, len(argv)) \
+                or any(type(a) is not bytes for a in argv):
+            return False
         try:
-            keys = keys_of(spec, argv)
+            return bool(keys_of(spec, argv)) and not sort_patterns(spec, argv)
         except Exception:  # noqa: BLE001 - malformed: it runs alone and says why
-            return None
-        if not keys or any(type(k) is not bytes for k in keys):
-            return None
-        return spec.kind is Kind.WRITE, keys
+            return False
 
     async def handle(self, session: Session, argv: list) -> bytes:
         started = time.perf_counter()

@@ -31,11 +31,14 @@ import dataclasses
 import os
 import threading
 import time
+import weakref
 from typing import Any
 
 import redis
 from redis._parsers import BaseParser
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError
+from redis.retry import Retry
 
 from dtriad.backends.outcome import DOWN_ERRORS
 from dtriad.config import ClusterConfig, ReadQuorum, parse_address
@@ -43,6 +46,7 @@ from dtriad.core.commands import Kind, arity_error, lookup
 from dtriad.core.dtcore import DTCore
 from dtriad.core.steps import run
 from dtriad.exceptions import BackendError, CommandError, DtriadError, UnavailableError
+from dtriad.frontends.blocking import split_block
 from dtriad.frontends.fastpath import FAST
 
 # Served by the request core: keyed data commands and the cluster-wide ones.
@@ -72,13 +76,23 @@ class Redis(redis.Redis):
         host, port = parse_address(fronts[0].resp)
         kwargs.setdefault("password", config.password)
         kwargs.setdefault("username", config.username)
-        kwargs["protocol"] = 2  # the request core's replies are RESP2's
+        if kwargs.get("protocol", 2) not in (2, "2"):
+            raise DtriadError("dtriad.Redis speaks RESP2 (redis-py's protocol=2): the request "
+                              "core's replies are RESP2's")
+        kwargs["protocol"] = 2
+        # The fallback never resends: a write that may have arrived is raised.
+        kwargs.setdefault("retry", Retry(NoBackoff(), 0))
         super().__init__(host=host, port=port, **kwargs)
         self.config = config
-        # Metrics are a DTServer's: an application process exports none.
+        # Metrics are a DTServer's: an application process exports none. Its
+        # repair thread clears the repair intents its writes leave (and
+        # repairs a copy that missed one), as a DTServer's does.
         self.core = DTCore(dataclasses.replace(config, metrics=False))
+        self.core.start_repairs()
         self._fast_ok = config.read_quorum == ReadQuorum.ONE
-        self._links = threading.local()  # node -> this thread's connection (fast reads)
+        self._links = threading.local()  # this thread's connections (fast reads), by node
+        self._opened = weakref.WeakSet()  # every thread's, closed by close()
+        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ commands
     def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -87,6 +101,8 @@ class Redis(redis.Redis):
             return super().execute_command(*args, **options)
         encode = self.get_encoder().encode  # redis-py's rules (and DataError) for arguments
         argv = [encode(a) for a in args]
+        if spec.name in ("xread", "xreadgroup") and split_block(spec, argv)[1] is not None:
+            return super().execute_command(*args, **options)  # it waits: a DTServer's job
         if spec.name in FAST and self._fast_ok:
             raw = self._fast_read(spec, argv)
             if raw is not _GENERAL:
@@ -112,7 +128,8 @@ class Redis(redis.Redis):
         needs no poll. Anything else, or a copy that fails, is
         :data:`_GENERAL`: the request core does it, as it does every
         command."""
-        if arity_error(spec, len(argv)):
+        if arity_error(spec, len(argv)) or \
+                any(len(a) > self.config.max_value_bytes for a in argv):
             return _GENERAL
         core = self.core
         view = core.follower.current(time.monotonic())
@@ -123,9 +140,15 @@ class Redis(redis.Redis):
         if node is None:
             return _GENERAL
         links = self._links.__dict__
+        if links.get("pid") != os.getpid():  # a fork's child never shares its parent's
+            links.clear()
+            links["pid"] = os.getpid()
         conn = links.get(node)
-        if conn is None:  # checked like the pool's: the incarnation the ring admitted
-            conn = links[node] = core.client.pool(node).make_connection()
+        if conn is None:  # made as the pool's are (the incarnation check), not kept by it
+            pool = core.client.pool(node)
+            conn = links[node] = pool.connection_class(**pool.connection_kwargs)
+            with self._lock:
+                self._opened.add(conn)
         try:
             conn.send_command(*argv)
             return conn.read_response()
@@ -153,8 +176,9 @@ class Redis(redis.Redis):
 
     def close(self) -> None:
         super().close()
-        for conn in getattr(getattr(self, "_links", None), "__dict__", {}).values():
-            conn.disconnect()
+        with getattr(self, "_lock", threading.Lock()):
+            for conn in list(getattr(self, "_opened", ())):
+                conn.disconnect()
         core = getattr(self, "core", None)
         if core is not None:
             core.close()

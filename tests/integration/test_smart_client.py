@@ -83,6 +83,17 @@ def test_data_commands_skip_the_dtserver(cluster):
         smart.close()
 
 
+def test_a_blocking_read_waits_on_a_dtserver_and_suspects_no_backend(cluster):
+    smart = dtriad.Redis(cluster=cluster.path)
+    try:
+        smart.xadd("stream", {"f": "v"})
+        assert smart.xread({"stream": "$"}, block=1500) == []  # waited, then nothing new
+        assert smart.core.suspects.count() == 0
+        assert smart.xlen("stream") == 1
+    finally:
+        smart.close()
+
+
 def test_its_writes_are_placed_and_replicated_as_a_dtservers(cluster):
     smart = dtriad.Redis(cluster=cluster.path)
     try:
