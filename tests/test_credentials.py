@@ -33,7 +33,7 @@ def test_separate_credentials_give_each_part_its_own_login():
     assert c.sentinel_secret == SEPARATE["sentinel_password"]
     assert config(**SEPARATE, backend_user="internal").internal.username == "internal"
     text = redis_config(6379, Path("/tmp/x"), persist=False, **backend_auth(c))
-    assert "user default off" in text and "requirepass" not in text
+    assert "user default off ~* &* +@all" in text and "requirepass" not in text
     assert f"user dtriad on >{SEPARATE['backend_password']} ~* &* +@all" in text
     sentinel_line = next(line for line in text.splitlines() if SENTINEL_USER in line)
     assert SEPARATE["sentinel_password"] in sentinel_line and "~" not in sentinel_line

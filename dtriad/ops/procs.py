@@ -199,7 +199,11 @@ def redis_config(port: int, directory: Path, password: str | None, persist: bool
     else:
         lines += ["appendonly no"]
     if username:
-        lines += ["user default off", f"user {username} on >{password} ~* &* +@all"]
+        # The default user is off: nobody logs in as it. It keeps every
+        # permission because Redis 7.0 checks them when it replays a MULTI/EXEC
+        # (a script's effects) from the AOF on start, as the default user:
+        # without them every such block was refused, and the data lost.
+        lines += ["user default off ~* &* +@all", f"user {username} on >{password} ~* &* +@all"]
         if sentinel:
             lines += [f"user {sentinel[0]} on >{sentinel[1]} {SENTINEL_ACL}"]
     elif password:
