@@ -23,7 +23,7 @@ import json
 import re
 
 from dtriad.exceptions import ArgumentError
-from dtriad.placement.ringstate import MAX_STATE_BYTES, RingState
+from dtriad.placement.ringstate import RingState, load_json
 
 CONTEXT = b"dtriad ring v1\n"  # this MAC is of a ring state, under this protocol
 MAC_FIELD = "mac"
@@ -64,12 +64,7 @@ def verify_json(text: str | bytes, key: bytes | None) -> RingState:
     forged, or signed under another secret) or :class:`Unsigned` (no MAC, or
     no key to check one by; its ``state`` is the parsed ring, for the callers
     that may still use it: ``docs/membership.md``)."""
-    if len(text) > MAX_STATE_BYTES:
-        raise ArgumentError(f"ring state of {len(text)} bytes; at most {MAX_STATE_BYTES}")
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
-        raise ArgumentError(f"ring state is not valid JSON: {str(e)[:100]}") from e
+    data = load_json(text)
     if not isinstance(data, dict):
         raise ArgumentError(f"malformed ring state: {type(data).__name__}, not an object")
     mac = data.pop(MAC_FIELD, None)

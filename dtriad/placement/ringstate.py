@@ -195,13 +195,18 @@ class RingState:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RingState:
-        if len(text) > MAX_STATE_BYTES:
-            raise ArgumentError(f"ring state of {len(text)} bytes; at most {MAX_STATE_BYTES}")
-        try:
-            data = json.loads(text)
-        except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
-            raise ArgumentError(f"ring state is not valid JSON: {str(e)[:100]}") from e
-        return cls.from_dict(data)
+        return cls.from_dict(load_json(text))
+
+
+def load_json(text: str | bytes) -> Any:
+    """A ring state's JSON, parsed within :data:`MAX_STATE_BYTES` (and
+    Python's nesting limit); anything else is an :class:`ArgumentError`."""
+    if len(text) > MAX_STATE_BYTES:
+        raise ArgumentError(f"ring state of {len(text)} bytes; at most {MAX_STATE_BYTES}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ArgumentError(f"ring state is not valid JSON: {str(e)[:100]}") from e
 
 
 @dataclass(frozen=True)
