@@ -25,7 +25,7 @@ class Progress:
         self._phase: str | None = None
         self._bar = None
         self._shown = 0
-        self._last_line = 0.0
+        self._last_line: float | None = None  # None: no line yet, so the first goes out
         self._pending: str | None = None
 
     def __call__(self, phase: str, done: int, total: int, note: str = "") -> None:
@@ -45,7 +45,7 @@ class Progress:
         percent = f" ({100 * done // total}%)" if total else ""
         line = f"{self.label}: {phase} {done}/{total}{percent}" + (f" {note}" if note else "")
         now = time.monotonic()
-        if now - self._last_line >= self.every:
+        if self._last_line is None or now - self._last_line >= self.every:
             self._write(line)
             self._last_line, self._pending = now, None
         else:
