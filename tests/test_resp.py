@@ -178,3 +178,67 @@ def test_the_table_speaks_redis_arity():
     assert REDIS["DEL"].arity_ok(5) and not REDIS["DEL"].arity_ok(1)
     assert REDIS["MSET"].key_spec == (1, -1, 2)
     assert lookup(b"nosuch") is None
+
+
+class PythonOnly(RequestParser):
+    """The parser without its hiredis path: the reference it must match."""
+
+    def _feed_c(self, data: bytes) -> bytes:
+        return data
+
+
+def run_parser(parser: RequestParser, pieces: list[bytes]) -> list:
+    """Every request parsed, then the protocol error if one came; and how
+    many bytes were buffered after each piece."""
+    out = []
+    try:
+        for piece in pieces:
+            parser.feed(piece)
+            while (request := parser.next()) is not None:
+                out.append(request)
+            out.append(("buffered", parser.buffered))
+    except ProtocolError as e:
+        out.append(("error", str(e)))
+    return out
+
+
+# Pieces of client input: canonical requests, and everything the C path must
+# hand to the Python parser (inline commands, RESP3 and reply types, odd
+# number forms, an empty multibulk, arguments over the limits, garbage).
+FRAGMENTS = st.one_of(
+    st.lists(st.binary(max_size=30), min_size=1, max_size=4).map(lambda a: multibulk(*a)),
+    st.sampled_from([
+        b"GET k\r\n", b"\r\n", b"*0\r\n", b"*-1\r\n", b"*1\r\n+OK\r\n", b"*1\r\n:5\r\n",
+        b"*1\r\n$-1\r\n", b"~1\r\n$1\r\na\r\n", b"%1\r\n$1\r\na\r\n$1\r\nb\r\n",
+        b">1\r\n$1\r\na\r\n", b"*1\r\n$03\r\nGET\r\n", b"*01\r\n$3\r\nGET\r\n",
+        b"*1\r\n$+3\r\nGET\r\n", b"*2\r\n*1\r\n$1\r\na\r\n$1\r\nb\r\n", b"*1\r\n$3\r\nGETX\r\n",
+        b"*x\r\n", b"*1\r\n$1\r\nab\r\n", b"$3\r\nGET\r\n", b"*1\r\n$3\r\nGET\n",
+        multibulk(b"SET", b"k", b"x" * 300), multibulk(b"MSET", b"a", b"y" * 150, b"b", b"z" * 150),
+    ]))
+
+
+@given(st.lists(FRAGMENTS, max_size=8), st.lists(st.integers(1, 60), max_size=8),
+       st.booleans())
+def test_the_hiredis_path_parses_exactly_as_the_python_parser(fragments, cuts, limits):
+    """Whatever the input and wherever it is cut, the parser with its C path
+    returns the same requests, the same error at the same point, and counts
+    the same bytes buffered as the pure Python parser."""
+    data = b"".join(fragments)
+    pieces, start = [], 0
+    for cut in cuts:
+        pieces.append(data[start:start + cut])
+        start += cut
+    pieces.append(data[start:])
+    options = {"max_bulk": 200, "max_request": 400} if limits else {}
+    assert run_parser(RequestParser(**options), pieces) == run_parser(PythonOnly(**options),
+                                                                        pieces)
+
+
+def test_the_hiredis_path_takes_whole_requests_and_leaves_the_rest():
+    parser = RequestParser()
+    parser.feed(WIRE + b"*2\r\n$3\r\nGET\r\n$1\r\n")
+    assert len(parser._ready) == len(REQUESTS)  # parsed in C
+    assert [parser.next() for _ in REQUESTS] == REQUESTS
+    assert parser.next() is None
+    parser.feed(b"k\r\n")
+    assert parser.next() == [b"GET", b"k"]
