@@ -299,3 +299,24 @@ def test_any_stored_ring_either_loads_or_is_refused_with_a_reason(text):
 def test_hostile_ring_states_are_refused(text, why):
     with pytest.raises(ArgumentError, match=why):
         RingState.from_json(text)
+
+
+KEYS = st.one_of(st.binary(max_size=12), st.text(max_size=12),
+                 st.tuples(st.text(max_size=4), st.text(max_size=4)).map("{%s}:%s".__mod__))
+
+
+@given(st.lists(KEYS, min_size=1, max_size=40), st.booleans(), st.integers(1, 8))
+def test_a_views_kept_routes_are_the_routes_it_computes(keys, pending, cache):
+    """View.route keeps the last keys' routes: asked again, in any order and
+    after its store overflows (here at ``cache`` keys), it answers what a
+    fresh view computes."""
+    members = tuple(Member(f"n{i}", f"127.0.0.1:{7000 + i}", f"http://127.0.0.1:{8000 + i}")
+                    for i in range(5))
+    state = (RingState(3, 2, 1, members[:4], pending=members, pending_epoch=4) if pending
+             else RingState(3, 2, 1, members[:4]))
+    view = View(state)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("dtriad.placement.ringstate.ROUTE_CACHE", cache)
+        for key in keys + keys[::-1] + keys:
+            assert view.route(key) == View(state).route(key), key
+            assert len(view._by_key) <= cache
