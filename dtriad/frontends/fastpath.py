@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from dtriad.config import ReadQuorum
-from dtriad.core.commands import REDIS, Kind, Routing, arity_error, lookup
+from dtriad.core.commands import REDIS, Kind, Routing, lookup
 from dtriad.exceptions import CommandError
 from dtriad.frontends.resp import error
 
@@ -61,6 +61,10 @@ FAST = frozenset((
 ))
 assert all(REDIS[name.upper()].kind is Kind.READ and REDIS[name.upper()].route is Routing.SINGLE
            for name in FAST)
+
+
+_UNKNOWN = object()
+_SPELLINGS = 1024  # command names as clients spell them (GET, get, Get...) kept by FastReads
 
 
 class FastRead:
@@ -116,6 +120,7 @@ class FastReads:
         self.core = server.core
         self.enabled = self.core.config.read_quorum == ReadQuorum.ONE
         self._clock = time.monotonic
+        self._specs: dict[bytes, Any] = {}  # command name as sent -> its FAST spec, or None
 
     def send(self, session: Session, argv: list) -> bool:
         """Send ``argv`` as a fast read of ``session`` (True), or leave it to
@@ -123,8 +128,16 @@ class FastReads:
         if not (self.enabled and session.authed) or session.multi is not None \
                 or session.pubsub is not None:
             return False
-        spec = lookup(argv[0])
-        if spec is None or spec.name not in FAST or arity_error(spec, len(argv)):
+        name = argv[0]
+        spec = self._specs.get(name, _UNKNOWN)
+        if spec is _UNKNOWN:
+            spec = lookup(name)
+            if spec is not None and spec.name not in FAST:
+                spec = None
+            if type(name) is bytes and len(self._specs) < _SPELLINGS:
+                self._specs[name] = spec
+        # FAST's commands are single-key reads: their one arity rule is Redis's
+        if spec is None or not spec.arity_ok(len(argv)):
             return False
         for arg in argv:
             if type(arg) is not bytes:  # TooLarge: the general path says why
