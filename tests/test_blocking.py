@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from dtriad.config import Login
-from dtriad.core.commands import REDIS, lookup
+from dtriad.core.commands import REDIS, keys_of, lookup
 from dtriad.exceptions import CommandError
 from dtriad.frontends.blocking import (
     Blocking,
@@ -309,3 +309,25 @@ def test_the_recheck_finds_what_no_notification_announced():
         assert (await task).endswith(b"silent\r\n")
         blocking.close()
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("argv, keys", [
+    (["XREAD", "STREAMS", "a", "b", "0", "0"], ["a", "b"]),
+    (["XREAD", "COUNT", "2", "BLOCK", "0", "STREAMS", "a", "0"], ["a"]),
+    (["XREAD", "BLOCK", "STREAMS", "STREAMS", "a", "0"], ["a"]),
+    (["XREADGROUP", "GROUP", "STREAMS", "c", "STREAMS", "a", ">"], ["a"]),
+    (["XREADGROUP", "GROUP", "g", "STREAMS", "NOACK", "STREAMS", "a", "b", ">", ">"], ["a", "b"]),
+    (["XREADGROUP", "GROUP", "g", "c", "COUNT", "STREAMS", "STREAMS", "a", ">"], ["a"]),
+    (["XREAD", "COUNT", "1"], []),
+])
+def test_stream_keys_are_found_as_redis_reads_the_options(argv, keys):
+    """COUNT and BLOCK take a value and XREADGROUP's GROUP two, so a group,
+    consumer or count spelled STREAMS is not where the keys start."""
+    assert keys_of(lookup(argv[0]), argv) == keys
+
+
+def test_a_group_named_streams_blocks_on_the_right_stream():
+    spec = REDIS["XREADGROUP"]
+    argv = ["XREADGROUP", "GROUP", "STREAMS", "c", "BLOCK", "100", "STREAMS", "s", ">"]
+    the_plan = plan(spec, argv)
+    assert the_plan.keys == ["s"] and the_plan.ids == {"s": ">"} and the_plan.timeout_ms == 100

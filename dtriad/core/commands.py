@@ -212,6 +212,20 @@ REDIS: dict[str, RedisCommand] = {c.name.upper(): c for c in [
 ]}
 
 
+def streams_at(name: str, argv: Sequence[Any]) -> int | None:
+    """Where XREAD's or XREADGROUP's ``STREAMS`` is, found as Redis reads the
+    options (COUNT and BLOCK take a value, XREADGROUP's GROUP two), so a
+    group, consumer or count spelled ``streams`` is not it; None if absent."""
+    i = 1
+    while i < len(argv):
+        word = _upper(argv[i])
+        if word == "STREAMS":
+            return i
+        i += 2 if word in ("COUNT", "BLOCK") else 3 if word == "GROUP" and name == "xreadgroup" \
+            else 1
+    return None
+
+
 def keys_of(command: RedisCommand, argv: Sequence[Any]) -> list[Any]:
     """The keys ``argv`` names, as Redis's ``COMMAND GETKEYS`` finds them
     (the key positions of COMMAND, and the movable keys of ZUNIONSTORE,
@@ -228,11 +242,11 @@ def keys_of(command: RedisCommand, argv: Sequence[Any]) -> list[Any]:
         keys = list(argv[at + 1:at + 1 + count]) if count is not None else []
         return ([argv[1]] if at == 2 else []) + keys
     if name in ("xread", "xreadgroup"):
-        for i in range(1, argc):
-            if _upper(argv[i]) == "STREAMS":
-                rest = argv[i + 1:]
-                return list(rest[:len(rest) // 2])
-        return []
+        at = streams_at(name, argv)
+        if at is None:
+            return []
+        rest = argv[at + 1:]
+        return list(rest[:len(rest) // 2])
     if name in ("sort", "sort_ro", "georadius", "georadiusbymember"):
         keys = [argv[1]]
         for i in range(2, argc - 1):

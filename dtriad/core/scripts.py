@@ -157,14 +157,22 @@ local function call(args, db)
   if name == 'BRPOPLPUSH' then return redis.pcall('RPOPLPUSH', args[2], args[3]) end
   if name == 'BLMOVE' then return redis.pcall('LMOVE', args[2], args[3], args[4], args[5]) end
   if name == 'XREAD' or name == 'XREADGROUP' then
-    local kept, i = {}, 1
+    -- the options as Redis reads them: COUNT takes a value, GROUP two (a
+    -- group or consumer called BLOCK or STREAMS is not an option)
+    local kept, i = {args[1]}, 2
     while i <= #args do
-      if string.upper(args[i]) == 'STREAMS' then
+      local word = string.upper(args[i])
+      if word == 'STREAMS' then
         for j = i, #args do kept[#kept + 1] = args[j] end
         break
       end
-      if string.upper(args[i]) == 'BLOCK' then i = i + 2
-      else kept[#kept + 1] = args[i]; i = i + 1 end
+      local width = 1
+      if word == 'COUNT' or word == 'BLOCK' then width = 2
+      elseif word == 'GROUP' and name == 'XREADGROUP' then width = 3 end
+      if word ~= 'BLOCK' then
+        for j = i, math.min(i + width - 1, #args) do kept[#kept + 1] = args[j] end
+      end
+      i = i + width
     end
     return redis.pcall(unpack(kept))
   end

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from dtriad.backends.outcome import Steps
 from dtriad.config import WriteQuorum
-from dtriad.core.commands import RedisCommand
+from dtriad.core.commands import RedisCommand, streams_at
 from dtriad.core.scripts import SCRATCH, STATE, UNPACK
 from dtriad.exceptions import CommandError, RingChangingError, printable
 
@@ -269,7 +269,7 @@ class Spanning:
                  level: WriteQuorum | None) -> Steps:
         """XREAD / XREADGROUP over streams of several routes: one command per
         stream (COUNT applies per stream), replies in the order asked."""
-        at = next(i for i in range(1, len(argv)) if _upper(argv[i]) == "STREAMS")
+        at = streams_at(spec.name, argv)
         options, ids = argv[:at + 1], argv[at + 1 + len(keys):]
         if len(ids) != len(keys):
             raise CommandError("ERR Unbalanced XREAD list of streams: for each stream key "

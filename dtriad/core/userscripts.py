@@ -296,11 +296,16 @@ local function keys_of(name, spec, args, n)
       for i = at + 1, math.min(at + count, n) do out[#out + 1] = str(args[i]) end
     end
   elseif mode == 'xread' then
-    for i = 2, n do
-      if upper(str(args[i])) == 'STREAMS' then
+    local i = 2  -- the options as Redis reads them (commands.streams_at)
+    while i <= n do
+      local word = upper(str(args[i]))
+      if word == 'STREAMS' then
         for j = i + 1, i + math.floor((n - i) / 2) do out[#out + 1] = str(args[j]) end
         break
       end
+      if word == 'COUNT' or word == 'BLOCK' then i = i + 2
+      elseif word == 'GROUP' and name == 'XREADGROUP' then i = i + 3
+      else i = i + 1 end
     end
   elseif mode == 'sort' or mode == 'geo' then
     local refused = sort_keys(args, n, out, mode == 'sort' and name ~= 'SORT_RO')

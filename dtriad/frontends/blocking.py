@@ -68,7 +68,7 @@ from typing import TYPE_CHECKING, Any
 import hiredis
 
 from dtriad.config import parse_address
-from dtriad.core.commands import Kind, RedisCommand, keys_of
+from dtriad.core.commands import Kind, RedisCommand, keys_of, streams_at
 from dtriad.core.steps import arun
 from dtriad.exceptions import CommandError, printable
 from dtriad.frontends.resp import encode, encode_shaped
@@ -180,7 +180,7 @@ class Plan:
             return [(self.keys[0], list(self.move))] if allowed else []
         if not allowed:
             return []
-        at = next(i for i, a in enumerate(self.stream) if _upper(a) == "STREAMS")
+        at = streams_at(self.name, self.stream)
         return [(allowed[0], [*self.stream[:at + 1], *allowed,
                               *(self.ids[k] for k in allowed)])]
 
@@ -204,7 +204,7 @@ def plan(spec: RedisCommand, argv: list) -> Plan:
         rest, block = split_block(spec, argv)
         ms = millis_timeout(block) if block is not None else 0
         keys = keys_of(spec, rest)
-        at = next((i for i, a in enumerate(rest) if _upper(a) == "STREAMS"), None)
+        at = streams_at(name, rest)
         if at is not None and (len(rest) - at - 1) % 2:
             raise CommandError("ERR Unbalanced XREAD list of streams: for each stream key "
                                "an ID or '$' must be specified.")

@@ -853,6 +853,16 @@ def streams() -> None:
          ("XGROUP", "CREATE", B, "g", "0"),
          ("XREADGROUP", "GROUP", "g", "c", "STREAMS", X, B, ">", ">"),
          ("XPENDING", X, "g"), ("XPENDING", B, "g"))
+    # a group or consumer named STREAMS (or COUNT) is not the option: the keys
+    # are found as Redis reads the options
+    case(f, "xreadgroup", *XFILL, ("XGROUP", "CREATE", X, "STREAMS", "0"),
+         ("XADD", B, "1-0", "b", "1"), ("XGROUP", "CREATE", B, "STREAMS", "0"),
+         ("XREADGROUP", "GROUP", "STREAMS", "STREAMS", "COUNT", "1", "STREAMS", X, ">"),
+         ("XREADGROUP", "GROUP", "STREAMS", "COUNT", "STREAMS", X, B, ">", ">"),
+         ("XPENDING", X, "STREAMS"), ("XPENDING", B, "STREAMS"))
+    case(f, "xread", *XFILL, ("XADD", B, "1-0", "b", "1"),
+         ("XREAD", "COUNT", "2", "STREAMS", X, B, "0", "0"),
+         ("XREAD", "COUNT", "STREAMS", "STREAMS", X, "0"))
     read = ("XREADGROUP", "GROUP", "g", "alice", "STREAMS", X, ">")
     case(f, "xack", *XFILL, GROUP, read, ("XACK", X, "g", "1-1", "2-0", "9-9"),
          ("XACK", X, "g", "1-1"), ("XPENDING", X, "g"), ("XACK", X, "nog", "3-5"),
