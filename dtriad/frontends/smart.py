@@ -37,6 +37,7 @@ from typing import Any
 import redis
 from redis._parsers import BaseParser
 from redis.backoff import NoBackoff
+from redis.client import EMPTY_RESPONSE
 from redis.exceptions import ResponseError
 from redis.retry import Retry
 
@@ -103,13 +104,15 @@ class Redis(redis.Redis):
         argv = [encode(a) for a in args]
         if spec.name in ("xread", "xreadgroup") and split_block(spec, argv)[1] is not None:
             return super().execute_command(*args, **options)  # it waits: a DTServer's job
-        if spec.name in FAST and self._fast_ok:
-            raw = self._fast_read(spec, argv)
-            if raw is not _GENERAL:
-                return self._callback(args[0], raw, options)
         try:
+            if spec.name in FAST and self._fast_ok:
+                raw = self._fast_read(spec, argv)
+                if raw is not _GENERAL:
+                    return self._callback(args[0], raw, options)
             raw = run(self.core.requests.command(argv), self.core.client)
         except CommandError as e:  # Redis's own error (WRONGTYPE, syntax...): redis-py's type
+            if EMPTY_RESPONSE in options:  # as redis-py: mget([]) is [], not an error
+                return options[EMPTY_RESPONSE]
             raise BaseParser.parse_error(e.line) from None
         except UnavailableError:
             if spec.kind is Kind.WRITE:
@@ -153,7 +156,7 @@ class Redis(redis.Redis):
             conn.send_command(*argv)
             return conn.read_response()
         except ResponseError as e:  # about the data (WRONGTYPE): the answer
-            raise BaseParser.parse_error(CommandError.from_redis(e).line) from None
+            raise CommandError.from_redis(e) from None
         except DOWN_ERRORS:
             conn.disconnect()
             core.suspects.suspect(node)
@@ -163,6 +166,7 @@ class Redis(redis.Redis):
         """What redis-py's ``parse_response`` makes of ``raw``: decoded as the
         connection would, then the command's response callback."""
         options.pop("keys", None)
+        options.pop(EMPTY_RESPONSE, None)
         if not options.pop(redis.client.NEVER_DECODE, False):
             raw = self._decode(raw)
         name = name.decode() if isinstance(name, bytes) else str(name)

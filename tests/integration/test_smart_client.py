@@ -48,7 +48,7 @@ def calls(r: redis.Redis, p: str) -> list:
         r.zscore(f"{p}z", "a"), r.zincrby(f"{p}z", 1, "a"),
         r.expire(f"{p}s", 100), 0 < r.ttl(f"{p}s") <= 100, r.type(f"{p}h"),
         r.delete(f"{p}a", f"{p}b"), r.exists(f"{p}a"),
-        r.ping(), r.echo("hi"),
+        r.ping(), r.echo("hi"), r.mget([]),
     ]
 
 
