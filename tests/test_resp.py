@@ -2,6 +2,7 @@
 trailing bytes), redis-cli's quoting, and reply encoding in RESP2 and RESP3."""
 
 import re
+from types import SimpleNamespace
 
 import hiredis
 import pytest
@@ -242,3 +243,26 @@ def test_the_hiredis_path_takes_whole_requests_and_leaves_the_rest():
     assert parser.next() is None
     parser.feed(b"k\r\n")
     assert parser.next() == [b"GET", b"k"]
+
+
+@pytest.mark.parametrize("name", sorted(__import__("dtriad.frontends.fastpath",
+                                                     fromlist=["PLAIN"]).PLAIN))
+def test_the_fast_paths_plain_replies_are_what_the_command_table_gives(name):
+    """The fast path encodes PLAIN commands' bulk strings and integers without
+    the command table: for any arguments (words that change other
+    commands' replies included), that is the table's encoding."""
+    from dtriad.frontends.fastpath import FastRead
+    from dtriad.frontends.respd import RespServer
+    spec = lookup(name)
+    for extra in ([], [b"WITHSCORES"], [b"GET"], [b"HELP"], [b"COUNT", b"2"], [b"0", b"-1"]):
+        argv = [name.encode(), b"k", *extra]
+        for resp3 in (False, True):
+            session = SimpleNamespace(resp3=resp3, fast_done=lambda: None)
+            for value in (b"v", b"", b"\r\n", 0, 7, -2):
+                read = FastRead(SimpleNamespace(server=None, core=SimpleNamespace(
+                    record=lambda *a: None)), session, spec, argv, "n1", 0.0)
+                if isinstance(value, bytes) and resp3:
+                    continue  # the table's way (RESP3 is not the plain path's)
+                read.set_result(value)
+                assert read.reply == RespServer.encode(None, session, spec, argv, value), \
+                    (argv, value, resp3)

@@ -59,6 +59,15 @@ FAST = frozenset((
     "zrevrangebylex",
     "ttl", "pttl", "type", "xlen", "xrange", "xrevrange",
 ))
+# Those whose reply, whatever the arguments, is a bulk string, a nil or an
+# integer Redis encodes as such (no status, no nil array, no RESP3 type):
+# encoded without asking the command table.
+PLAIN = frozenset((
+    "get", "getrange", "substr", "strlen", "getbit", "hget", "hlen", "hexists", "hstrlen",
+    "llen", "lindex", "scard", "sismember", "zcard", "zrank", "zrevrank", "zcount",
+    "zlexcount", "ttl", "pttl", "xlen",
+))
+assert PLAIN <= FAST
 assert all(REDIS[name.upper()].kind is Kind.READ and REDIS[name.upper()].route is Routing.SINGLE
            for name in FAST)
 
@@ -90,7 +99,13 @@ class FastRead:
     def set_result(self, value: Any) -> None:
         fast = self.fast
         try:  # called by the backend link: nothing may escape into it
-            self.reply = fast.server.encode(self.session, self.spec, self.argv, value)
+            kind = type(value)
+            if kind is bytes and self.spec.name in PLAIN and not self.session.resp3:
+                self.reply = b"$%d\r\n%s\r\n" % (len(value), value)
+            elif kind is int and self.spec.name in PLAIN:  # the same in RESP2 and 3
+                self.reply = b":%d\r\n" % value
+            else:
+                self.reply = fast.server.encode(self.session, self.spec, self.argv, value)
             fast.core.record("resp", self.spec.name, self.spec.group,
                              time.perf_counter() - self.started)
         except Exception:  # noqa: BLE001 - a bug must not take the link down
