@@ -33,12 +33,14 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import spyne.const
 from spyne import AnyDict, Application, Array, Integer, ServiceBase, Unicode, rpc
+from spyne.const.http import HTTP_200
 from spyne.error import RequestTooLongError, ResourceNotFoundError
 from spyne.model.fault import Fault
 from spyne.protocol.http import HttpRpc
 from spyne.protocol.json import JsonDocument
-from spyne.server.wsgi import WsgiApplication
+from spyne.server.wsgi import WsgiApplication, WsgiMethodContext
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -131,6 +133,7 @@ def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
     it, the outcome counted in the stats (as ``record``, else the method's name)."""
     core: DTCore = ctx.udc
     record = record or method.name
+    group = _FAMILY[method.name]
     started = time.perf_counter()
     try:
         if method.secret:
@@ -139,9 +142,9 @@ def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
             core.authorize_data(bearer(ctx.transport.req_env), method.name)
         result = run(core)
     except DtriadError as e:
-        core.record("http", record, family(method), time.perf_counter() - started, e.code)
+        core.record("http", record, group, time.perf_counter() - started, e.code)
         raise DtFault(e) from e
-    core.record("http", record, family(method), time.perf_counter() - started)
+    core.record("http", record, group, time.perf_counter() - started)
     return result
 
 
@@ -149,6 +152,9 @@ def family(method: ApiMethod) -> str:
     """The metrics' command family: the Redis command's group, else "admin"."""
     spec = lookup(method.redis) if method.redis else None
     return spec.group if spec else "admin"
+
+
+_FAMILY = {m.name: family(m) for m in METHODS.values()}  # looked up once, not per request
 
 
 def jsonable(value: Any) -> Any:
@@ -318,17 +324,80 @@ DTService = type(ServiceBase)("DTService", (ServiceBase,), {
 })
 
 
+class SpyneContext(WsgiMethodContext):
+    """spyne's WSGI method context, its attributes set directly: spyne's own
+    ``__setattr__`` (a Python call on each of the ~60 attributes a request
+    sets) only refuses new attribute names after ``__init__``, a guard for
+    user code that this module's handlers do not need (they use ``udc``)."""
+
+    __setattr__ = object.__setattr__
+
+
+class SpyneServer(WsgiApplication):
+    """spyne's WSGI server, running each request through spyne's own steps
+    (its context, the in protocol's decomposition, method lookup and
+    deserialization, the service's call wrapper and events, the out
+    protocol's serialization) without what this API never uses and spyne
+    did per request anyway:
+
+    * no WSDL: spyne rebuilt the request's URL on every request to look for
+      ``?wsdl``, which it then failed to serve (a bare 500); such a request
+      is now a call like any other (``wsdl`` is not a parameter);
+    * the body is not handed over: HttpRpc reads parameters from the query
+      string only, and :class:`WsgiFront` has moved any form body there;
+    * the reply is sent whole, with its Content-Length (spyne's unchunked
+      mode is broken on Python 3), and no MTOM or generator replies;
+    * the ``wsgi_call``/``wsgi_return``/``wsgi_close`` events are not fired:
+      the DTServer listens to none;
+    * its context is :class:`SpyneContext`.
+    """
+
+    def __call__(self, req_env, start_response, wsgi_url=None):
+        ctx = SpyneContext(self, req_env, self.app.out_protocol.mime_type)
+        ctx.in_string = ()
+        contexts = self.generate_contexts(ctx, None)
+        p_ctx, others = contexts[0], contexts[1:]
+        p_ctx.active = True
+        if p_ctx.in_error:
+            return self.handle_error(p_ctx, others, p_ctx.in_error, start_response)
+        self.get_in_object(p_ctx)
+        if p_ctx.in_error:
+            return self.handle_error(p_ctx, others, p_ctx.in_error, start_response)
+        self.get_out_object(p_ctx)
+        if p_ctx.out_error:
+            return self.handle_error(p_ctx, others, p_ctx.out_error, start_response)
+        if p_ctx.transport.resp_code is None:
+            p_ctx.transport.resp_code = HTTP_200
+        try:
+            self.get_out_string(p_ctx)
+        except Exception as e:  # noqa: BLE001 - answered as spyne does, a Server fault
+            log.exception("serializing the reply of %s", p_ctx.method_request_string)
+            p_ctx.out_error = Fault("Server", str(e))
+            return self.handle_error(p_ctx, others, p_ctx.out_error, start_response)
+        body = b"".join(p_ctx.out_string)
+        headers = p_ctx.transport.resp_headers
+        headers["Content-Length"] = str(len(body))
+        start_response(p_ctx.transport.resp_code,
+                       [(k, v) for k, vs in headers.items()
+                        for v in (vs if isinstance(vs, list | tuple) else (vs,))])
+        p_ctx.close()
+        return [body]
+
+
 def make_wsgi_app(core: DTCore) -> WsgiApplication:
     """The DTServer as a WSGI application bound to ``core``."""
     # spyne logs every client fault with a traceback; they are answered, not crashes.
     logging.getLogger("spyne").setLevel(logging.CRITICAL)
+    # spyne ran a full gc.collect() on closing a request, once a second, "to
+    # have file descriptors returned" (ours are never left to the collector).
+    spyne.const.MIN_GC_INTERVAL = float("inf")
     app = Application([DTService], NAMESPACE,
                       in_protocol=HttpRpc(validator="soft"),
                       out_protocol=DtJsonDocument(ignore_wrappers=True))
     app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", core))
     # Room for the largest value plus form encoding (up to 3 bytes per byte).
     limit = core.config.max_value_bytes * 3 + 64 * 1024
-    return Observability(core, WsgiFront(WsgiApplication(app, max_content_length=limit),
+    return Observability(core, WsgiFront(SpyneServer(app, max_content_length=limit),
                                          max_body=limit,
                                          body_timeout=core.config.body_timeout_s,
                                          authorize=core.authorize_data))
@@ -342,6 +411,8 @@ def utf8_query(raw: bytes) -> str:
     UTF-8: raw bytes are percent-encoded (so ``é`` sent raw and ``%C3%A9`` are
     one key), and a parameter whose bytes are not UTF-8 is refused rather
     than turned into U+FFFD (which made ``%ff`` and ``%fe`` one key)."""
+    if raw.isascii() and b"%" not in raw:  # nothing to encode or check (most requests)
+        return raw.decode("ascii")
     text = _RAW.sub(lambda m: b"%%%02X" % m.group()[0], raw).decode("ascii")
     try:
         parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
