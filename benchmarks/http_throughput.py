@@ -15,7 +15,11 @@ server's own CPU time per request: utime + stime of the server process and
 its children (granian's workers; wsgiref has none) from ``/proc/PID/stat``,
 before and after the run, divided by the requests answered in it. The load
 generator and the backends run on the same machine, so req/s depend on what
-they cost too; CPU µs per request is the server's alone.
+they cost too; CPU µs per request is the server's alone. The load
+generator's own CPU per request is reported too: it runs on uvloop when
+installed (``--loop``), about half asyncio's cost, which on a 2-core machine
+is CPU the multi-process server gets back (the single-threaded one cannot
+use it).
 
 Writes ``results/http_throughput.{csv,md,png}`` and prints the machine's
 ``python -m timeit "sum(range(1000))"`` (CPU speed, for comparing runs).
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import statistics
 import subprocess
@@ -37,14 +42,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from latency import load  # noqa: E402
-
 from dtriad.ops import cluster as local  # noqa: E402
 from dtriad.ops.procs import free_port, stop_pid, wait_until  # noqa: E402
 
 FIELDS = ["round", "target", "op", "clients", "requests", "errors", "throughput",
-          "p50_ms", "p99_ms", "cpu_s", "cpu_us_per_req", "processes"]
+          "p50_ms", "p99_ms", "cpu_s", "cpu_us_per_req", "processes", "loop",
+          "client_us_per_req"]
 TICK = os.sysconf("SC_CLK_TCK")
+
+
+def load(url: str, op: str, clients: int, duration: float, loop: str = "auto") -> dict:
+    """One run of ``loadgen.py`` (its own process) -> its JSON line."""
+    out = subprocess.run(
+        [sys.executable, str(HERE / "loadgen.py"), url, op, "--concurrency", str(clients),
+         "--duration", str(duration), "--loop", loop],
+        capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
 
 
 def machine_speed() -> str:
@@ -109,7 +122,7 @@ def start_server(cluster_file: Path, server: str, workers: int,
 def measure(args, echo) -> list[dict]:
     rows = []
     directory = Path(tempfile.mkdtemp(prefix="dtriad-httpbench-"))
-    config = local.up(directory, local.UpOptions(nodes=args.nodes, replicas=args.replicas,
+    local.up(directory, local.UpOptions(nodes=args.nodes, replicas=args.replicas,
                                                  persist=False, workers=args.workers),
                       log=lambda *_: None)
     servers: dict[str, subprocess.Popen] = {}
@@ -120,20 +133,21 @@ def measure(args, echo) -> list[dict]:
                 local.cluster_file(directory), server, args.workers,
                 directory / f"{target}.log")
         for url in urls.values():  # fill the keys, warm up both
-            load(url, "set", 8, 1.0, config.password)
+            load(url, "set", 8, 1.0, args.loop)
         for n in range(args.repeat):
             for op in ("get", "set"):
                 order = ("dtriad", "wsgiref") if n % 2 == 0 else ("wsgiref", "dtriad")
                 for target in order:
                     pids = tree(servers[target].pid)
                     before = cpu_seconds(pids)
-                    result = load(urls[target], op, args.clients, args.duration,
-                                  config.password)
+                    result = load(urls[target], op, args.clients, args.duration, args.loop)
                     cpu = cpu_seconds(pids) - before
+                    answered = max(result["requests"], 1)
                     row = {"round": n, "target": target, "op": op, "clients": args.clients,
                            **result, "cpu_s": round(cpu, 2),
-                           "cpu_us_per_req": round(cpu / max(result["requests"], 1) * 1e6, 1),
-                           "processes": len(pids)}
+                           "cpu_us_per_req": round(cpu / answered * 1e6, 1),
+                           "processes": len(pids),
+                           "client_us_per_req": round(result["client_cpu_s"] / answered * 1e6)}
                     echo(", ".join(f"{k}={row[k]}" for k in FIELDS))
                     rows.append(row)
     finally:
@@ -144,22 +158,26 @@ def measure(args, echo) -> list[dict]:
 
 
 def summary(rows: list[dict]) -> dict[tuple[str, str], dict[str, float]]:
-    """(target, op) -> median req/s and CPU µs per request over the rounds."""
+    """(target, op) -> the medians over the rounds."""
     out = {}
     for key in {(r["target"], r["op"]) for r in rows}:
         mine = [r for r in rows if (r["target"], r["op"]) == key]
-        out[key] = {"throughput": statistics.median(r["throughput"] for r in mine),
-                    "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in mine)}
+        out[key] = {field: statistics.median(r[field] for r in mine)
+                    for field in ("throughput", "cpu_us_per_req", "client_us_per_req")}
     return out
 
 
 def report(rows: list[dict], args, speed: str) -> str:
     s = summary(rows)
+    loop = rows[0]["loop"] if rows else "?"
     lines = [f"N={args.nodes}, r={args.replicas}, {args.clients} clients, "
-             f"{args.duration:g} s runs, {args.repeat} rounds, dtriad = granian with "
-             f"{args.workers} workers; machine: `timeit sum(range(1000))` {speed}", "",
-             "| op | dtriad req/s | wsgiref req/s | dtriad / wsgiref (per round) "
-             "| dtriad CPU µs/req | wsgiref CPU µs/req |", "|---|---|---|---|---|---|"]
+             f"{args.duration:g} s runs, {args.repeat} rounds (medians; the ratio of each "
+             f"round in brackets), dtriad = granian with {args.workers} workers, load "
+             f"generator on {loop}; machine: `python -m timeit \"sum(range(1000))\"`: "
+             f"{speed}", "",
+             "| op | dtriad req/s | wsgiref req/s | dtriad / wsgiref "
+             "| dtriad CPU µs/req | wsgiref CPU µs/req | load generator CPU µs/req "
+             "(dtriad, wsgiref) |", "|---|---|---|---|---|---|---|"]
     for op in ("get", "set"):
         d, w = s[("dtriad", op)], s[("wsgiref", op)]
         per_round = [f"{d_row['throughput'] / w_row['throughput']:.2f}"
@@ -169,7 +187,8 @@ def report(rows: list[dict], args, speed: str) -> str:
                          strict=True)]
         lines.append(f"| {op} | {d['throughput']:.0f} | {w['throughput']:.0f} "
                      f"| {d['throughput'] / w['throughput']:.2f} ({', '.join(per_round)}) "
-                     f"| {d['cpu_us_per_req']:.0f} | {w['cpu_us_per_req']:.0f} |")
+                     f"| {d['cpu_us_per_req']:.0f} | {w['cpu_us_per_req']:.0f} "
+                     f"| {d['client_us_per_req']:.0f}, {w['client_us_per_req']:.0f} |")
     return "\n".join(lines)
 
 
@@ -207,13 +226,15 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--name", default="http_throughput", help="results' file name")
+    parser.add_argument("--loop", choices=["auto", "asyncio", "uvloop"], default="auto",
+                        help="the load generator's event loop (auto: uvloop if installed)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     speed = machine_speed()
     print(f"machine: python -m timeit \"sum(range(1000))\": {speed}")
     rows = measure(args, print)
     with open(args.out / f"{args.name}.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, args.out / f"{args.name}.png")

@@ -276,7 +276,7 @@ def main():
     for n, r in grid:
         rows += measure(n, r, duration, args.clients, print)
     with open(args.out / "latency.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, args.clients, args.out / "latency.png")
