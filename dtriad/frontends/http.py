@@ -311,7 +311,9 @@ def _rpc(method: ApiMethod):
     serve.__name__ = serve.__qualname__ = method.name
     serve.__doc__ = method.summary
     types = [Array(Unicode) if p in method.arrays else Unicode for p in params]
-    return rpc(*types, _args=params, _returns=returns)(serve)
+    # "out_bare": the reply is the return value itself, not wrapped in a
+    # <name>Response object that the JSON document then unwraps (ignore_wrappers).
+    return rpc(*types, _args=params, _returns=returns, _body_style="out_bare")(serve)
 
 
 DTService = type(ServiceBase)("DTService", (ServiceBase,), {
