@@ -20,6 +20,7 @@ trace.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -41,7 +42,14 @@ from spyne.evmgr import EventManager
 from spyne.model.fault import Fault
 from spyne.protocol.http import HttpRpc
 from spyne.protocol.json import JsonDocument
-from spyne.server.wsgi import WsgiApplication, WsgiMethodContext, _parse_qs
+from spyne.server.http import HttpTransportContext
+from spyne.server.wsgi import (
+    WsgiApplication,
+    WsgiMethodContext,
+    WsgiTransportContext,
+    _get_http_headers,
+    _parse_qs,
+)
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -360,6 +368,22 @@ class DtHttpRpc(HttpRpc):
         return [ctx]
 
 
+class SpyneTransport(WsgiTransportContext):
+    """spyne's WSGI transport context, the request's headers (spyne's
+    ``headers``, a dict built by walking the whole environ, which granian
+    fills with the process environment too) gathered only if read: HttpRpc
+    reads them only for a method with an in-header, and this API has none."""
+
+    def __init__(self, parent, transport, req_env, content_type):
+        HttpTransportContext.__init__(self, parent, transport, req_env, content_type)
+        self.req_env = req_env
+        self.req_method = req_env.get("REQUEST_METHOD")
+
+    @functools.cached_property
+    def headers(self) -> dict:
+        return _get_http_headers(self.req_env)
+
+
 class SpyneContext(WsgiMethodContext):
     """spyne's WSGI method context, its attributes set directly: spyne's own
     ``__setattr__`` (a Python call on each of the ~60 attributes a request
@@ -367,6 +391,7 @@ class SpyneContext(WsgiMethodContext):
     user code that this module's handlers do not need (they use ``udc``)."""
 
     __setattr__ = object.__setattr__
+    HttpTransportContext = SpyneTransport
 
 
 class SpyneServer(WsgiApplication):
@@ -388,6 +413,11 @@ class SpyneServer(WsgiApplication):
     * its context is :class:`SpyneContext`.
     """
 
+    def __init__(self, app, *args, **kwargs):
+        super().__init__(app, *args, **kwargs)
+        self.takes_headers = any(d.in_header for ds in app.interface.service_method_map.values()
+                                 for d in ds)
+
     def decompose_incoming_envelope(self, prot, ctx, message):
         """The method's name and parameters (spyne's, without URL patterns,
         which this API has none of, and without formatting a debug line)."""
@@ -395,7 +425,8 @@ class SpyneServer(WsgiApplication):
         if ctx.method_request_string is None:
             ctx.method_request_string = \
                 f"{{{prot.app.interface.get_tns()}}}{environ['PATH_INFO'].split('/')[-1]}"
-        ctx.in_header_doc = ctx.transport.headers
+        if self.takes_headers:
+            ctx.in_header_doc = ctx.transport.headers
         ctx.in_body_doc = _parse_qs(environ["QUERY_STRING"])
 
     def __call__(self, req_env, start_response, wsgi_url=None):
@@ -579,7 +610,7 @@ class WsgiFront:
             query = utf8_query(environ.get("QUERY_STRING", "").encode("latin-1"))
         except ArgumentError as e:
             return self._error(start_response, e)
-        environ = {**environ, "QUERY_STRING": query}
+        environ["QUERY_STRING"] = query  # the request's own dict (PEP 3333 lets us)
         name = environ.get("PATH_INFO", "").split("/")[-1]  # spyne's rule
         if self.authorize is not None and name in DATA_METHODS:
             try:  # before the body is read
@@ -589,7 +620,7 @@ class WsgiFront:
         kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         post = environ.get("REQUEST_METHOD") == "POST"
         if post and not kind:  # no body type: its body is not read (spyne would, unbounded)
-            environ = {**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
+            environ.update(CONTENT_LENGTH="0", **{"wsgi.input": io.BytesIO()})
         if post and kind and kind not in (self.FORM, self.MULTIPART):
             return self._error(start_response, MediaTypeError(
                 f"the HTTP API reads parameters from the query string or an {self.FORM} "
@@ -620,8 +651,8 @@ class WsgiFront:
                 return self._error(start_response, e)
             # Handed to spyne as the GET it is now: spyne rewrites a POST's
             # empty values to None wherever they came from.
-            environ = {**environ, "REQUEST_METHOD": "GET", "QUERY_STRING": query,
-                       "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
+            environ.update({"REQUEST_METHOD": "GET", "QUERY_STRING": query,
+                            "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})
         started = []
         body = b"".join(self.app(environ, lambda status, headers, exc=None:
                                  started.append((status, headers))))
