@@ -119,7 +119,29 @@ def as_dtriad_error(fault: BaseException) -> DtriadError:
     return DtriadError("internal error in the DTServer; see its log")
 
 
-class DtJsonDocument(JsonDocument):
+class AttrsOnce:
+    """A spyne protocol's ``get_cls_attrs`` from a plain dict: spyne's keeps
+    them in a WeakKeyDictionary behind an eagerly computed debug line (a
+    Python-level ``len`` and ``get`` of that dictionary, ~15 times a
+    request). Types are a handful, declared once; the dict is bounded in
+    case something generates them on the fly."""
+
+    LIMIT = 4096
+
+    def get_cls_attrs(self, cls):
+        try:
+            return self._attrs_once[cls]
+        except AttributeError:
+            self._attrs_once = {}
+        except KeyError:
+            pass
+        attrs = super().get_cls_attrs(cls)
+        if len(self._attrs_once) < self.LIMIT:
+            self._attrs_once[cls] = attrs
+        return attrs
+
+
+class DtJsonDocument(AttrsOnce, JsonDocument):
     """JSON out, with faults as ``{"error", "code"}`` and our status codes."""
 
     def _fault_to_doc(self, inst, cls=None):
@@ -347,7 +369,7 @@ class QuietEvents(EventManager):
                 handler(ctx, *args, **kwargs)
 
 
-class DtHttpRpc(HttpRpc):
+class DtHttpRpc(AttrsOnce, HttpRpc):
     """HttpRpc (parameters from the query string), without per-request work
     this API does not need: no cookies parsed into the header document (no
     method takes an in-header), no debug lines formatted for a logger that
