@@ -358,9 +358,9 @@ DTService = type(ServiceBase)("DTService", (ServiceBase,), {
 
 
 class QuietEvents(EventManager):
-    """spyne's event manager, an event nobody listens to costing nothing:
-    spyne's built an empty ordered set for each of the ~30 events (in four
-    managers) a request fires, nearly all without listeners."""
+    """spyne's event manager, where an event nobody listens to costs nothing
+    (spyne's built an empty ordered set for each of the ~30 events, in four
+    managers, that a request fires, nearly all without listeners)."""
 
     def fire_event(self, event_name, ctx, *args, **kwargs):
         handlers = self.handlers.get(event_name)
@@ -642,7 +642,7 @@ class WsgiFront:
         kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         post = environ.get("REQUEST_METHOD") == "POST"
         if post and not kind:  # no body type: its body is not read (spyne would, unbounded)
-            environ.update(CONTENT_LENGTH="0", **{"wsgi.input": io.BytesIO()})
+            environ.update({"CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})
         if post and kind and kind not in (self.FORM, self.MULTIPART):
             return self._error(start_response, MediaTypeError(
                 f"the HTTP API reads parameters from the query string or an {self.FORM} "
