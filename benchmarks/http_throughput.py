@@ -33,6 +33,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -154,6 +155,7 @@ def measure(args, echo) -> list[dict]:
         for proc in servers.values():
             stop_pid(proc.pid)
         local.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
     return rows
 
 
