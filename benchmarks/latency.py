@@ -43,10 +43,13 @@ FIELDS = ["nodes", "replicas", "target", "op", "clients", "requests", "errors",
           "throughput", "p50_ms", "p99_ms"]
 
 
-def load(target: str, op: str, clients: int, duration: float, password: str) -> dict:
+def load(target: str, op: str, clients: int, duration: float, password: str,
+         loop: str = "asyncio") -> dict:
+    """One ``loadgen.py`` run; on asyncio, as ``results/latency.md`` was measured
+    (``http_throughput.py`` uses uvloop, which leaves the servers more CPU)."""
     out = subprocess.run(
         [sys.executable, str(HERE / "loadgen.py"), target, op, "--concurrency", str(clients),
-         "--duration", str(duration)],
+         "--duration", str(duration), "--loop", loop],
         capture_output=True, text=True, check=True,
         env=dict(os.environ, REDIS_PASSWORD=password))
     return json.loads(out.stdout)
@@ -276,7 +279,7 @@ def main():
     for n, r in grid:
         rows += measure(n, r, duration, args.clients, print)
     with open(args.out / "latency.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
+        writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     plot(rows, args.clients, args.out / "latency.png")

@@ -120,6 +120,9 @@ def test_write_quorum_can_be_lowered(fake_cluster):
     ("/nosuch?key=a", 404, "UNKNOWN_METHOD", "unknown method 'nosuch'; methods are append"),
     ("/mset?key=a&key=b&value=1", 400, "BADARG", "one value per key, got 2 keys and 1 values"),
     ("/mget", 400, "BADARG", "usage: mget key"),
+    # spyne's WSDL lookup answered these with a bare 500; WSDL is not served
+    ("/get?wsdl", 400, "BADARG", "missing argument 'key'; usage: get key"),
+    ("/get.wsdl?key=a", 404, "UNKNOWN_METHOD", "unknown method 'get.wsdl'"),
 ])
 def test_bad_input_gets_an_actionable_json_error(api, path, status, code, words):
     client, _, _ = api
@@ -128,6 +131,16 @@ def test_bad_input_gets_an_actionable_json_error(api, path, status, code, words)
     assert reply.status_code == status
     assert body["code"] == code and words in body["error"]
     assert "Traceback" not in reply.data.decode()
+
+
+def test_replies_have_their_length_and_keep_alive_works(api):
+    client, _, _ = api
+    call(client, "set", key="k", value="v")
+    for path in ("/get?key=k", "/get", "/nosuch"):
+        reply = client.get(path)
+        assert int(reply.headers["Content-Length"]) == len(reply.data)
+        assert "Transfer-Encoding" not in reply.headers
+        assert reply.headers["Content-Type"].startswith("application/json")
 
 
 def test_wrong_type_is_rejected_and_applied_nowhere(api):

@@ -20,6 +20,7 @@ trace.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -33,12 +34,22 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import spyne.const
 from spyne import AnyDict, Application, Array, Integer, ServiceBase, Unicode, rpc
+from spyne.const.http import HTTP_200
 from spyne.error import RequestTooLongError, ResourceNotFoundError
+from spyne.evmgr import EventManager
 from spyne.model.fault import Fault
 from spyne.protocol.http import HttpRpc
 from spyne.protocol.json import JsonDocument
-from spyne.server.wsgi import WsgiApplication
+from spyne.server.http import HttpTransportContext
+from spyne.server.wsgi import (
+    WsgiApplication,
+    WsgiMethodContext,
+    WsgiTransportContext,
+    _get_http_headers,
+    _parse_qs,
+)
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -108,7 +119,29 @@ def as_dtriad_error(fault: BaseException) -> DtriadError:
     return DtriadError("internal error in the DTServer; see its log")
 
 
-class DtJsonDocument(JsonDocument):
+class AttrsOnce:
+    """A spyne protocol's ``get_cls_attrs`` from a plain dict: spyne's keeps
+    them in a WeakKeyDictionary behind an eagerly computed debug line (a
+    Python-level ``len`` and ``get`` of that dictionary, ~15 times a
+    request). Types are a handful, declared once; the dict is bounded in
+    case something generates them on the fly."""
+
+    LIMIT = 4096
+
+    def get_cls_attrs(self, cls):
+        try:
+            return self._attrs_once[cls]
+        except AttributeError:
+            self._attrs_once = {}
+        except KeyError:
+            pass
+        attrs = super().get_cls_attrs(cls)
+        if len(self._attrs_once) < self.LIMIT:
+            self._attrs_once[cls] = attrs
+        return attrs
+
+
+class DtJsonDocument(AttrsOnce, JsonDocument):
     """JSON out, with faults as ``{"error", "code"}`` and our status codes."""
 
     def _fault_to_doc(self, inst, cls=None):
@@ -131,6 +164,7 @@ def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
     it, the outcome counted in the stats (as ``record``, else the method's name)."""
     core: DTCore = ctx.udc
     record = record or method.name
+    group = _FAMILY[method.name]
     started = time.perf_counter()
     try:
         if method.secret:
@@ -139,9 +173,9 @@ def _call(ctx, method: ApiMethod, run: Callable[[DTCore], Any],
             core.authorize_data(bearer(ctx.transport.req_env), method.name)
         result = run(core)
     except DtriadError as e:
-        core.record("http", record, family(method), time.perf_counter() - started, e.code)
+        core.record("http", record, group, time.perf_counter() - started, e.code)
         raise DtFault(e) from e
-    core.record("http", record, family(method), time.perf_counter() - started)
+    core.record("http", record, group, time.perf_counter() - started)
     return result
 
 
@@ -149,6 +183,9 @@ def family(method: ApiMethod) -> str:
     """The metrics' command family: the Redis command's group, else "admin"."""
     spec = lookup(method.redis) if method.redis else None
     return spec.group if spec else "admin"
+
+
+_FAMILY = {m.name: family(m) for m in METHODS.values()}  # looked up once, not per request
 
 
 def jsonable(value: Any) -> Any:
@@ -304,7 +341,9 @@ def _rpc(method: ApiMethod):
     serve.__name__ = serve.__qualname__ = method.name
     serve.__doc__ = method.summary
     types = [Array(Unicode) if p in method.arrays else Unicode for p in params]
-    return rpc(*types, _args=params, _returns=returns)(serve)
+    # "out_bare": the reply is the return value itself, not wrapped in a
+    # <name>Response object that the JSON document then unwraps (ignore_wrappers).
+    return rpc(*types, _args=params, _returns=returns, _body_style="out_bare")(serve)
 
 
 DTService = type(ServiceBase)("DTService", (ServiceBase,), {
@@ -318,17 +357,160 @@ DTService = type(ServiceBase)("DTService", (ServiceBase,), {
 })
 
 
+class QuietEvents(EventManager):
+    """spyne's event manager, where an event nobody listens to costs nothing
+    (spyne's built an empty ordered set for each of the ~30 events, in four
+    managers, that a request fires, nearly all without listeners)."""
+
+    def fire_event(self, event_name, ctx, *args, **kwargs):
+        handlers = self.handlers.get(event_name)
+        if handlers:
+            for handler in handlers:
+                handler(ctx, *args, **kwargs)
+
+
+class DtHttpRpc(AttrsOnce, HttpRpc):
+    """HttpRpc (parameters from the query string), without per-request work
+    this API does not need: no cookies parsed into the header document (no
+    method takes an in-header), no debug lines formatted for a logger that
+    is off, and the request's context used as the method's when one method
+    answers the name (spyne copied it for each, there is only ever one)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, parse_cookie=False, **kwargs)
+
+    def decompose_incoming_envelope(self, ctx, message_type):
+        ctx.transport.itself.decompose_incoming_envelope(self, ctx, message_type)
+
+    def generate_method_contexts(self, ctx):
+        handles = self.get_call_handles(ctx)
+        if len(handles) != 1:
+            return super().generate_method_contexts(ctx)
+        ctx.descriptor = handles[0]
+        return [ctx]
+
+
+class SpyneTransport(WsgiTransportContext):
+    """spyne's WSGI transport context, the request's headers (spyne's
+    ``headers``, a dict built by walking the whole environ, which granian
+    fills with the process environment too) gathered only if read: HttpRpc
+    reads them only for a method with an in-header, and this API has none."""
+
+    def __init__(self, parent, transport, req_env, content_type):
+        HttpTransportContext.__init__(self, parent, transport, req_env, content_type)
+        self.req_env = req_env
+        self.req_method = req_env.get("REQUEST_METHOD")
+
+    @functools.cached_property
+    def headers(self) -> dict:
+        return _get_http_headers(self.req_env)
+
+
+class SpyneContext(WsgiMethodContext):
+    """spyne's WSGI method context, its attributes set directly: spyne's own
+    ``__setattr__`` (a Python call on each of the ~60 attributes a request
+    sets) only refuses new attribute names after ``__init__``, a guard for
+    user code that this module's handlers do not need (they use ``udc``)."""
+
+    __setattr__ = object.__setattr__
+    HttpTransportContext = SpyneTransport
+
+
+class SpyneServer(WsgiApplication):
+    """spyne's WSGI server, running each request through spyne's own steps
+    (its context, the in protocol's decomposition, method lookup and
+    deserialization, the service's call wrapper and events, the out
+    protocol's serialization) without what this API never uses and spyne
+    did per request anyway:
+
+    * no WSDL: spyne rebuilt the request's URL on every request to look for
+      ``?wsdl``, which it then failed to serve (a bare 500); such a request
+      is now a call like any other (``wsdl`` is not a parameter);
+    * the body is not handed over: HttpRpc reads parameters from the query
+      string only, and :class:`WsgiFront` has moved any form body there;
+    * the reply is sent whole, with its Content-Length (spyne's unchunked
+      mode is broken on Python 3), and no MTOM or generator replies;
+    * the ``wsgi_call``/``wsgi_return``/``wsgi_close`` events are not fired:
+      the DTServer listens to none;
+    * its context is :class:`SpyneContext`.
+    """
+
+    def __init__(self, app, *args, **kwargs):
+        super().__init__(app, *args, **kwargs)
+        self.takes_headers = any(d.in_header for ds in app.interface.service_method_map.values()
+                                 for d in ds)
+
+    def decompose_incoming_envelope(self, prot, ctx, message):
+        """The method's name and parameters (spyne's, without URL patterns,
+        which this API has none of, and without formatting a debug line)."""
+        environ = ctx.in_document
+        if ctx.method_request_string is None:
+            ctx.method_request_string = \
+                f"{{{prot.app.interface.get_tns()}}}{environ['PATH_INFO'].split('/')[-1]}"
+        if self.takes_headers:
+            ctx.in_header_doc = ctx.transport.headers
+        ctx.in_body_doc = _parse_qs(environ["QUERY_STRING"])
+
+    def __call__(self, req_env, start_response, wsgi_url=None):
+        ctx = SpyneContext(self, req_env, self.app.out_protocol.mime_type)
+        ctx.in_string = ()
+        contexts = self.generate_contexts(ctx, None)
+        p_ctx, others = contexts[0], contexts[1:]
+        p_ctx.active = True
+        if p_ctx.in_error:
+            return self.handle_error(p_ctx, others, p_ctx.in_error, start_response)
+        self.get_in_object(p_ctx)
+        if p_ctx.in_error:
+            return self.handle_error(p_ctx, others, p_ctx.in_error, start_response)
+        self.get_out_object(p_ctx)
+        if p_ctx.out_error:
+            return self.handle_error(p_ctx, others, p_ctx.out_error, start_response)
+        if p_ctx.transport.resp_code is None:
+            p_ctx.transport.resp_code = HTTP_200
+        try:
+            self.get_out_string(p_ctx)
+        except Exception as e:  # noqa: BLE001 - answered as spyne does, a Server fault
+            log.exception("serializing the reply of %s", p_ctx.method_request_string)
+            p_ctx.out_error = Fault("Server", str(e))
+            return self.handle_error(p_ctx, others, p_ctx.out_error, start_response)
+        body = b"".join(p_ctx.out_string)
+        headers = p_ctx.transport.resp_headers
+        headers["Content-Length"] = str(len(body))
+        start_response(p_ctx.transport.resp_code,
+                       [(k, v) for k, vs in headers.items()
+                        for v in (vs if isinstance(vs, list | tuple) else (vs,))])
+        p_ctx.close()
+        return [body]
+
+
+def _no_debug(*args, **kwargs) -> None:
+    pass
+
+
 def make_wsgi_app(core: DTCore) -> WsgiApplication:
     """The DTServer as a WSGI application bound to ``core``."""
     # spyne logs every client fault with a traceback; they are answered, not crashes.
     logging.getLogger("spyne").setLevel(logging.CRITICAL)
-    app = Application([DTService], NAMESPACE,
-                      in_protocol=HttpRpc(validator="soft"),
-                      out_protocol=DtJsonDocument(ignore_wrappers=True))
-    app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", core))
+    # ... and makes ~30 logger.debug() calls a request, each a call and a level
+    # check for a line that can never be written at CRITICAL: they are no-ops.
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("spyne.") and isinstance(logger, logging.Logger):
+            logger.debug = _no_debug
     # Room for the largest value plus form encoding (up to 3 bytes per byte).
     limit = core.config.max_value_bytes * 3 + 64 * 1024
-    return Observability(core, WsgiFront(WsgiApplication(app, max_content_length=limit),
+    # spyne ran a full gc.collect() on closing a request, once a second, "to
+    # have file descriptors returned" (ours are never left to the collector).
+    spyne.const.MIN_GC_INTERVAL = float("inf")
+    app = Application([DTService], NAMESPACE,
+                      in_protocol=DtHttpRpc(validator="soft"),
+                      out_protocol=DtJsonDocument(ignore_wrappers=True))
+    app.event_manager.add_listener("method_call", lambda ctx: setattr(ctx, "udc", core))
+    server = SpyneServer(app, max_content_length=limit)
+    for manager in (app.event_manager, app.in_protocol.event_manager,
+                    app.out_protocol.event_manager, DTService.event_manager,
+                    server.event_manager):
+        manager.__class__ = QuietEvents
+    return Observability(core, WsgiFront(server,
                                          max_body=limit,
                                          body_timeout=core.config.body_timeout_s,
                                          authorize=core.authorize_data))
@@ -342,6 +524,8 @@ def utf8_query(raw: bytes) -> str:
     UTF-8: raw bytes are percent-encoded (so ``é`` sent raw and ``%C3%A9`` are
     one key), and a parameter whose bytes are not UTF-8 is refused rather
     than turned into U+FFFD (which made ``%ff`` and ``%fe`` one key)."""
+    if raw.isascii() and b"%" not in raw:  # nothing to encode or check (most requests)
+        return raw.decode("ascii")
     text = _RAW.sub(lambda m: b"%%%02X" % m.group()[0], raw).decode("ascii")
     try:
         parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
@@ -448,7 +632,7 @@ class WsgiFront:
             query = utf8_query(environ.get("QUERY_STRING", "").encode("latin-1"))
         except ArgumentError as e:
             return self._error(start_response, e)
-        environ = {**environ, "QUERY_STRING": query}
+        environ["QUERY_STRING"] = query  # the request's own dict (PEP 3333 lets us)
         name = environ.get("PATH_INFO", "").split("/")[-1]  # spyne's rule
         if self.authorize is not None and name in DATA_METHODS:
             try:  # before the body is read
@@ -458,7 +642,7 @@ class WsgiFront:
         kind = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
         post = environ.get("REQUEST_METHOD") == "POST"
         if post and not kind:  # no body type: its body is not read (spyne would, unbounded)
-            environ = {**environ, "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
+            environ.update({"CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})
         if post and kind and kind not in (self.FORM, self.MULTIPART):
             return self._error(start_response, MediaTypeError(
                 f"the HTTP API reads parameters from the query string or an {self.FORM} "
@@ -489,8 +673,8 @@ class WsgiFront:
                 return self._error(start_response, e)
             # Handed to spyne as the GET it is now: spyne rewrites a POST's
             # empty values to None wherever they came from.
-            environ = {**environ, "REQUEST_METHOD": "GET", "QUERY_STRING": query,
-                       "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()}
+            environ.update({"REQUEST_METHOD": "GET", "QUERY_STRING": query,
+                            "CONTENT_LENGTH": "0", "wsgi.input": io.BytesIO()})
         started = []
         body = b"".join(self.app(environ, lambda status, headers, exc=None:
                                  started.append((status, headers))))
