@@ -12,7 +12,7 @@ setup(
     python_requires=">=3.11",
     install_requires=[
         "redis[hiredis]>=5.0",
-        "spyne>=2.14",
+        "spyne>=2.14,<2.15",   # frontends/http.py runs spyne's WSGI steps itself (SpyneServer)
         "werkzeug>=3.0",       # spyne's HttpRpc needs it to parse form-encoded POST bodies
         "requests>=2.31",
         "click>=8.1",

@@ -1,5 +1,7 @@
 """DTClient over fakeredis: ordering, fan-out outcomes and the suspect cooldown."""
 
+import threading
+
 import fakeredis
 import pytest
 import redis
@@ -70,3 +72,42 @@ def test_a_failed_backend_is_skipped_until_its_cooldown_ends(setup):
     clock.now += 5.0
     assert not client.suspects.suspected(nodes[0])
     assert read(client, nodes, "GET", "k") == (b"v", nodes[0])  # probed again: master first
+
+
+def test_each_thread_keeps_its_own_connection_per_backend(setup):
+    client, _, _, nodes = setup
+    mine = client.connection(nodes[0])
+    assert client.connection(nodes[0]) is mine and client.connection(nodes[1]) is not mine
+    theirs = []
+    thread = threading.Thread(target=lambda: theirs.append(client.connection(nodes[0])))
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine
+    client.execute(nodes[0], "SET", "k", "v")
+    client.close()  # every thread's connections go; the next use makes a new one
+    assert client.connection(nodes[0]) is not mine
+    assert client.execute(nodes[0], "GET", "k") == b"v"
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def test_a_fanout_cut_short_leaves_no_reply_for_a_later_command(setup, monkeypatch):
+    """Kept connections must stay in step: a fan-out interrupted after it
+    sent its command (here while reading the first reply) drops the
+    connections whose replies were not read, so no later command on this
+    thread reads a reply meant for another."""
+    client, _, _, nodes = setup
+    client.fanout(nodes, "SET", "k", "old")
+    first = client.connection(nodes[0])
+    read = first.read_response
+
+    def interrupted(*args, **kwargs):
+        monkeypatch.setattr(first, "read_response", read)
+        raise Interrupted
+    monkeypatch.setattr(first, "read_response", interrupted)
+    with pytest.raises(Interrupted):
+        client.fanout(nodes, "SET", "k", "new", "GET")  # each answers "old", unread
+    for node in nodes:
+        assert client.execute(node, "GET", "k") == b"new"

@@ -29,9 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import threading
 import time
-import weakref
 from typing import Any
 
 import redis
@@ -91,9 +89,6 @@ class Redis(redis.Redis):
         self.core = DTCore(dataclasses.replace(config, metrics=False))
         self.core.start_repairs()
         self._fast_ok = config.read_quorum == ReadQuorum.ONE
-        self._links = threading.local()  # this thread's connections (fast reads), by node
-        self._opened = weakref.WeakSet()  # every thread's, closed by close()
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------ commands
     def execute_command(self, *args: Any, **options: Any) -> Any:
@@ -142,16 +137,7 @@ class Redis(redis.Redis):
                     None)
         if node is None:
             return _GENERAL
-        links = self._links.__dict__
-        if links.get("pid") != os.getpid():  # a fork's child never shares its parent's
-            links.clear()
-            links["pid"] = os.getpid()
-        conn = links.get(node)
-        if conn is None:  # made as the pool's are (the incarnation check), not kept by it
-            pool = core.client.pool(node)
-            conn = links[node] = pool.connection_class(**pool.connection_kwargs)
-            with self._lock:
-                self._opened.add(conn)
+        conn = core.client.connection(node)  # this thread's own
         try:
             conn.send_command(*argv)
             return conn.read_response()
@@ -161,6 +147,9 @@ class Redis(redis.Redis):
             conn.disconnect()
             core.suspects.suspect(node)
             return _GENERAL
+        except BaseException:  # its reply unread: the connection would be out of step
+            conn.disconnect()
+            raise
 
     def _callback(self, name: Any, raw: Any, options: dict) -> Any:
         """What redis-py's ``parse_response`` makes of ``raw``: decoded as the
@@ -180,9 +169,6 @@ class Redis(redis.Redis):
 
     def close(self) -> None:
         super().close()
-        with getattr(self, "_lock", threading.Lock()):
-            for conn in list(getattr(self, "_opened", ())):
-                conn.disconnect()
         core = getattr(self, "core", None)
         if core is not None:
             core.close()
