@@ -111,3 +111,4 @@ def test_a_fanout_cut_short_leaves_no_reply_for_a_later_command(setup, monkeypat
         client.fanout(nodes, "SET", "k", "new", "GET")  # each answers "old", unread
     for node in nodes:
         assert client.execute(node, "GET", "k") == b"new"
+

@@ -188,19 +188,19 @@ class PythonOnly(RequestParser):
         return data
 
 
-def run_parser(parser: RequestParser, pieces: list[bytes]) -> list:
+def run_parser(parser: RequestParser, pieces: list[bytes]) -> tuple[list, list]:
     """Every request parsed, then the protocol error if one came; and how
-    many bytes were buffered after each piece."""
-    out = []
+    many bytes were counted as buffered after each piece was fed."""
+    out, buffered = [], []
     try:
         for piece in pieces:
             parser.feed(piece)
+            buffered.append(parser.buffered)
             while (request := parser.next()) is not None:
                 out.append(request)
-            out.append(("buffered", parser.buffered))
     except ProtocolError as e:
         out.append(("error", str(e)))
-    return out
+    return out, buffered
 
 
 # Pieces of client input: canonical requests, and everything the C path must
@@ -215,6 +215,7 @@ FRAGMENTS = st.one_of(
         b"*1\r\n$+3\r\nGET\r\n", b"*2\r\n*1\r\n$1\r\na\r\n$1\r\nb\r\n", b"*1\r\n$3\r\nGETX\r\n",
         b"*x\r\n", b"*1\r\n$1\r\nab\r\n", b"$3\r\nGET\r\n", b"*1\r\n$3\r\nGET\n",
         multibulk(b"SET", b"k", b"x" * 300), multibulk(b"MSET", b"a", b"y" * 150, b"b", b"z" * 150),
+        b"*4294967295\r\n", b"*3000000\r\n", b"*2\r\n$99999999999999999999\r\n",
     ]))
 
 
@@ -231,8 +232,11 @@ def test_the_hiredis_path_parses_exactly_as_the_python_parser(fragments, cuts, l
         start += cut
     pieces.append(data[start:])
     options = {"max_bulk": 200, "max_request": 400} if limits else {}
-    assert run_parser(RequestParser(**options), pieces) == run_parser(PythonOnly(**options),
-                                                                        pieces)
+    requests, buffered = run_parser(RequestParser(**options), pieces)
+    expected, python_buffered = run_parser(PythonOnly(**options), pieces)
+    assert requests == expected
+    # requests parsed in C count what they hold, at least their wire bytes
+    assert all(c >= p for c, p in zip(buffered, python_buffered, strict=True))
 
 
 def test_the_hiredis_path_takes_whole_requests_and_leaves_the_rest():
@@ -266,3 +270,34 @@ def test_the_fast_paths_plain_replies_are_what_the_command_table_gives(name):
                 read.set_result(value)
                 assert read.reply == RespServer.encode(None, session, spec, argv, value), \
                     (argv, value, resp3)
+
+
+def test_requests_after_reset_in_the_same_read_meet_the_pre_auth_limits():
+    """RESET ends the AUTH: what came with it in one read is parsed after the
+    session is unauthenticated again, so Redis 7's pre-AUTH limits apply."""
+    parser = RequestParser()
+    parser.feed(multibulk(b"RESET") + multibulk(b"MSET", *[b"k%d" % i for i in range(12)]))
+    assert parser.next() == [b"RESET"]
+    parser.authenticated = False  # what the session does on RESET
+    with pytest.raises(ProtocolError, match="unauthenticated multibulk length"):
+        parser.next()
+
+
+def test_requests_parsed_in_c_count_what_they_hold():
+    """Reading pauses at a high-water mark of buffered bytes: tiny requests
+    parsed in C count their Python objects, not their 10 wire bytes."""
+    parser = RequestParser()
+    data = multibulk(b"") * 10_000
+    parser.feed(data)
+    assert len(parser._ready) == 10_000 and parser.buffered >= 100 * 10_000
+    while parser.next() is not None:
+        pass
+    assert parser.buffered == 0
+
+
+def test_a_huge_multibulk_count_is_the_python_parsers_error():
+    parser = RequestParser()
+    parser.feed(multibulk(b"GET", b"k") + b"*4294967295\r\n")
+    assert parser.next() == [b"GET", b"k"]
+    with pytest.raises(ProtocolError, match="invalid multibulk length"):
+        parser.next()

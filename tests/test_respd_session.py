@@ -303,3 +303,22 @@ def test_before_auth_a_client_that_does_not_read_stops_being_read():
         return paused
 
     assert asyncio.run(run()) == [120_000]
+
+
+def test_the_fast_path_keeps_only_short_spellings_of_its_own_commands():
+    """Command names as sent are kept to skip the table lookup: only short
+    spellings of FAST's commands, so junk names (up to max_value_bytes each)
+    cannot fill memory or crowd out the real ones."""
+    from dtriad.config import ReadQuorum
+    from dtriad.frontends.fastpath import _SPELLINGS, FastReads
+    fast = FastReads(SimpleNamespace(core=SimpleNamespace(
+        config=SimpleNamespace(read_quorum=ReadQuorum.ONE))))
+    session = SimpleNamespace(authed=True, multi=None, pubsub=None)
+    for i in range(_SPELLINGS + 10):
+        fast.send(session, [b"x" * 1000 + b"%d" % i, b"k"])  # unknown: not sent, not kept
+    fast.send(session, [b"SET", b"k", b"v"])  # not a fast read
+    fast.send(session, [b"GeT" + b" " * 20, b"k"])
+    assert fast._specs == {}
+    fast.core.follower = SimpleNamespace(current=lambda now: None)  # no view: not sent
+    assert not fast.send(session, [b"get", b"k"])
+    assert list(fast._specs) == [b"get"]

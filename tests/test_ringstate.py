@@ -320,3 +320,14 @@ def test_a_views_kept_routes_are_the_routes_it_computes(keys, pending, cache):
         for key in keys + keys[::-1] + keys:
             assert view.route(key) == View(state).route(key), key
             assert len(view._by_key) <= cache
+
+
+def test_a_view_keeps_no_route_of_a_long_key():
+    """Keys may be up to max_value_bytes: only short ones are kept, so a
+    stream of big distinct keys cannot pin memory in every front end."""
+    members = tuple(Member(f"n{i}", f"127.0.0.1:{7000 + i}", f"http://127.0.0.1:{8000 + i}")
+                    for i in range(3))
+    view = View(RingState(1, 1, 1, members))
+    view.route(b"x" * 257)
+    view.route("short")
+    assert list(view._by_key) == ["short"]

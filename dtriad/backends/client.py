@@ -116,9 +116,11 @@ class DTClient:
         """This thread's connection to ``node``: made as ``pool(node)`` makes
         its connections (timeouts, credentials, the incarnation check on
         connecting), never shared with another thread, connected on first
-        use and again after :meth:`~redis.Connection.disconnect`. It is not
-        counted by the pool; it closes with its thread (garbage), in a
-        forked child (never shared with the parent) and on :meth:`close`."""
+        use, and again after :meth:`~redis.Connection.disconnect` or when
+        the server closed it while idle. It is not counted by the pool
+        (``max_connections``: a thread has one per backend); it closes with
+        its thread (garbage), in a forked child (never shared with the
+        parent) and on :meth:`close`."""
         held = self._held.__dict__
         if held.get("key") != (os.getpid(), self._generation):
             held.clear()
@@ -126,9 +128,20 @@ class DTClient:
         conn = held.get(node)
         if conn is None:
             pool = self.pool(node)
-            conn = held[node] = pool.connection_class(**pool.connection_kwargs)
+            conn = pool.connection_class(**pool.connection_kwargs)
             with self._lock:
                 self._opened.add(conn)
+            held[node] = conn
+        elif conn._sock is not None:
+            # As the pool checks a connection it hands out (1 µs): the server
+            # may have closed it while it sat idle (its timeout, CLIENT KILL,
+            # a restart). Sending on it would fail a healthy backend.
+            try:
+                stale = conn.can_read()
+            except DOWN_ERRORS:
+                stale = True
+            if stale:
+                conn.disconnect()
         return conn
 
     def redis(self, node: str) -> redis.Redis:

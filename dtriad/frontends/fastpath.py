@@ -72,7 +72,6 @@ assert all(REDIS[name.upper()].kind is Kind.READ and REDIS[name.upper()].route i
            for name in FAST)
 
 
-_UNKNOWN = object()
 _SPELLINGS = 1024  # command names as clients spell them (GET, get, Get...) kept by FastReads
 
 
@@ -135,7 +134,7 @@ class FastReads:
         self.core = server.core
         self.enabled = self.core.config.read_quorum == ReadQuorum.ONE
         self._clock = time.monotonic
-        self._specs: dict[bytes, Any] = {}  # command name as sent -> its FAST spec, or None
+        self._specs: dict[bytes, Any] = {}  # a FAST command's name as sent -> its spec
 
     def send(self, session: Session, argv: list) -> bool:
         """Send ``argv`` as a fast read of ``session`` (True), or leave it to
@@ -144,13 +143,14 @@ class FastReads:
                 or session.pubsub is not None:
             return False
         name = argv[0]
-        spec = self._specs.get(name, _UNKNOWN)
-        if spec is _UNKNOWN:
+        spec = self._specs.get(name) if type(name) is bytes else None
+        if spec is None:
             spec = lookup(name)
             if spec is not None and spec.name not in FAST:
                 spec = None
-            if type(name) is bytes and len(self._specs) < _SPELLINGS:
-                self._specs[name] = spec
+            if spec is not None and type(name) is bytes and len(name) <= 16 \
+                    and len(self._specs) < _SPELLINGS:
+                self._specs[name] = spec  # only real spellings of FAST's (bounded)
         # FAST's commands are single-key reads: their one arity rule is Redis's
         if spec is None or not spec.arity_ok(len(argv)):
             return False

@@ -36,7 +36,9 @@ def app_from_env():
     core.start_repairs()
     app = make_wsgi_app(core)
     # What is built by now lives as long as the worker: out of the cyclic
-    # collector's sight, its full collections do not walk it again.
+    # collector's sight, its full collections do not walk it again (garbage
+    # left from starting is collected first, not frozen with it).
+    gc.collect()
     gc.freeze()
     return app
 

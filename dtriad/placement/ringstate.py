@@ -209,8 +209,10 @@ def load_json(text: str | bytes) -> Any:
         raise ArgumentError(f"ring state is not valid JSON: {str(e)[:100]}") from e
 
 
-# Keys whose routes a View keeps: about 150 bytes each with a short key.
+# Keys whose routes a View keeps (about 150 bytes each, and the key), and
+# the longest key kept: at most ~25 MB per view.
 ROUTE_CACHE = 65536
+ROUTE_KEY_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -247,11 +249,12 @@ class View:
         return self.state.token
 
     def route(self, key: str | bytes) -> Route:
-        """The key's route. The last :data:`ROUTE_CACHE` keys' routes are
+        """The key's route. The last :data:`ROUTE_CACHE` short keys' routes are
         kept (a view belongs to one ring state, so they never go stale):
         hashing and the ring search were a tenth of a read's CPU."""
         by_key = self._by_key
-        route = by_key.get(key) if type(key) is bytes or type(key) is str else None
+        keep = (type(key) is bytes or type(key) is str) and len(key) <= ROUTE_KEY_BYTES
+        route = by_key.get(key) if keep else None
         if route is not None:
             return route
         old = self.ring.preference_list(key)
@@ -262,7 +265,7 @@ class View:
             route = self._routes.get((old, new))
             if route is None:
                 route = self._routes[(old, new)] = route_between(old, new)
-        if type(key) is bytes or type(key) is str:
+        if keep:
             if len(by_key) >= ROUTE_CACHE:
                 by_key.clear()  # cheaper than keeping an LRU order on every read
             by_key[key] = route

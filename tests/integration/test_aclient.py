@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from dtriad.backends.aclient import AsyncClient
+from dtriad.backends.client import DTClient
 from dtriad.backends.outcome import Execute, Fanout, Suspects
 from dtriad.ops.procs import free_port
 from tests.conftest import PASSWORD
@@ -65,3 +66,26 @@ def test_a_refused_backend_is_suspected_and_a_hung_one_times_out(redis_backends)
         client.close()
 
     asyncio.run(scenario())
+
+
+def test_a_threads_kept_connection_closed_by_the_server_is_made_again(redis_backends):
+    """DTClient keeps one connection per thread per backend. One the server
+    closed while it sat idle (CLIENT KILL here; its timeout, a restart) is
+    made again before the next command, as a pool's checkout does: the
+    backend is not failed, not suspected, and a write is not reported as
+    possibly lost."""
+    (node,) = redis_backends(1)
+    client = DTClient(password=PASSWORD, timeout=2)
+    try:
+        client.execute(node, "SET", "k", "v")
+        killer = DTClient(password=PASSWORD, timeout=2)
+        assert killer.execute(node, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") >= 1
+        killer.close()
+        assert client.execute(node, "GET", "k") == b"v"
+        killer = DTClient(password=PASSWORD, timeout=2)
+        killer.execute(node, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        killer.close()
+        assert [o.ok for o in client.fanout([node], "SET", "k", "w")] == [True]
+        assert not client.suspects.suspected(node)
+    finally:
+        client.close()
