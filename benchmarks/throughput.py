@@ -36,7 +36,12 @@ compare (and a virtual machine whose speed drifted during the run shows it).
 Writes ``results/throughput.{csv,md,png}``; the ratios are dtriad's requests/s
 over direct Redis's for the same test in the same run.
 
-Usage: ``python benchmarks/throughput.py [--quick]``.
+Then, unless ``--resp-only``, the same run measures the smart client
+(``smart_client.py``) and the DTServer's HTTP against the original
+spyne-on-wsgiref setup with its CPU per request (``http_throughput.py``), each
+writing its own results, and adds their tables to ``throughput.md``.
+
+Usage: ``python benchmarks/throughput.py [--quick] [--resp-only]``.
 """
 
 from __future__ import annotations
@@ -338,6 +343,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fifth of the requests")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--resp-only", action="store_true",
+                        help="the RESP port only: not the smart client's and HTTP's runs after it")
     args = parser.parse_args()
     if shutil.which("redis-benchmark") is None:
         sys.exit("redis-benchmark not found: install Debian's redis-tools "
@@ -353,9 +360,30 @@ def main() -> None:
         writer.writerows(rows)
     after = machine_speed()
     text = report(rows, (before, after), versions())
+    if not args.resp_only:
+        text += "\n\n" + the_other_front_ends(args.out, args.quick)
     (args.out / "throughput.md").write_text(text + "\n")
     plot(rows, args.out / "throughput.png")
     print(text)
+
+
+def the_other_front_ends(out: Path, quick: bool) -> str:
+    """The same run's other two measurements, each by its own script (its
+    CSV, PNG and md beside this one's): the smart client, and the DTServer's
+    HTTP against the original spyne-on-wsgiref setup with its CPU per
+    request. -> their tables, for throughput.md."""
+    runs = [("The smart client (`smart_client.py`)", "smart_client",
+             ["--quick"] if quick else []),
+            ("HTTP: the DTServer against the original spyne/wsgiref setup "
+             "(`http_throughput.py`)", "http_throughput",
+             ["--repeat", "1" if quick else "5"] + (["--duration", "2"] if quick else []))]
+    parts = []
+    for title, name, options in runs:
+        print(f"{name}.py ...", flush=True)
+        subprocess.run([sys.executable, str(HERE / f"{name}.py"), "--out", str(out), *options],
+                       check=True)
+        parts.append(f"## {title}\n\n" + (out / f"{name}.md").read_text().strip())
+    return "\n\n".join(parts)
 
 
 if __name__ == "__main__":
