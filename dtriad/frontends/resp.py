@@ -70,7 +70,7 @@ class RequestParser:
         self._args: list[Any] = []
         self._bulk: int | None = None   # length of the bulk string being read
         self._skip = 0                  # bytes of an oversized argument still to skip
-        self._ready: collections.deque = collections.deque()  # (request, bytes) parsed in C
+        self._ready: collections.deque = collections.deque()  # (request, its cost) parsed in C
         self._ready_bytes = 0
         self._reader = hiredis.Reader()
 
