@@ -183,6 +183,7 @@ def report(rows: list[dict], args, speed: str) -> str:
     for op in ("get", "set"):
         d, w = s[("dtriad", op)], s[("wsgiref", op)]
         per_round = [f"{d_row['throughput'] / w_row['throughput']:.2f}"
+                     if w_row["throughput"] else "wsgiref answered nothing"
                      for d_row, w_row in zip(
                          (r for r in rows if (r["target"], r["op"]) == ("dtriad", op)),
                          (r for r in rows if (r["target"], r["op"]) == ("wsgiref", op)),

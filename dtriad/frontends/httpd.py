@@ -59,13 +59,21 @@ def serve(cluster_file: str, host: str, port: int, workers: int = 2,
     if state_file:
         os.environ[ENV_STATE] = os.path.abspath(state_file)
     if server == "wsgiref":
-        from wsgiref.simple_server import WSGIRequestHandler, make_server
+        from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
         class Quiet(WSGIRequestHandler):
             def log_message(self, *args):
                 pass
 
-        make_server(host, port, app_from_env(), handler_class=Quiet).serve_forever()
+        class Backlog(WSGIServer):
+            # wsgiref's listen backlog of 5 dropped the connections of 16
+            # clients (each request is a new connection: HTTP/1.0), which
+            # then waited a second for TCP to retry: a benchmark round could
+            # answer nothing. A deeper backlog measures the server itself.
+            request_queue_size = 128
+
+        make_server(host, port, app_from_env(), server_class=Backlog,
+                    handler_class=Quiet).serve_forever()
         return
     log.info("HTTP front end on %s:%d (%d granian workers)", host, port, workers)
     from granian import Granian
