@@ -146,13 +146,12 @@ class FastReads:
         spec = self._specs.get(name) if type(name) is bytes else None
         if spec is None:
             spec = lookup(name)
-            if spec is not None and spec.name not in FAST:
-                spec = None
-            if spec is not None and type(name) is bytes and len(name) <= 16 \
-                    and len(self._specs) < _SPELLINGS:
+            if spec is None or spec.name not in FAST:
+                return False
+            if type(name) is bytes and len(name) <= 16 and len(self._specs) < _SPELLINGS:
                 self._specs[name] = spec  # only real spellings of FAST's (bounded)
         # FAST's commands are single-key reads: their one arity rule is Redis's
-        if spec is None or not spec.arity_ok(len(argv)):
+        if not spec.arity_ok(len(argv)):
             return False
         for arg in argv:
             if type(arg) is not bytes:  # TooLarge: the general path says why
