@@ -265,3 +265,37 @@ def test_a_newer_writes_intent_survives_the_clearing_of_an_older_one(fake_cluste
     assert intents(backends, master) == {b"k": int(second[1])}
     assert m.eval(CLEAN, 0, "k", second[1]) == 1
     assert not intents(backends, master)
+
+
+def test_a_reconcile_never_undoes_a_write_that_reached_a_copy_after_it_read_versions(
+        fake_cluster):
+    """A reconcile picks the newest copy from versions it read, then gives the
+    others its state. A write that reaches a copy in between (its master step
+    done, its backups not yet) must survive: the reconcile is not settled
+    and reads again later. It used to bump its older "newest" past that copy
+    and install over it, and the write's backups then took the master's
+    state without it: the fault suite lost an acknowledged SADD this way."""
+    from dtriad.backends.outcome import Fanout
+    from dtriad.core.scripts import READ_VERSIONED
+    core, backends = fake_cluster()
+    write(core, "k", "SADD", "k", "a")
+    write(core, "k", "SADD", "k", "b")
+    master, b1, _ = core.ring.preference_list("k")
+    old = redis.Redis(connection_pool=backends.pool(master))
+    old.srem("k", "b")  # the master lost its last write (an AOF cut): b1 is newest
+    old.execute_command("SELECT", VERSION_DB)
+    old.set("k", version(backends, b1, "k") - 1)
+    steps, reply = core.requests.reconcile("k"), None
+    while True:
+        try:
+            effect = steps.send(reply)
+        except StopIteration as done:
+            settled = done.value
+            break
+        reply = core.client.perform(effect)
+        if isinstance(effect, Fanout) and effect.args[1] == READ_VERSIONED:
+            # a write's master step lands now, between the read and the repair
+            backends.direct(master).eval(WRITE_MASTER, 1, "k", core.view.token,
+                                         "SADD", "k", "c")
+    assert not settled
+    assert b"c" in backends.direct(master).smembers("k")

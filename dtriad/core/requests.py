@@ -485,12 +485,13 @@ class Requests:
         return False
 
     def _sync(self, keys: Sequence[Any], source: str, target: str, token: int,
-              failures: dict[str, str]) -> Steps:
+              failures: dict[str, str], bump_at_most: int | None = None) -> Steps:
         """Give ``target`` ``source``'s state of ``keys`` (:func:`dtriad.core.steps.sync_key`)."""
         settled, why = True, "kept changing under concurrent writes"
         try:
             for key in keys:
-                settled = (yield from steps.sync_key(source, target, key, token)) and settled
+                settled = (yield from steps.sync_key(source, target, key, token,
+                                                     bump_at_most=bump_at_most)) and settled
         except (*DOWN_ERRORS, ResponseError) as e:
             settled, why = False, describe(e)
         if not settled:
@@ -507,12 +508,16 @@ class Requests:
         if not all(o.ok for o in outcomes):
             return False
         newest = _newest(outcomes).node
+        seen = {o.node: int(o.value[0]) for o in outcomes}
         failures: dict[str, str] = {}
         agreed = True
         for node in route.direct + route.copy_to:
             if node != newest:
-                agreed = (yield from self._sync([key], newest, node, view.token,
-                                                failures)) and agreed
+                # A copy past the version read here took a write since (the
+                # fault suite lost an acknowledged SADD when this bumped the
+                # older "newest" over it): not settled now, read again later.
+                agreed = (yield from self._sync([key], newest, node, view.token, failures,
+                                                bump_at_most=seen.get(node))) and agreed
         return agreed
 
     def each(self, spec: RedisCommand, keys: Sequence[Any],

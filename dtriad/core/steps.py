@@ -62,7 +62,8 @@ async def arun(steps: Steps, client) -> Any:
             reply, error = None, e
 
 
-def sync_key(source: str, target: str, key: Any, token: int, attempts: int = 4) -> Steps:
+def sync_key(source: str, target: str, key: Any, token: int, attempts: int = 4,
+             bump_at_most: int | None = None) -> Steps:
     """Make ``target``'s copy of ``key`` equal ``source``'s: value, TTL and
     version (or absent), never by replaying a command. True when settled.
 
@@ -74,6 +75,12 @@ def sync_key(source: str, target: str, key: Any, token: int, attempts: int = 4) 
     newer version of different data, ``source`` is bumped past it
     (``BUMP``) and installed again. Both writes are fenced at ``token``.
     False if it did not settle within ``attempts`` (concurrent writers).
+
+    ``bump_at_most``: never bump past a target version above it, return
+    False instead. A caller that chose ``source`` from versions it read
+    earlier (a reconcile) passes the target's version then: a target that has
+    moved past it took a newer write since, maybe acknowledged, which the
+    source's older state must not replace.
     """
     version, payload, ttl = yield Execute(source, ("EVAL", STATE, 1, key))
     for _ in range(attempts):
@@ -81,6 +88,8 @@ def sync_key(source: str, target: str, key: Any, token: int, attempts: int = 4) 
                                        payload or b"", ttl))
         if not isinstance(reply, list):
             return True
+        if bump_at_most is not None and int(reply[0]) > bump_at_most:
+            return False
         version, payload, ttl = yield Execute(source, ("EVAL", BUMP, 1, key, token, reply[0]))
     return False
 
